@@ -1,0 +1,254 @@
+//! The typed sections of the configuration, their defaults and validation.
+
+use crate::ConfigError;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// The whole configuration of one `zync` process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The HTTP listener and the public origin.
+    pub http: HttpConfig,
+    /// Where accounts, meetings, chat and sessions are stored.
+    pub database: DatabaseConfig,
+    /// Bounds on every input.
+    pub limits: LimitsConfig,
+    /// Sessions and login throttling.
+    pub auth: AuthConfig,
+    /// WebSocket keep-alive.
+    pub websocket: WebSocketConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[http]`: the HTTP listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address and port the HTTP server listens on.
+    pub bind: SocketAddr,
+    /// The origin browsers use to reach Zync, e.g. `https://meet.example.com`.
+    /// Empty means `http://<bind>`. Drives the WebSocket Origin check and the
+    /// cookie's `Secure` flag.
+    pub public_url: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { bind: SocketAddr::from(([127, 0, 0, 1], 8080)), public_url: String::new() }
+    }
+}
+
+/// `[database]`: storage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (the file is created on first start) or
+    /// `postgres://user:password@host/dbname`.
+    pub url: String,
+    /// Size of the connection pool.
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: "sqlite://data/zync.db".into(), max_connections: 8 }
+    }
+}
+
+/// `[limits]`: bounds on every input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest accepted upload (avatar) in bytes.
+    pub max_upload_bytes: u64,
+    /// Longest chat message, in characters.
+    pub max_chat_chars: u32,
+    /// Most participants (connections) in one meeting.
+    pub max_room_participants: u32,
+    /// Largest WebSocket message accepted from a client, in bytes.
+    pub max_ws_message_bytes: u32,
+    /// Chat messages a participant may send in a burst.
+    pub chat_burst: u32,
+    /// Chat messages per minute a participant may sustain after the burst.
+    pub chat_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_upload_bytes: 5 * 1024 * 1024,
+            max_chat_chars: 2000,
+            max_room_participants: 100,
+            max_ws_message_bytes: 64 * 1024,
+            chat_burst: 10,
+            chat_per_minute: 60,
+        }
+    }
+}
+
+/// `[auth]`: sessions and login throttling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// A session ends after this many days without a request.
+    pub session_days: u32,
+    /// Failed logins allowed per username within `throttle_window_secs`.
+    pub max_failures_per_username: u32,
+    /// Failed logins allowed per client IP within `throttle_window_secs`.
+    pub max_failures_per_ip: u32,
+    /// The window over which failed logins are counted, in seconds.
+    pub throttle_window_secs: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            session_days: 14,
+            max_failures_per_username: 5,
+            max_failures_per_ip: 50,
+            throttle_window_secs: 300,
+        }
+    }
+}
+
+/// `[websocket]`: keep-alive of the signaling connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// How often the server pings each client, in milliseconds.
+    pub ping_interval_ms: u32,
+    /// A client that sends nothing (not even a pong) for this long is
+    /// considered gone, in milliseconds.
+    pub idle_timeout_ms: u32,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self { ping_interval_ms: 10_000, idle_timeout_ms: 30_000 }
+    }
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `debug`, or per module like
+    /// `info,zync::ws=debug`. `RUST_LOG`, when set, takes precedence.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into() }
+    }
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), reason: reason.into() }
+}
+
+fn at_least(key: &str, value: u64, min: u64) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(invalid(key, format!("must be at least {min}, got {value}")));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Checks every value that has the right type but may still be unusable.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.http.public_url.is_empty() {
+            parse_origin(&self.http.public_url).map_err(|r| invalid("http.public_url", r))?;
+        }
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database.url",
+                format!("must start with sqlite:// or postgres://, got {url:?}"),
+            ));
+        }
+        at_least("database.max_connections", self.database.max_connections.into(), 1)?;
+        let l = &self.limits;
+        at_least("limits.max_upload_bytes", l.max_upload_bytes, 1024)?;
+        at_least("limits.max_chat_chars", l.max_chat_chars.into(), 1)?;
+        at_least("limits.max_room_participants", l.max_room_participants.into(), 1)?;
+        at_least("limits.max_ws_message_bytes", l.max_ws_message_bytes.into(), 1024)?;
+        at_least("limits.chat_burst", l.chat_burst.into(), 1)?;
+        at_least("limits.chat_per_minute", l.chat_per_minute.into(), 1)?;
+        let a = &self.auth;
+        at_least("auth.session_days", a.session_days.into(), 1)?;
+        at_least("auth.max_failures_per_username", a.max_failures_per_username.into(), 1)?;
+        at_least("auth.max_failures_per_ip", a.max_failures_per_ip.into(), 1)?;
+        at_least("auth.throttle_window_secs", a.throttle_window_secs.into(), 1)?;
+        let w = &self.websocket;
+        at_least("websocket.ping_interval_ms", w.ping_interval_ms.into(), 100)?;
+        if w.idle_timeout_ms <= w.ping_interval_ms {
+            return Err(invalid(
+                "websocket.idle_timeout_ms",
+                "must be longer than websocket.ping_interval_ms",
+            ));
+        }
+        if self.log.level.trim().is_empty() {
+            return Err(invalid("log.level", "must not be empty (try \"info\")"));
+        }
+        Ok(())
+    }
+
+    /// The origin browsers use (`scheme://host[:port]`, no trailing slash).
+    pub fn public_origin(&self) -> String {
+        if self.http.public_url.is_empty() {
+            format!("http://{}", self.http.bind)
+        } else {
+            // Validated at load time.
+            parse_origin(&self.http.public_url).unwrap_or_else(|_| self.http.public_url.clone())
+        }
+    }
+
+    /// Whether the public origin is served over HTTPS (cookies get `Secure`).
+    pub fn is_https(&self) -> bool {
+        self.public_origin().starts_with("https://")
+    }
+}
+
+/// Reduces `http(s)://host[:port][/]` to its origin; refuses paths and queries,
+/// since an Origin header never carries them.
+fn parse_origin(url: &str) -> Result<String, String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("must start with http:// or https://, got {url:?}"))?;
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if host.is_empty() {
+        return Err(format!("has no host: {url:?}"));
+    }
+    if host.contains(['/', '?', '#', ' ', '@']) {
+        return Err(format!("must be an origin like https://meet.example.com, without a path: {url:?}"));
+    }
+    let scheme_len = url.len() - rest.len();
+    Ok(format!("{}{}", &url[..scheme_len], host.to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_is_normalized() {
+        assert_eq!(parse_origin("https://Meet.Example.com/").as_deref(), Ok("https://meet.example.com"));
+        assert_eq!(parse_origin("http://127.0.0.1:8080").as_deref(), Ok("http://127.0.0.1:8080"));
+        assert!(parse_origin("ftp://x").is_err());
+        assert!(parse_origin("https://x.com/meet").is_err());
+        assert!(parse_origin("https://").is_err());
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().expect("defaults validate");
+        assert_eq!(Config::default().public_origin(), "http://127.0.0.1:8080");
+    }
+}
