@@ -1,1 +1,105 @@
-//! placeholder
+//! Zync's server: HTTP API, WebSocket signaling, accounts, meetings, chat and
+//! storage. The `zync` binary is a thin wrapper around [`serve`]; tests call
+//! it directly on a listener bound to `127.0.0.1:0`.
+
+pub mod app;
+pub mod auth;
+pub mod avatar;
+pub mod cpu;
+pub mod db;
+pub mod error;
+pub mod json;
+pub mod meetings;
+pub mod room;
+pub mod state;
+pub mod ws;
+
+use anyhow::Context;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_sessions::session_store::ExpiredDeletion;
+use zync_config::Config;
+
+pub use zync_config;
+
+/// How often expired sessions are purged from the database.
+const SESSION_SWEEP: Duration = Duration::from_secs(600);
+
+/// Runs Zync on `listener` until `shutdown` completes, then closes every
+/// WebSocket (clients see `user-left` as usual), finishes in-flight HTTP
+/// requests, and closes the database.
+pub async fn serve(
+    mut config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr().context("reading the listener's address")?;
+    let allowed_origins = allowed_origins(&mut config, local);
+    let connected = db::Database::connect(&config.database.url, config.database.max_connections)
+        .await
+        .context("opening the database")?;
+    let db = connected.db;
+    let sweeper = tokio::spawn(connected.sessions.clone().continuously_delete_expired(SESSION_SWEEP));
+
+    let auth = &config.auth;
+    let throttle = auth::LoginThrottle::new(
+        auth.max_failures_per_username,
+        auth.max_failures_per_ip,
+        Duration::from_secs(auth.throttle_window_secs.into()),
+    );
+    let cpu = cpu::CpuPool::per_core();
+    let (stop, stopped) = watch::channel(false);
+    let state = state::AppState {
+        rooms: room::Registry::new(db.clone(), config.limits.max_room_participants as usize),
+        passwords: auth::Passwords::new(cpu.clone()),
+        cpu,
+        throttle: Arc::new(throttle),
+        allowed_origins: Arc::new(allowed_origins),
+        db: db.clone(),
+        config: Arc::new(config),
+        shutdown: stopped,
+    };
+    let rooms = state.rooms.clone();
+    tracing::info!(
+        "Zync listening on http://{local} (public origin {}, database {:?})",
+        state.config.public_origin(),
+        db.backend()
+    );
+    let app = app::router(state, connected.sessions);
+    let graceful = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop.send(true);
+    };
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(graceful)
+        .await
+        .context("serving HTTP")?;
+    // WebSockets live outside hyper once upgraded; give them a moment to
+    // leave their rooms before the database goes away.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while rooms.room_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sweeper.abort();
+    db.close().await;
+    Ok(())
+}
+
+/// Fills in `http.public_url` from the bound address when it is not set, and
+/// lists the origins the WebSocket accepts.
+fn allowed_origins(config: &mut Config, local: SocketAddr) -> Vec<String> {
+    if !config.http.public_url.is_empty() {
+        return vec![config.public_origin()];
+    }
+    config.http.public_url = format!("http://{local}");
+    let mut origins = vec![config.public_origin()];
+    if local.ip().is_loopback() {
+        origins.push(format!("http://localhost:{}", local.port()));
+    }
+    origins
+}

@@ -1,0 +1,198 @@
+//! The room actor: the one task that owns a live meeting's state.
+
+use super::{JoinError, Outbox, Registry, RoomCommand};
+use crate::auth::PublicUser;
+use crate::db::{Database, rfc3339};
+use crate::meetings::ChatView;
+use crate::ws::protocol::{MeetingInfo, Participant, ServerMessage};
+use axum::extract::ws::Utf8Bytes;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tracing::Instrument;
+
+/// Chat messages a joiner receives in `existing-users`.
+pub const HISTORY_ON_JOIN: usize = 50;
+
+struct Member {
+    participant: Participant,
+    outbox: Outbox,
+}
+
+/// A live meeting's state and the receiver of its commands.
+pub(super) struct RoomActor {
+    /// Registry entry id, so the actor removes its own entry and no other.
+    pub entry_id: u64,
+    pub meeting_id: i64,
+    pub meeting: MeetingInfo,
+    pub db: Database,
+    pub registry: Registry,
+    pub max_participants: usize,
+    pub count: Arc<AtomicUsize>,
+    pub commands: mpsc::Receiver<RoomCommand>,
+    members: Vec<Member>,
+    /// The last [`HISTORY_ON_JOIN`] messages, oldest first.
+    history: VecDeque<ChatView>,
+}
+
+impl RoomActor {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        entry_id: u64,
+        meeting_id: i64,
+        meeting: MeetingInfo,
+        db: Database,
+        registry: Registry,
+        max_participants: usize,
+        count: Arc<AtomicUsize>,
+        commands: mpsc::Receiver<RoomCommand>,
+    ) -> Self {
+        Self {
+            entry_id,
+            meeting_id,
+            meeting,
+            db,
+            registry,
+            max_participants,
+            count,
+            commands,
+            members: Vec::new(),
+            history: VecDeque::with_capacity(HISTORY_ON_JOIN),
+        }
+    }
+
+    /// Serves commands until the last participant leaves, then unregisters.
+    pub async fn run(self) {
+        let span = tracing::info_span!("room", slug = %self.meeting.slug);
+        self.serve().instrument(span).await;
+    }
+
+    async fn serve(mut self) {
+        match self.db.chat_page(self.meeting_id, None, HISTORY_ON_JOIN as i64).await {
+            Ok(page) => self.history = page.messages.iter().rev().map(ChatView::from).collect(),
+            Err(e) => tracing::error!(error = %e, "could not load chat history"),
+        }
+        tracing::debug!("room opened");
+        while let Some(command) = self.commands.recv().await {
+            self.handle(command).await;
+            if self.members.is_empty() {
+                break;
+            }
+        }
+        // Close in this order: once unregistered no new command can arrive
+        // through the registry, and joins already queued are refused so the
+        // sender retries with a fresh room.
+        self.registry.remove_entry(&self.meeting.slug, self.entry_id);
+        self.commands.close();
+        while let Ok(command) = self.commands.try_recv() {
+            if let RoomCommand::Join { reply, .. } = command {
+                let _ = reply.send(Err(JoinError::Closed));
+            }
+        }
+        tracing::debug!("room closed");
+    }
+
+    async fn handle(&mut self, command: RoomCommand) {
+        match command {
+            RoomCommand::Join { participant, outbox, reply } => {
+                let result = self.join(participant, outbox);
+                let _ = reply.send(result);
+            }
+            RoomCommand::Chat { participant_id, text, reference } => {
+                self.chat(&participant_id, text, reference).await;
+            }
+            RoomCommand::Leave { participant_id } => self.leave(&participant_id),
+        }
+    }
+
+    fn join(&mut self, participant: Participant, outbox: Outbox) -> Result<(), JoinError> {
+        if self.members.len() >= self.max_participants {
+            return Err(JoinError::Full);
+        }
+        let welcome = ServerMessage::ExistingUsers {
+            meeting: &self.meeting,
+            me: &participant,
+            participants: self.members.iter().map(|m| &m.participant).collect(),
+            history: self.history.iter().collect(),
+        }
+        .to_json();
+        // A fresh outbox has room; if not, the connection is already gone.
+        if outbox.try_send(welcome.into()).is_err() {
+            return Err(JoinError::Closed);
+        }
+        tracing::info!(participant = %participant.id, user_id = participant.user_id, "joined");
+        let joined = ServerMessage::UserJoined { participant: &participant }.to_json();
+        self.broadcast(joined.into());
+        self.members.push(Member { participant, outbox });
+        self.count.store(self.members.len(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn leave(&mut self, participant_id: &str) {
+        let Some(index) = self.members.iter().position(|m| m.participant.id == participant_id)
+        else {
+            return;
+        };
+        self.members.remove(index);
+        self.count.store(self.members.len(), Ordering::Relaxed);
+        tracing::info!(participant = %participant_id, "left");
+        let left = ServerMessage::UserLeft { participant_id }.to_json();
+        self.broadcast(left.into());
+    }
+
+    async fn chat(&mut self, participant_id: &str, text: String, reference: Option<serde_json::Value>) {
+        let Some(member) = self.members.iter().find(|m| m.participant.id == participant_id) else {
+            return;
+        };
+        let author = PublicUser {
+            id: member.participant.user_id,
+            display_name: member.participant.display_name.clone(),
+            avatar_url: member.participant.avatar_url.clone(),
+        };
+        match self.db.insert_chat(self.meeting_id, author.id, &text).await {
+            Ok(stored) => {
+                let view =
+                    ChatView { id: stored.id, user: author, text, sent_at: rfc3339(stored.sent_at) };
+                let json = ServerMessage::ChatMessage(&view).to_json();
+                if self.history.len() == HISTORY_ON_JOIN {
+                    self.history.pop_front();
+                }
+                self.history.push_back(view);
+                self.broadcast(json.into());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, participant = %participant_id, "could not store chat message");
+                let error = ServerMessage::Error {
+                    code: "chat_failed",
+                    message: "the message could not be saved; please try again",
+                    reference: reference.as_ref(),
+                }
+                .to_json();
+                let _ = member.outbox.try_send(error.into());
+            }
+        }
+    }
+
+    /// Queues `message` for every member. A member whose outbox is full or
+    /// closed is removed, and the others are told it left.
+    fn broadcast(&mut self, message: Utf8Bytes) {
+        let mut gone = Vec::new();
+        for member in &self.members {
+            match member.outbox.try_send(message.clone()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    tracing::warn!(participant = %member.participant.id, "outbox full; dropping slow participant");
+                    gone.push(member.participant.id.clone());
+                }
+                Err(TrySendError::Closed(_)) => gone.push(member.participant.id.clone()),
+            }
+        }
+        // Dropping the member drops its outbox sender, which closes the
+        // connection; `leave` then tells the others.
+        for id in gone {
+            self.leave(&id);
+        }
+    }
+}

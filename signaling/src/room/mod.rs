@@ -1,0 +1,58 @@
+//! Live meetings. Each meeting that has someone in it is owned by one task,
+//! the room actor: it alone holds the participant list and recent chat, and
+//! connections talk to it by message (bounded channels, replies on
+//! oneshots). No lock is held across an await.
+
+mod actor;
+mod registry;
+
+pub use registry::{Registry, RoomHandle};
+
+use crate::ws::protocol::Participant;
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+/// Messages queued for one connection, already serialized. Bounded: a
+/// connection that cannot keep up is dropped rather than slowing the room.
+pub type Outbox = mpsc::Sender<Utf8Bytes>;
+
+/// Capacity of each connection's outbox.
+pub const OUTBOX_CAPACITY: usize = 512;
+
+/// Why a join was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinError {
+    /// The meeting is at `limits.max_room_participants`.
+    Full,
+    /// The room task is shutting down; ask the registry again.
+    Closed,
+}
+
+/// What a connection can ask of its room.
+#[derive(Debug)]
+pub enum RoomCommand {
+    /// Add a participant. The room first queues `existing-users` on the
+    /// outbox, then tells the others.
+    Join {
+        /// The newcomer.
+        participant: Participant,
+        /// Where the room sends the newcomer's messages.
+        outbox: Outbox,
+        /// Answered once the participant is in (or refused).
+        reply: oneshot::Sender<Result<(), JoinError>>,
+    },
+    /// Store and broadcast a chat message.
+    Chat {
+        /// Sender.
+        participant_id: String,
+        /// Validated text.
+        text: String,
+        /// The request's `ref`, for an error reply.
+        reference: Option<serde_json::Value>,
+    },
+    /// Remove a participant (left, closed, or timed out).
+    Leave {
+        /// Who.
+        participant_id: String,
+    },
+}

@@ -1,0 +1,30 @@
+//! The state every handler shares.
+
+use crate::auth::{LoginThrottle, Passwords};
+use crate::cpu::CpuPool;
+use crate::db::Database;
+use crate::room::Registry;
+use std::sync::Arc;
+use tokio::sync::watch;
+use zync_config::Config;
+
+/// Shared by all requests; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// Storage.
+    pub db: Database,
+    /// Runs CPU-heavy work (argon2, image decoding) off the async threads.
+    pub cpu: CpuPool,
+    /// Password hashing and verification.
+    pub passwords: Passwords,
+    /// Failed-login counters.
+    pub throttle: Arc<LoginThrottle>,
+    /// Live meetings: slug → the task that owns the meeting's state.
+    pub rooms: Registry,
+    /// Origins the WebSocket accepts.
+    pub allowed_origins: Arc<Vec<String>>,
+    /// Turns true when the server shuts down; connections then close.
+    pub shutdown: watch::Receiver<bool>,
+}

@@ -1,0 +1,274 @@
+//! One WebSocket connection: parse, validate and dispatch client messages;
+//! deliver what the room queues; ping and time out silent peers.
+
+use super::protocol::{CLIENT_TYPES, ClientMessage, MediaState, Participant, ServerMessage};
+use crate::db::User;
+use crate::meetings;
+use crate::room::{JoinError, OUTBOX_CAPACITY, RoomCommand, RoomHandle};
+use crate::state::AppState;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+/// The meeting a connection is in.
+struct Joined {
+    room: RoomHandle,
+    participant_id: String,
+    outbox: mpsc::Receiver<Utf8Bytes>,
+}
+
+/// A token bucket: `capacity` at once, refilled at `per_sec`.
+struct RateLimit {
+    tokens: f64,
+    capacity: f64,
+    per_sec: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new(capacity: u32, per_minute: u32) -> Self {
+        let capacity = f64::from(capacity);
+        Self { tokens: capacity, capacity, per_sec: f64::from(per_minute) / 60.0, last: Instant::now() }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.per_sec;
+        self.tokens = (self.tokens + refill).min(self.capacity);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Why the loop ended.
+#[derive(Debug)]
+enum End {
+    ClientClosed,
+    TimedOut,
+    Dropped,
+    Shutdown,
+}
+
+struct Connection {
+    state: AppState,
+    user: User,
+    socket: WebSocket,
+    joined: Option<Joined>,
+    chat_rate: RateLimit,
+}
+
+/// Serves one upgraded connection until it closes.
+pub async fn run(socket: WebSocket, state: AppState, user: User) {
+    let limits = &state.config.limits;
+    let chat_rate = RateLimit::new(limits.chat_burst, limits.chat_per_minute);
+    let span = tracing::info_span!("ws", user_id = user.id);
+    serve_connection(socket, state, user, chat_rate).instrument(span).await;
+}
+
+async fn serve_connection(socket: WebSocket, state: AppState, user: User, chat_rate: RateLimit) {
+    let mut connection = Connection { state, user, socket, joined: None, chat_rate };
+    let end = connection.serve().await;
+    tracing::debug!(?end, "connection ended");
+    connection.leave().await;
+    if matches!(end, End::Shutdown | End::Dropped) {
+        let (code, reason) = match end {
+            End::Shutdown => (close_code::AWAY, "server shutting down"),
+            _ => (close_code::POLICY, "too slow to keep up"),
+        };
+        let frame = CloseFrame { code, reason: reason.into() };
+        let _ = connection.socket.send(Message::Close(Some(frame))).await;
+    }
+}
+
+/// The next message the room queued, or never if not in a room.
+async fn next_outgoing(joined: &mut Option<Joined>) -> Option<Utf8Bytes> {
+    match joined {
+        Some(j) => j.outbox.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes once the server starts shutting down.
+async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+impl Connection {
+    async fn serve(&mut self) -> End {
+        let ws = &self.state.config.websocket;
+        let ping_every = Duration::from_millis(ws.ping_interval_ms.into());
+        let idle_timeout = Duration::from_millis(ws.idle_timeout_ms.into());
+        let mut ping = tokio::time::interval(ping_every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shutdown = self.state.shutdown.clone();
+        let mut last_heard = Instant::now();
+        loop {
+            tokio::select! {
+                frame = self.socket.recv() => {
+                    let Some(Ok(frame)) = frame else { return End::ClientClosed };
+                    last_heard = Instant::now();
+                    match frame {
+                        Message::Text(text) => self.on_text(&text).await,
+                        Message::Binary(_) => {
+                            self.send_error("binary_not_supported", "send JSON text messages", None).await;
+                        }
+                        Message::Close(_) => return End::ClientClosed,
+                        Message::Ping(_) | Message::Pong(_) => {}
+                    }
+                }
+                outgoing = next_outgoing(&mut self.joined) => {
+                    let Some(json) = outgoing else { return End::Dropped };
+                    if self.socket.send(Message::Text(json)).await.is_err() {
+                        return End::ClientClosed;
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > idle_timeout {
+                        return End::TimedOut;
+                    }
+                    if self.socket.send(Message::Ping(Default::default())).await.is_err() {
+                        return End::ClientClosed;
+                    }
+                }
+                () = stopped(&mut shutdown) => return End::Shutdown,
+            }
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        let limit = self.state.config.limits.max_ws_message_bytes as usize;
+        if text.len() > limit {
+            let message = format!("messages are limited to {limit} bytes");
+            return self.send_error("message_too_large", &message, None).await;
+        }
+        let value: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return self.send_error("invalid_json", &e.to_string(), None).await,
+        };
+        let reference = value.get("ref").cloned();
+        let Some(kind) = value.get("type").and_then(Value::as_str).map(str::to_owned) else {
+            let message = "expected a JSON object with a string \"type\"";
+            return self.send_error("invalid_message", message, reference.as_ref()).await;
+        };
+        if !CLIENT_TYPES.contains(&kind.as_str()) {
+            let message = format!("unknown type {kind:?}; expected one of {CLIENT_TYPES:?}");
+            return self.send_error("unknown_type", &message, reference.as_ref()).await;
+        }
+        match serde_json::from_value::<ClientMessage>(value) {
+            Ok(message) => self.dispatch(message).await,
+            Err(e) => {
+                let message = format!("invalid {kind}: {e}");
+                self.send_error("invalid_message", &message, reference.as_ref()).await;
+            }
+        }
+    }
+
+    async fn dispatch(&mut self, message: ClientMessage) {
+        match message {
+            ClientMessage::JoinMeeting { slug, reference } => self.join(&slug, reference).await,
+            ClientMessage::LeaveMeeting { reference } => {
+                if self.joined.is_none() {
+                    return self.not_joined(reference).await;
+                }
+                self.leave().await;
+            }
+            ClientMessage::ChatMessage { text, reference } => self.chat(text, reference).await,
+        }
+    }
+
+    async fn join(&mut self, slug: &str, reference: Option<Value>) {
+        if self.joined.is_some() {
+            let message = "already in a meeting; send leave-meeting first";
+            return self.send_error("already_joined", message, reference.as_ref()).await;
+        }
+        let meeting = match meetings::find(&self.state, slug).await {
+            Ok(m) => m,
+            Err(crate::error::ApiError::NotFound(_)) => {
+                let message = "no meeting has that link";
+                return self.send_error("meeting_not_found", message, reference.as_ref()).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "meeting lookup failed");
+                return self.send_error("unavailable", "try again shortly", reference.as_ref()).await;
+            }
+        };
+        let participant = Participant {
+            id: format!("{:016x}", rand::random::<u64>()),
+            user_id: self.user.id,
+            display_name: self.user.display_name.clone(),
+            avatar_url: self.user.avatar_url(),
+            media: MediaState::default(),
+        };
+        let participant_id = participant.id.clone();
+        let (outbox, receiver) = mpsc::channel(OUTBOX_CAPACITY);
+        match self.state.rooms.join(&meeting, participant, outbox).await {
+            Ok(room) => {
+                self.joined = Some(Joined { room, participant_id, outbox: receiver });
+                let db = self.state.db.clone();
+                let (meeting_id, user_id) = (meeting.id, self.user.id);
+                tokio::spawn(async move {
+                    if let Err(e) = db.record_join(meeting_id, user_id).await {
+                        tracing::error!(error = %e, "could not record the join");
+                    }
+                });
+            }
+            Err(JoinError::Full) => {
+                let message = format!(
+                    "the meeting is full ({} participants)",
+                    self.state.config.limits.max_room_participants
+                );
+                self.send_error("room_full", &message, reference.as_ref()).await;
+            }
+            Err(JoinError::Closed) => {
+                self.send_error("unavailable", "try again shortly", reference.as_ref()).await;
+            }
+        }
+    }
+
+    async fn chat(&mut self, text: String, reference: Option<Value>) {
+        let Some(joined) = &self.joined else { return self.not_joined(reference).await };
+        let max = self.state.config.limits.max_chat_chars as usize;
+        if text.trim().is_empty() {
+            return self.send_error("invalid_message", "chat text is empty", reference.as_ref()).await;
+        }
+        if text.chars().count() > max {
+            let message = format!("chat messages are limited to {max} characters");
+            return self.send_error("chat_too_long", &message, reference.as_ref()).await;
+        }
+        if !self.chat_rate.take() {
+            let message = "you are sending messages too fast; wait a moment";
+            return self.send_error("rate_limited", message, reference.as_ref()).await;
+        }
+        let command =
+            RoomCommand::Chat { participant_id: joined.participant_id.clone(), text, reference };
+        if !joined.room.send(command).await {
+            self.joined = None;
+        }
+    }
+
+    /// Leaves the current meeting, if any.
+    async fn leave(&mut self) {
+        if let Some(joined) = self.joined.take() {
+            let command = RoomCommand::Leave { participant_id: joined.participant_id };
+            joined.room.send(command).await;
+        }
+    }
+
+    async fn not_joined(&mut self, reference: Option<Value>) {
+        let message = "send join-meeting first";
+        self.send_error("not_joined", message, reference.as_ref()).await;
+    }
+
+    async fn send_error(&mut self, code: &str, message: &str, reference: Option<&Value>) {
+        tracing::debug!(code, message, "refused a client message");
+        let json = ServerMessage::Error { code, message, reference }.to_json();
+        let _ = self.socket.send(Message::Text(json.into())).await;
+    }
+}

@@ -1,0 +1,40 @@
+//! The signaling WebSocket (`GET /ws`): upgrade checks and the per-connection
+//! loop. Each connection is one task that reads client messages, writes
+//! what its room queues for it, and pings to notice dead peers.
+
+mod connection;
+pub mod protocol;
+
+use crate::auth::user_from_session;
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use tower_sessions::Session;
+
+/// `GET /ws`: requires an allowed `Origin` (403) and a session (401).
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    session: Session,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if !origin.is_some_and(|o| state.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o))) {
+        tracing::warn!(origin = ?origin, "WebSocket refused: origin not allowed");
+        return Err(ApiError::Forbidden("origin not allowed"));
+    }
+    let user = user_from_session(&state, &session).await?;
+    let upgrade = upgrade.map_err(|e| ApiError::bad_request("not_websocket", e.body_text()))?;
+    // Frames past the hard cap close the connection (tungstenite refuses to
+    // buffer them); anything between the configured limit and the cap is
+    // answered with an error and the connection stays open.
+    let soft_limit = state.config.limits.max_ws_message_bytes as usize;
+    let hard_cap = (soft_limit * 4).max(1 << 20);
+    Ok(upgrade
+        .max_message_size(hard_cap)
+        .max_frame_size(hard_cap)
+        .on_upgrade(move |socket| connection::run(socket, state, user)))
+}
