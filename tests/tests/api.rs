@@ -1,0 +1,237 @@
+//! The HTTP API against a real server: accounts, sessions, throttling,
+//! meetings.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use zync_tests::{PASSWORD, TestServer};
+
+#[tokio::test]
+async fn register_login_logout_me() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.client();
+
+    let (status, body) = alice.get("/api/me").await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthorized");
+
+    let (status, me) = alice.register("alice", "Alice Liddell", PASSWORD).await?;
+    assert_eq!(status, StatusCode::CREATED, "{me}");
+    assert_eq!(me["username"], "alice");
+    assert_eq!(me["display_name"], "Alice Liddell");
+    assert!(me["avatar_url"].as_str().unwrap_or_default().starts_with("/api/users/"));
+
+    let (status, body) = alice.get("/api/me").await?;
+    assert_eq!(status, StatusCode::OK, "registering logs in");
+    assert_eq!(body["id"], me["id"]);
+
+    let (status, _) = alice.post("/api/auth/logout", json!({})).await?;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(alice.get("/api/me").await?.0, StatusCode::UNAUTHORIZED);
+
+    let (status, body) = alice.login("ALICE", PASSWORD).await?;
+    assert_eq!(status, StatusCode::OK, "usernames are case-insensitive: {body}");
+    assert_eq!(body["id"], me["id"]);
+    assert_eq!(alice.get("/api/me").await?.0, StatusCode::OK);
+    server.stop().await
+}
+
+#[tokio::test]
+async fn session_cookie_is_http_only_lax_and_cycled_at_login() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.client();
+    let response = client
+        .http
+        .post(format!("{}/api/auth/register", server.base))
+        .json(&json!({"username": "carol", "display_name": "Carol", "password": PASSWORD}))
+        .send()
+        .await?;
+    let set_cookie = response.headers()["set-cookie"].to_str()?.to_string();
+    assert!(set_cookie.starts_with("zync_session="), "{set_cookie}");
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+    assert!(!set_cookie.contains("Secure"), "plain http origin: no Secure flag");
+
+    let before = client.cookie_header().expect("cookie after register");
+    assert_eq!(client.login("carol", PASSWORD).await?.0, StatusCode::OK);
+    let after = client.cookie_header().expect("cookie after login");
+    assert_ne!(before, after, "session id must change at login");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn logout_destroys_the_session_server_side() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let client = server.user("dave").await?;
+    let stolen = client.cookie_header().expect("session cookie");
+    assert_eq!(client.post("/api/auth/logout", json!({})).await?.0, StatusCode::NO_CONTENT);
+    // Replaying the old cookie from elsewhere must not work.
+    let replay = reqwest::Client::new()
+        .get(format!("{}/api/me", server.base))
+        .header("cookie", stolen)
+        .send()
+        .await?;
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+    server.stop().await
+}
+
+#[tokio::test]
+async fn duplicate_and_invalid_registrations_are_refused() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    server.user("bob").await?;
+    let other = server.client();
+
+    let (status, body) = other.register("BOB", "Another Bob", PASSWORD).await?;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "username_taken");
+
+    for bad in ["ab", "has space", "-dash", "émile", &"x".repeat(33), "semi;colon"] {
+        let (status, body) = other.register(bad, "Name", PASSWORD).await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}");
+        assert_eq!(body["error"]["code"], "invalid_username", "{bad:?}");
+    }
+    let (status, body) = other.register("newuser", "Name", "short").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "weak_password");
+
+    let (status, body) = other.register("newuser", "   ", PASSWORD).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_display_name");
+
+    let (status, body) = other.post("/api/auth/register", json!({"username": 5})).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"].is_string());
+
+    let raw = other
+        .http
+        .post(format!("{}/api/auth/register", server.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await?;
+    assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = raw.json().await?;
+    assert_eq!(body["error"]["code"], "invalid_json");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_look_the_same() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    server.user("erin").await?;
+    let client = server.client();
+    let wrong = client.login("erin", "not the password").await?;
+    let unknown = client.login("nobody", "not the password").await?;
+    assert_eq!(wrong.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong, unknown, "no hint whether the account exists");
+    assert_eq!(client.get("/api/me").await?.0, StatusCode::UNAUTHORIZED);
+    server.stop().await
+}
+
+#[tokio::test]
+async fn repeated_failures_are_throttled_per_username_and_per_ip() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| {
+        c.auth.max_failures_per_username = 3;
+        c.auth.max_failures_per_ip = 6;
+    })
+    .await?;
+    server.user("frank").await?;
+    let client = server.client();
+    for _ in 0..3 {
+        assert_eq!(client.login("frank", "guess guess").await?.0, StatusCode::UNAUTHORIZED);
+    }
+    let response = client
+        .http
+        .post(format!("{}/api/auth/login", server.base))
+        .json(&json!({"username": "frank", "password": PASSWORD}))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
+    assert!(response.headers().contains_key("retry-after"));
+
+    // Other usernames from this IP still work until the IP limit...
+    server.user("grace").await?;
+    assert_eq!(client.login("grace", PASSWORD).await?.0, StatusCode::OK);
+    for name in ["x1", "x2", "x3"] {
+        assert_eq!(client.login(name, "guess guess").await?.0, StatusCode::UNAUTHORIZED);
+    }
+    // ...then the IP is throttled for every username.
+    let (status, body) = client.login("grace", PASSWORD).await?;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_requests");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn protected_routes_need_a_session() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let anonymous = server.client();
+    for path in ["/api/me", "/api/meetings", "/api/meetings/calm-otter-river-12345", "/api/users/1/avatar"] {
+        assert_eq!(anonymous.get(path).await?.0, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    assert_eq!(anonymous.post("/api/meetings", json!({})).await?.0, StatusCode::UNAUTHORIZED);
+    let health = reqwest::get(format!("{}/healthz", server.base)).await?;
+    assert_eq!(health.status(), StatusCode::OK);
+    let (status, body) = anonymous.get("/api/no-such-route").await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "not_found");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn meetings_are_created_found_and_listed_newest_first() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.user("alice").await?;
+    let bob = server.user("bob").await?;
+
+    let (status, first) = alice.post("/api/meetings", json!({"title": "  Standup  "})).await?;
+    assert_eq!(status, StatusCode::CREATED);
+    let slug = first["slug"].as_str().unwrap_or_default().to_string();
+    let parts: Vec<&str> = slug.split('-').collect();
+    assert_eq!(parts.len(), 4, "{slug}");
+    assert!(parts[3].len() == 5 && parts[3].bytes().all(|b| b.is_ascii_digit()), "{slug}");
+    assert_eq!(first["title"], "Standup");
+    assert_eq!(first["url"], format!("{}/{slug}", server.base));
+    assert_eq!(first["created_by"]["display_name"], "Alice Test");
+    assert!(first["created_at"].as_str().unwrap_or_default().ends_with('Z'));
+
+    let (status, untitled) = alice.post("/api/meetings", json!({})).await?;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(untitled["title"], "");
+    assert_ne!(untitled["slug"], first["slug"]);
+
+    let (status, found) = bob.get(&format!("/api/meetings/{slug}")).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found["slug"], first["slug"]);
+    let (status, body) = bob.get("/api/meetings/quiet-heron-lake-00000").await?;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "not_found");
+
+    let (_, list) = alice.get("/api/meetings").await?;
+    let slugs: Vec<&str> = list["meetings"].as_array().map_or(vec![], |a| {
+        a.iter().filter_map(|m| m["slug"].as_str()).collect()
+    });
+    assert_eq!(slugs, vec![untitled["slug"].as_str().unwrap_or_default(), slug.as_str()]);
+    let (_, list) = bob.get("/api/meetings").await?;
+    assert_eq!(list["meetings"], json!([]), "bob has not joined anything yet");
+
+    let long = "x".repeat(101);
+    let (status, body) = alice.post("/api/meetings", json!({"title": long})).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_title");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn display_name_can_be_changed() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.user("alice").await?;
+    let response = alice
+        .http
+        .patch(format!("{}/api/me", server.base))
+        .json(&json!({"display_name": " Alice L. "}))
+        .send()
+        .await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(alice.get("/api/me").await?.1["display_name"], "Alice L.");
+    server.stop().await
+}
