@@ -22,10 +22,12 @@ pub(crate) fn merge(
     })?;
 
     if let Some((path, text)) = file {
-        let table: Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: path.to_string(),
-            reason: e.to_string().trim_end().to_string(),
-        })?;
+        let table: Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                path: path.to_string(),
+                reason: e.to_string().trim_end().to_string(),
+            })?;
         overlay_file(&mut merged, table, path)?;
     }
 
@@ -37,7 +39,10 @@ fn overlay_file(merged: &mut Table, file: Table, path: &str) -> Result<(), Confi
     let source = || Source::File(path.to_string());
     for (section, value) in file {
         let Some(Value::Table(target)) = merged.get_mut(&section) else {
-            return Err(ConfigError::UnknownKey { key: section, origin: source() });
+            return Err(ConfigError::UnknownKey {
+                key: section,
+                origin: source(),
+            });
         };
         let Value::Table(entries) = value else {
             return Err(ConfigError::Type {
@@ -50,7 +55,10 @@ fn overlay_file(merged: &mut Table, file: Table, path: &str) -> Result<(), Confi
         for (key, value) in entries {
             let dotted = format!("{section}.{key}");
             let Some(default) = target.get(&key) else {
-                return Err(ConfigError::UnknownKey { key: dotted, origin: source() });
+                return Err(ConfigError::UnknownKey {
+                    key: dotted,
+                    origin: source(),
+                });
             };
             let value = coerce_like(default, value).map_err(|got| ConfigError::Type {
                 key: dotted,
@@ -69,17 +77,26 @@ fn overlay_env(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<(), ConfigError> {
     for (var, raw) in env {
-        let Some(rest) = var.strip_prefix(ENV_PREFIX) else { continue };
+        let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         let rest = rest.to_ascii_lowercase();
         // Sections have no underscore in their names, so the first `_` splits
         // section from key (`LIMITS_MAX_UPLOAD_BYTES` → limits.max_upload_bytes).
-        let Some((section, key)) = rest.split_once('_') else { continue };
+        let Some((section, key)) = rest.split_once('_') else {
+            continue;
+        };
         // Variables for other tools that merely share the prefix are ignored;
         // a known section with an unknown key is almost surely a typo.
-        let Some(Value::Table(target)) = merged.get_mut(section) else { continue };
+        let Some(Value::Table(target)) = merged.get_mut(section) else {
+            continue;
+        };
         let dotted = format!("{section}.{key}");
         let Some(default) = target.get(key) else {
-            return Err(ConfigError::UnknownKey { key: dotted, origin: Source::Env(var) });
+            return Err(ConfigError::UnknownKey {
+                key: dotted,
+                origin: Source::Env(var),
+            });
         };
         let value = parse_env_like(default, &raw).map_err(|got| ConfigError::Type {
             key: dotted.clone(),

@@ -36,7 +36,10 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { bind: SocketAddr::from(([127, 0, 0, 1], 8080)), public_url: String::new() }
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: String::new(),
+        }
     }
 }
 
@@ -53,7 +56,10 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self { url: "sqlite://data/zync.db".into(), max_connections: 8 }
+        Self {
+            url: "sqlite://data/zync.db".into(),
+            max_connections: 8,
+        }
     }
 }
 
@@ -126,7 +132,10 @@ pub struct WebSocketConfig {
 
 impl Default for WebSocketConfig {
     fn default() -> Self {
-        Self { ping_interval_ms: 10_000, idle_timeout_ms: 30_000 }
+        Self {
+            ping_interval_ms: 10_000,
+            idle_timeout_ms: 30_000,
+        }
     }
 }
 
@@ -141,12 +150,17 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { level: "info".into() }
+        Self {
+            level: "info".into(),
+        }
     }
 }
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.into(), reason: reason.into() }
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
 }
 
 fn at_least(key: &str, value: u64, min: u64) -> Result<(), ConfigError> {
@@ -172,19 +186,39 @@ impl Config {
                 format!("must start with sqlite:// or postgres://, got {url:?}"),
             ));
         }
-        at_least("database.max_connections", self.database.max_connections.into(), 1)?;
+        at_least(
+            "database.max_connections",
+            self.database.max_connections.into(),
+            1,
+        )?;
         let l = &self.limits;
         at_least("limits.max_upload_bytes", l.max_upload_bytes, 1024)?;
         at_least("limits.max_chat_chars", l.max_chat_chars.into(), 1)?;
-        at_least("limits.max_room_participants", l.max_room_participants.into(), 1)?;
-        at_least("limits.max_ws_message_bytes", l.max_ws_message_bytes.into(), 1024)?;
+        at_least(
+            "limits.max_room_participants",
+            l.max_room_participants.into(),
+            1,
+        )?;
+        at_least(
+            "limits.max_ws_message_bytes",
+            l.max_ws_message_bytes.into(),
+            1024,
+        )?;
         at_least("limits.chat_burst", l.chat_burst.into(), 1)?;
         at_least("limits.chat_per_minute", l.chat_per_minute.into(), 1)?;
         let a = &self.auth;
         at_least("auth.session_days", a.session_days.into(), 1)?;
-        at_least("auth.max_failures_per_username", a.max_failures_per_username.into(), 1)?;
+        at_least(
+            "auth.max_failures_per_username",
+            a.max_failures_per_username.into(),
+            1,
+        )?;
         at_least("auth.max_failures_per_ip", a.max_failures_per_ip.into(), 1)?;
-        at_least("auth.throttle_window_secs", a.throttle_window_secs.into(), 1)?;
+        at_least(
+            "auth.throttle_window_secs",
+            a.throttle_window_secs.into(),
+            1,
+        )?;
         let w = &self.websocket;
         at_least("websocket.ping_interval_ms", w.ping_interval_ms.into(), 100)?;
         if w.idle_timeout_ms <= w.ping_interval_ms {
@@ -193,9 +227,7 @@ impl Config {
                 "must be longer than websocket.ping_interval_ms",
             ));
         }
-        if self.log.level.trim().is_empty() {
-            return Err(invalid("log.level", "must not be empty (try \"info\")"));
-        }
+        validate_log_level(&self.log.level).map_err(|r| invalid("log.level", r))?;
         Ok(())
     }
 
@@ -215,6 +247,29 @@ impl Config {
     }
 }
 
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// Accepts `LEVEL` or `target=LEVEL` directives separated by commas.
+fn validate_log_level(filter: &str) -> Result<(), String> {
+    if filter.trim().is_empty() {
+        return Err("must not be empty (try \"info\")".into());
+    }
+    for directive in filter.split(',').map(str::trim) {
+        let level = match directive.split_once('=') {
+            Some((target, level)) if !target.trim().is_empty() => level,
+            Some(_) => return Err(format!("{directive:?} has no target before '='")),
+            None => directive,
+        };
+        if !LEVELS.contains(&level.trim().to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{directive:?}: expected a level ({}) or target=level",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Reduces `http(s)://host[:port][/]` to its origin; refuses paths and queries,
 /// since an Origin header never carries them.
 fn parse_origin(url: &str) -> Result<String, String> {
@@ -227,10 +282,16 @@ fn parse_origin(url: &str) -> Result<String, String> {
         return Err(format!("has no host: {url:?}"));
     }
     if host.contains(['/', '?', '#', ' ', '@']) {
-        return Err(format!("must be an origin like https://meet.example.com, without a path: {url:?}"));
+        return Err(format!(
+            "must be an origin like https://meet.example.com, without a path: {url:?}"
+        ));
     }
     let scheme_len = url.len() - rest.len();
-    Ok(format!("{}{}", &url[..scheme_len], host.to_ascii_lowercase()))
+    Ok(format!(
+        "{}{}",
+        &url[..scheme_len],
+        host.to_ascii_lowercase()
+    ))
 }
 
 #[cfg(test)]
@@ -239,11 +300,26 @@ mod tests {
 
     #[test]
     fn origin_is_normalized() {
-        assert_eq!(parse_origin("https://Meet.Example.com/").as_deref(), Ok("https://meet.example.com"));
-        assert_eq!(parse_origin("http://127.0.0.1:8080").as_deref(), Ok("http://127.0.0.1:8080"));
+        assert_eq!(
+            parse_origin("https://Meet.Example.com/").as_deref(),
+            Ok("https://meet.example.com")
+        );
+        assert_eq!(
+            parse_origin("http://127.0.0.1:8080").as_deref(),
+            Ok("http://127.0.0.1:8080")
+        );
         assert!(parse_origin("ftp://x").is_err());
         assert!(parse_origin("https://x.com/meet").is_err());
         assert!(parse_origin("https://").is_err());
+    }
+
+    #[test]
+    fn log_filters() {
+        assert!(validate_log_level("info").is_ok());
+        assert!(validate_log_level("warn,zync::ws=debug, tower_http=TRACE").is_ok());
+        assert!(validate_log_level("loud").is_err());
+        assert!(validate_log_level("zync=").is_err());
+        assert!(validate_log_level("=info").is_err());
     }
 
     #[test]

@@ -4,7 +4,10 @@ use std::path::Path;
 use zync_config::{Config, ConfigError, Source};
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn write(dir: &tempfile::TempDir, text: &str) -> std::path::PathBuf {
@@ -25,7 +28,11 @@ fn no_file_no_env_gives_defaults() {
 fn example_file_matches_defaults() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("zync.example.toml");
     let config = Config::load_with_env(Some(&example), env(&[])).expect("example loads");
-    assert_eq!(config, Config::default(), "zync.example.toml must show the defaults");
+    assert_eq!(
+        config,
+        Config::default(),
+        "zync.example.toml must show the defaults"
+    );
 }
 
 #[test]
@@ -46,7 +53,11 @@ fn environment_beats_file_beats_defaults() {
         ]),
     )
     .expect("loads");
-    assert_eq!(config.http.bind.to_string(), "127.0.0.1:9100", "env wins over file");
+    assert_eq!(
+        config.http.bind.to_string(),
+        "127.0.0.1:9100",
+        "env wins over file"
+    );
     assert_eq!(config.limits.max_upload_bytes, 4096, "env wins over file");
     assert_eq!(config.limits.max_chat_chars, 500, "file wins over default");
     assert_eq!(config.database.url, "postgres://zync@localhost/zync");
@@ -58,26 +69,37 @@ fn unknown_key_in_file_is_named() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write(&dir, "[http]\nbnid = \"0.0.0.0:9000\"\n");
     let err = Config::load_with_env(Some(&path), env(&[])).expect_err("typo refused");
-    assert!(matches!(&err, ConfigError::UnknownKey { key, origin: Source::File(_) } if key == "http.bnid"));
+    assert!(
+        matches!(&err, ConfigError::UnknownKey { key, origin: Source::File(_) } if key == "http.bnid")
+    );
     assert!(err.to_string().contains("`http.bnid`"), "{err}");
 }
 
 #[test]
 fn unknown_section_is_named() {
     let err = Config::from_toml_str("[htp]\nbind = 1\n").expect_err("refused");
-    assert!(err.to_string().contains("unknown config key `htp`"), "{err}");
+    assert!(
+        err.to_string().contains("unknown config key `htp`"),
+        "{err}"
+    );
 }
 
 #[test]
 fn wrong_type_names_key_and_source() {
     let err = Config::from_toml_str("[limits]\nmax_chat_chars = \"lots\"\n").expect_err("refused");
     let text = err.to_string();
-    assert!(text.contains("`limits.max_chat_chars`") && text.contains("expected an integer"), "{text}");
+    assert!(
+        text.contains("`limits.max_chat_chars`") && text.contains("expected an integer"),
+        "{text}"
+    );
 
     let err = Config::load_with_env(None, env(&[("ZYNC_LIMITS_MAX_CHAT_CHARS", "lots")]))
         .expect_err("refused");
     let text = err.to_string();
-    assert!(text.contains("ZYNC_LIMITS_MAX_CHAT_CHARS") && text.contains("limits.max_chat_chars"), "{text}");
+    assert!(
+        text.contains("ZYNC_LIMITS_MAX_CHAT_CHARS") && text.contains("limits.max_chat_chars"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -91,10 +113,19 @@ fn unparsable_value_names_key() {
 fn semantic_errors_name_key() {
     for (toml, key) in [
         ("[database]\nurl = \"mysql://x\"\n", "database.url"),
-        ("[http]\npublic_url = \"meet.example.com\"\n", "http.public_url"),
-        ("[limits]\nmax_room_participants = 0\n", "limits.max_room_participants"),
+        (
+            "[http]\npublic_url = \"meet.example.com\"\n",
+            "http.public_url",
+        ),
+        (
+            "[limits]\nmax_room_participants = 0\n",
+            "limits.max_room_participants",
+        ),
         ("[limits]\nmax_chat_chars = -5\n", "limits.max_chat_chars"),
-        ("[websocket]\nping_interval_ms = 5000\nidle_timeout_ms = 1000\n", "websocket.idle_timeout_ms"),
+        (
+            "[websocket]\nping_interval_ms = 5000\nidle_timeout_ms = 1000\n",
+            "websocket.idle_timeout_ms",
+        ),
     ] {
         let err = Config::from_toml_str(toml).expect_err(toml);
         assert!(err.to_string().contains(key), "{toml}: {err}");
@@ -119,7 +150,8 @@ fn missing_file_is_reported() {
 
 #[test]
 fn https_public_url_means_secure_cookies() {
-    let config = Config::from_toml_str("[http]\npublic_url = \"https://meet.example.com/\"\n").expect("ok");
+    let config =
+        Config::from_toml_str("[http]\npublic_url = \"https://meet.example.com/\"\n").expect("ok");
     assert!(config.is_https());
     assert_eq!(config.public_origin(), "https://meet.example.com");
 }

@@ -25,7 +25,9 @@ pub fn router(state: AppState, sessions: crate::db::SessionStore) -> Router {
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(state.config.is_https())
-        .with_expiry(Expiry::OnInactivity(Duration::days(state.config.auth.session_days.into())));
+        .with_expiry(Expiry::OnInactivity(Duration::days(
+            state.config.auth.session_days.into(),
+        )));
 
     let api = Router::new()
         .route("/auth/register", post(auth::register))

@@ -22,12 +22,18 @@ pub struct CpuPool {
 impl CpuPool {
     /// A pool running at most `slots` jobs at once.
     pub fn new(slots: usize) -> Self {
-        Self { slots: Arc::new(Semaphore::new(slots.max(1))) }
+        Self {
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+        }
     }
 
     /// A pool with one slot per core.
     pub fn per_core() -> Self {
-        Self::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+        Self::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
     }
 
     /// Runs `job` on a blocking thread once a slot is free.

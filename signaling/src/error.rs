@@ -59,7 +59,10 @@ pub enum ApiError {
 impl ApiError {
     /// A 400 with a code and message.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::BadRequest { code, message: message.into() }
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
@@ -102,10 +105,15 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response =
-            (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response();
+        let mut response = (
+            status,
+            Json(json!({ "error": { "code": code, "message": message } })),
+        )
+            .into_response();
         if let Self::TooManyRequests(secs) = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -37,13 +37,20 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let local = listener.local_addr().context("reading the listener's address")?;
+    let local = listener
+        .local_addr()
+        .context("reading the listener's address")?;
     let allowed_origins = allowed_origins(&mut config, local);
     let connected = db::Database::connect(&config.database.url, config.database.max_connections)
         .await
         .context("opening the database")?;
     let db = connected.db;
-    let sweeper = tokio::spawn(connected.sessions.clone().continuously_delete_expired(SESSION_SWEEP));
+    let sweeper = tokio::spawn(
+        connected
+            .sessions
+            .clone()
+            .continuously_delete_expired(SESSION_SWEEP),
+    );
 
     let auth = &config.auth;
     let throttle = auth::LoginThrottle::new(
@@ -75,10 +82,13 @@ pub async fn serve(
         tracing::info!("shutting down");
         let _ = stop.send(true);
     };
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(graceful)
-        .await
-        .context("serving HTTP")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful)
+    .await
+    .context("serving HTTP")?;
     // WebSockets live outside hyper once upgraded; give them a moment to
     // leave their rooms before the database goes away.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

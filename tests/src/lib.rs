@@ -50,8 +50,12 @@ impl TestDatabase {
                 let mut conn = sqlx::PgConnection::connect(&admin)
                     .await
                     .with_context(|| format!("connecting to {POSTGRES_ENV}"))?;
-                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
-                let (base, _) = admin.rsplit_once('/').context("admin URL has no database")?;
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await?;
+                let (base, _) = admin
+                    .rsplit_once('/')
+                    .context("admin URL has no database")?;
                 Ok(Self {
                     url: format!("{base}/{name}"),
                     _dir: None,
@@ -61,7 +65,11 @@ impl TestDatabase {
             _ => {
                 let dir = tempfile::tempdir()?;
                 let url = format!("sqlite://{}/zync.db", dir.path().display());
-                Ok(Self { url, _dir: Some(dir), postgres: None })
+                Ok(Self {
+                    url,
+                    _dir: Some(dir),
+                    postgres: None,
+                })
             }
         }
     }
@@ -149,7 +157,9 @@ impl TestServer {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(WAIT, task).await.context("shutdown timed out")???;
+            tokio::time::timeout(WAIT, task)
+                .await
+                .context("shutdown timed out")???;
         }
         self.db.take().context("database already taken")
     }
@@ -175,7 +185,11 @@ impl TestServer {
             .cookie_provider(jar.clone())
             .build()
             .unwrap_or_default();
-        Client { http, jar, base: self.base.clone() }
+        Client {
+            http,
+            jar,
+            base: self.base.clone(),
+        }
     }
 
     /// A client already registered as `username` (display name capitalized).
@@ -208,7 +222,12 @@ pub struct Client {
 impl Client {
     /// `POST` a JSON body; returns the status and the JSON answer (or Null).
     pub async fn post(&self, path: &str, body: Value) -> Result<(StatusCode, Value)> {
-        let r = self.http.post(format!("{}{path}", self.base)).json(&body).send().await?;
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await?;
         Ok((r.status(), r.json().await.unwrap_or(Value::Null)))
     }
 
@@ -225,13 +244,18 @@ impl Client {
         display_name: &str,
         password: &str,
     ) -> Result<(StatusCode, Value)> {
-        let body = json!({"username": username, "display_name": display_name, "password": password});
+        let body =
+            json!({"username": username, "display_name": display_name, "password": password});
         self.post("/api/auth/register", body).await
     }
 
     /// `POST /api/auth/login`.
     pub async fn login(&self, username: &str, password: &str) -> Result<(StatusCode, Value)> {
-        self.post("/api/auth/login", json!({"username": username, "password": password})).await
+        self.post(
+            "/api/auth/login",
+            json!({"username": username, "password": password}),
+        )
+        .await
     }
 
     /// Creates a meeting and returns its slug.
@@ -246,7 +270,9 @@ impl Client {
     /// The `Cookie` header this browser would send.
     pub fn cookie_header(&self) -> Option<String> {
         let url = self.base.parse().ok()?;
-        self.jar.cookies(&url).and_then(|v| v.to_str().ok().map(str::to_string))
+        self.jar
+            .cookies(&url)
+            .and_then(|v| v.to_str().ok().map(str::to_string))
     }
 
     /// Opens the signaling WebSocket with this browser's cookies and its
@@ -331,7 +357,10 @@ impl WsClient {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let message = self.recv_within(left).await.with_context(|| format!("waiting for {kind}"))?;
+            let message = self
+                .recv_within(left)
+                .await
+                .with_context(|| format!("waiting for {kind}"))?;
             if message["type"] == kind {
                 return Ok(message);
             }
@@ -348,7 +377,8 @@ impl WsClient {
 
     /// Joins `slug`; returns the `existing-users` answer.
     pub async fn join(&mut self, slug: &str) -> Result<Value> {
-        self.send(json!({"type": "join-meeting", "slug": slug})).await?;
+        self.send(json!({"type": "join-meeting", "slug": slug}))
+            .await?;
         let answer = self.recv().await?;
         if answer["type"] != "existing-users" {
             bail!("join answered {answer}");

@@ -18,7 +18,12 @@ async fn register_login_logout_me() -> anyhow::Result<()> {
     assert_eq!(status, StatusCode::CREATED, "{me}");
     assert_eq!(me["username"], "alice");
     assert_eq!(me["display_name"], "Alice Liddell");
-    assert!(me["avatar_url"].as_str().unwrap_or_default().starts_with("/api/users/"));
+    assert!(
+        me["avatar_url"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("/api/users/")
+    );
 
     let (status, body) = alice.get("/api/me").await?;
     assert_eq!(status, StatusCode::OK, "registering logs in");
@@ -29,7 +34,11 @@ async fn register_login_logout_me() -> anyhow::Result<()> {
     assert_eq!(alice.get("/api/me").await?.0, StatusCode::UNAUTHORIZED);
 
     let (status, body) = alice.login("ALICE", PASSWORD).await?;
-    assert_eq!(status, StatusCode::OK, "usernames are case-insensitive: {body}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "usernames are case-insensitive: {body}"
+    );
     assert_eq!(body["id"], me["id"]);
     assert_eq!(alice.get("/api/me").await?.0, StatusCode::OK);
     server.stop().await
@@ -49,7 +58,10 @@ async fn session_cookie_is_http_only_lax_and_cycled_at_login() -> anyhow::Result
     assert!(set_cookie.starts_with("zync_session="), "{set_cookie}");
     assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
     assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
-    assert!(!set_cookie.contains("Secure"), "plain http origin: no Secure flag");
+    assert!(
+        !set_cookie.contains("Secure"),
+        "plain http origin: no Secure flag"
+    );
 
     let before = client.cookie_header().expect("cookie after register");
     assert_eq!(client.login("carol", PASSWORD).await?.0, StatusCode::OK);
@@ -63,7 +75,10 @@ async fn logout_destroys_the_session_server_side() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let client = server.user("dave").await?;
     let stolen = client.cookie_header().expect("session cookie");
-    assert_eq!(client.post("/api/auth/logout", json!({})).await?.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        client.post("/api/auth/logout", json!({})).await?.0,
+        StatusCode::NO_CONTENT
+    );
     // Replaying the old cookie from elsewhere must not work.
     let replay = reqwest::Client::new()
         .get(format!("{}/api/me", server.base))
@@ -84,7 +99,14 @@ async fn duplicate_and_invalid_registrations_are_refused() -> anyhow::Result<()>
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"]["code"], "username_taken");
 
-    for bad in ["ab", "has space", "-dash", "émile", &"x".repeat(33), "semi;colon"] {
+    for bad in [
+        "ab",
+        "has space",
+        "-dash",
+        "émile",
+        &"x".repeat(33),
+        "semi;colon",
+    ] {
         let (status, body) = other.register(bad, "Name", PASSWORD).await?;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}");
         assert_eq!(body["error"]["code"], "invalid_username", "{bad:?}");
@@ -97,7 +119,9 @@ async fn duplicate_and_invalid_registrations_are_refused() -> anyhow::Result<()>
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["code"], "invalid_display_name");
 
-    let (status, body) = other.post("/api/auth/register", json!({"username": 5})).await?;
+    let (status, body) = other
+        .post("/api/auth/register", json!({"username": 5}))
+        .await?;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["error"]["message"].is_string());
 
@@ -137,7 +161,10 @@ async fn repeated_failures_are_throttled_per_username_and_per_ip() -> anyhow::Re
     server.user("frank").await?;
     let client = server.client();
     for _ in 0..3 {
-        assert_eq!(client.login("frank", "guess guess").await?.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            client.login("frank", "guess guess").await?.0,
+            StatusCode::UNAUTHORIZED
+        );
     }
     let response = client
         .http
@@ -145,14 +172,21 @@ async fn repeated_failures_are_throttled_per_username_and_per_ip() -> anyhow::Re
         .json(&json!({"username": "frank", "password": PASSWORD}))
         .send()
         .await?;
-    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "even the right password waits");
+    assert_eq!(
+        response.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password waits"
+    );
     assert!(response.headers().contains_key("retry-after"));
 
     // Other usernames from this IP still work until the IP limit...
     server.user("grace").await?;
     assert_eq!(client.login("grace", PASSWORD).await?.0, StatusCode::OK);
     for name in ["x1", "x2", "x3"] {
-        assert_eq!(client.login(name, "guess guess").await?.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            client.login(name, "guess guess").await?.0,
+            StatusCode::UNAUTHORIZED
+        );
     }
     // ...then the IP is throttled for every username.
     let (status, body) = client.login("grace", PASSWORD).await?;
@@ -165,10 +199,22 @@ async fn repeated_failures_are_throttled_per_username_and_per_ip() -> anyhow::Re
 async fn protected_routes_need_a_session() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let anonymous = server.client();
-    for path in ["/api/me", "/api/meetings", "/api/meetings/calm-otter-river-12345", "/api/users/1/avatar"] {
-        assert_eq!(anonymous.get(path).await?.0, StatusCode::UNAUTHORIZED, "{path}");
+    for path in [
+        "/api/me",
+        "/api/meetings",
+        "/api/meetings/calm-otter-river-12345",
+        "/api/users/1/avatar",
+    ] {
+        assert_eq!(
+            anonymous.get(path).await?.0,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
     }
-    assert_eq!(anonymous.post("/api/meetings", json!({})).await?.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        anonymous.post("/api/meetings", json!({})).await?.0,
+        StatusCode::UNAUTHORIZED
+    );
     let health = reqwest::get(format!("{}/healthz", server.base)).await?;
     assert_eq!(health.status(), StatusCode::OK);
     let (status, body) = anonymous.get("/api/no-such-route").await?;
@@ -183,16 +229,26 @@ async fn meetings_are_created_found_and_listed_newest_first() -> anyhow::Result<
     let alice = server.user("alice").await?;
     let bob = server.user("bob").await?;
 
-    let (status, first) = alice.post("/api/meetings", json!({"title": "  Standup  "})).await?;
+    let (status, first) = alice
+        .post("/api/meetings", json!({"title": "  Standup  "}))
+        .await?;
     assert_eq!(status, StatusCode::CREATED);
     let slug = first["slug"].as_str().unwrap_or_default().to_string();
     let parts: Vec<&str> = slug.split('-').collect();
     assert_eq!(parts.len(), 4, "{slug}");
-    assert!(parts[3].len() == 5 && parts[3].bytes().all(|b| b.is_ascii_digit()), "{slug}");
+    assert!(
+        parts[3].len() == 5 && parts[3].bytes().all(|b| b.is_ascii_digit()),
+        "{slug}"
+    );
     assert_eq!(first["title"], "Standup");
     assert_eq!(first["url"], format!("{}/{slug}", server.base));
     assert_eq!(first["created_by"]["display_name"], "Alice Test");
-    assert!(first["created_at"].as_str().unwrap_or_default().ends_with('Z'));
+    assert!(
+        first["created_at"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with('Z')
+    );
 
     let (status, untitled) = alice.post("/api/meetings", json!({})).await?;
     assert_eq!(status, StatusCode::CREATED);
@@ -210,9 +266,16 @@ async fn meetings_are_created_found_and_listed_newest_first() -> anyhow::Result<
     let slugs: Vec<&str> = list["meetings"].as_array().map_or(vec![], |a| {
         a.iter().filter_map(|m| m["slug"].as_str()).collect()
     });
-    assert_eq!(slugs, vec![untitled["slug"].as_str().unwrap_or_default(), slug.as_str()]);
+    assert_eq!(
+        slugs,
+        vec![untitled["slug"].as_str().unwrap_or_default(), slug.as_str()]
+    );
     let (_, list) = bob.get("/api/meetings").await?;
-    assert_eq!(list["meetings"], json!([]), "bob has not joined anything yet");
+    assert_eq!(
+        list["meetings"],
+        json!([]),
+        "bob has not joined anything yet"
+    );
 
     let long = "x".repeat(101);
     let (status, body) = alice.post("/api/meetings", json!({"title": long})).await?;

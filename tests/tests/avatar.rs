@@ -6,13 +6,21 @@ use std::io::Cursor;
 use zync_tests::{Client, TestServer};
 
 fn encoded(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
-    let img = RgbImage::from_fn(width, height, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, 90]));
+    let img = RgbImage::from_fn(width, height, |x, y| {
+        Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+    });
     let mut out = Cursor::new(Vec::new());
-    DynamicImage::ImageRgb8(img).write_to(&mut out, format).expect("encode");
+    DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, format)
+        .expect("encode");
     out.into_inner()
 }
 
-async fn upload(client: &Client, bytes: Vec<u8>, content_type: &str) -> anyhow::Result<(StatusCode, serde_json::Value)> {
+async fn upload(
+    client: &Client,
+    bytes: Vec<u8>,
+    content_type: &str,
+) -> anyhow::Result<(StatusCode, serde_json::Value)> {
     let r = client
         .http
         .put(format!("{}/api/me/avatar", client.base))
@@ -24,7 +32,11 @@ async fn upload(client: &Client, bytes: Vec<u8>, content_type: &str) -> anyhow::
 }
 
 async fn fetch(client: &Client, url: &str) -> anyhow::Result<reqwest::Response> {
-    Ok(client.http.get(format!("{}{url}", client.base)).send().await?)
+    Ok(client
+        .http
+        .get(format!("{}{url}", client.base))
+        .send()
+        .await?)
 }
 
 /// A PNG whose header claims 100000×100000 pixels (40 GB decoded) but whose
@@ -43,7 +55,11 @@ fn png_bomb() -> Vec<u8> {
     ihdr.extend_from_slice(&100_000u32.to_be_bytes());
     ihdr.extend_from_slice(&[8, 6, 0, 0, 0]); // 8-bit RGBA
     chunk(&mut png, b"IHDR", &ihdr);
-    chunk(&mut png, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
     chunk(&mut png, b"IEND", &[]);
     png
 }
@@ -53,7 +69,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -63,7 +83,10 @@ fn crc32(bytes: &[u8]) -> u32 {
 async fn png_and_jpeg_uploads_become_256_square() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let alice = server.user("alice").await?;
-    let before = alice.get("/api/me").await?.1["avatar_url"].as_str().unwrap_or_default().to_string();
+    let before = alice.get("/api/me").await?.1["avatar_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
 
     for (bytes, kind) in [
         (encoded(640, 480, ImageFormat::Png), "image/png"),
@@ -78,7 +101,11 @@ async fn png_and_jpeg_uploads_become_256_square() -> anyhow::Result<()> {
         let response = fetch(&alice, &url).await?;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()["content-type"], "image/jpeg");
-        assert!(response.headers()["cache-control"].to_str()?.contains("max-age"));
+        assert!(
+            response.headers()["cache-control"]
+                .to_str()?
+                .contains("max-age")
+        );
         let etag = response.headers()["etag"].to_str()?.to_string();
         let image = image::load_from_memory(&response.bytes().await?)?;
         assert_eq!((image.width(), image.height()), (256, 256), "{kind}");
@@ -99,13 +126,19 @@ async fn users_without_upload_get_initials() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
     let alice = server.user("alice").await?;
     let bob = server.user("bob").await?;
-    let url = alice.get("/api/me").await?.1["avatar_url"].as_str().unwrap_or_default().to_string();
+    let url = alice.get("/api/me").await?.1["avatar_url"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let response = fetch(&bob, &url).await?;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "image/svg+xml");
     let svg = response.text().await?;
     assert!(svg.contains(">AT</text>"), "Alice Test → AT: {svg}");
-    assert_eq!(fetch(&bob, "/api/users/999999/avatar").await?.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        fetch(&bob, "/api/users/999999/avatar").await?.status(),
+        StatusCode::NOT_FOUND
+    );
     server.stop().await
 }
 
@@ -141,7 +174,11 @@ async fn bad_uploads_get_clear_errors_and_keep_the_old_avatar() -> anyhow::Resul
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 
     let me = alice.get("/api/me").await?.1;
-    assert_eq!(me["avatar_url"], good_url.as_str(), "failed uploads change nothing");
+    assert_eq!(
+        me["avatar_url"],
+        good_url.as_str(),
+        "failed uploads change nothing"
+    );
     assert_eq!(fetch(&alice, &good_url).await?.status(), StatusCode::OK);
     server.stop().await
 }

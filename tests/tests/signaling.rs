@@ -10,7 +10,9 @@ use zync_tests::{TestServer, WsClient};
 
 fn refused_status(result: Result<WsClient, WsError>) -> StatusCode {
     match result {
-        Err(WsError::Http(response)) => StatusCode::from_u16(response.status().as_u16()).unwrap_or_default(),
+        Err(WsError::Http(response)) => {
+            StatusCode::from_u16(response.status().as_u16()).unwrap_or_default()
+        }
         Err(e) => panic!("expected an HTTP refusal, got {e}"),
         Ok(_) => panic!("expected the upgrade to be refused"),
     }
@@ -25,7 +27,12 @@ async fn upgrade_needs_a_session_and_the_right_origin() -> anyhow::Result<()> {
     let no_session = WsClient::connect(&server.base, None, Some(&server.base)).await;
     assert_eq!(refused_status(no_session), StatusCode::UNAUTHORIZED);
 
-    let wrong_origin = WsClient::connect(&server.base, cookie.as_deref(), Some("https://evil.example")).await;
+    let wrong_origin = WsClient::connect(
+        &server.base,
+        cookie.as_deref(),
+        Some("https://evil.example"),
+    )
+    .await;
     assert_eq!(refused_status(wrong_origin), StatusCode::FORBIDDEN);
 
     let no_origin = WsClient::connect(&server.base, cookie.as_deref(), None).await;
@@ -33,7 +40,10 @@ async fn upgrade_needs_a_session_and_the_right_origin() -> anyhow::Result<()> {
 
     let localhost = format!("http://localhost:{}", server.addr.port());
     let ok = WsClient::connect(&server.base, cookie.as_deref(), Some(&localhost)).await;
-    assert!(ok.is_ok(), "loopback alias of the derived origin is accepted");
+    assert!(
+        ok.is_ok(),
+        "loopback alias of the derived origin is accepted"
+    );
     let ok = WsClient::connect(&server.base, cookie.as_deref(), Some(&server.base)).await;
     assert!(ok.is_ok());
     server.stop().await
@@ -42,7 +52,11 @@ async fn upgrade_needs_a_session_and_the_right_origin() -> anyhow::Result<()> {
 #[tokio::test]
 async fn three_participants_see_each_other_arrive_and_leave() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
-    let (alice, bob, carol) = (server.user("alice").await?, server.user("bob").await?, server.user("carol").await?);
+    let (alice, bob, carol) = (
+        server.user("alice").await?,
+        server.user("bob").await?,
+        server.user("carol").await?,
+    );
     let slug = alice.create_meeting("Planning").await?;
 
     let mut a = alice.ws().await?;
@@ -51,7 +65,10 @@ async fn three_participants_see_each_other_arrive_and_leave() -> anyhow::Result<
     assert_eq!(welcome["meeting"]["title"], "Planning");
     assert_eq!(welcome["participants"], json!([]));
     assert_eq!(welcome["self"]["display_name"], "Alice Test");
-    assert_eq!(welcome["self"]["media"], json!({"audio": false, "video": false, "screen": false}));
+    assert_eq!(
+        welcome["self"]["media"],
+        json!({"audio": false, "video": false, "screen": false})
+    );
     let a_id = welcome["self"]["id"].clone();
 
     let mut b = bob.ws().await?;
@@ -67,7 +84,9 @@ async fn three_participants_see_each_other_arrive_and_leave() -> anyhow::Result<
 
     let mut c = carol.ws().await?;
     let welcome = c.join(&slug).await?;
-    let ids: Vec<&Value> = welcome["participants"].as_array().map_or(vec![], |p| p.iter().map(|p| &p["id"]).collect());
+    let ids: Vec<&Value> = welcome["participants"]
+        .as_array()
+        .map_or(vec![], |p| p.iter().map(|p| &p["id"]).collect());
     assert_eq!(ids, vec![&a_id, &b_id], "in order of arrival");
     let c_id = welcome["self"]["id"].clone();
     assert_eq!(a.recv().await?["participant"]["id"], c_id);
@@ -84,8 +103,13 @@ async fn three_participants_see_each_other_arrive_and_leave() -> anyhow::Result<
     }
     c.send(json!({"type": "leave-meeting"})).await?;
     assert_eq!(a.recv().await?["participant_id"], c_id);
-    c.send(json!({"type": "chat-message", "text": "still here?"})).await?;
-    assert_eq!(c.recv().await?["code"], "not_joined", "left, but the connection stays usable");
+    c.send(json!({"type": "chat-message", "text": "still here?"}))
+        .await?;
+    assert_eq!(
+        c.recv().await?["code"],
+        "not_joined",
+        "left, but the connection stays usable"
+    );
     a.vanish();
     // Carol can rejoin and finds an empty room once Alice is gone.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -108,8 +132,14 @@ async fn same_user_in_two_tabs_is_two_participants() -> anyhow::Result<()> {
     let first = tab1.join(&slug).await?;
     let second = tab2.join(&slug).await?;
     assert_ne!(first["self"]["id"], second["self"]["id"]);
-    assert_eq!(second["participants"][0]["user_id"], first["self"]["user_id"]);
-    assert_eq!(tab1.recv().await?["participant"]["id"], second["self"]["id"]);
+    assert_eq!(
+        second["participants"][0]["user_id"],
+        first["self"]["user_id"]
+    );
+    assert_eq!(
+        tab1.recv().await?["participant"]["id"],
+        second["self"]["id"]
+    );
     server.stop().await
 }
 
@@ -124,10 +154,14 @@ async fn chat_is_broadcast_in_order_and_survives_a_restart() -> anyhow::Result<(
     b.join(&slug).await?;
     a.recv_type("user-joined").await?;
 
-    let texts: Vec<String> = (0..8).map(|i| format!("message {i} <b>not bold</b>")).collect();
+    let texts: Vec<String> = (0..8)
+        .map(|i| format!("message {i} <b>not bold</b>"))
+        .collect();
     for (i, text) in texts.iter().enumerate() {
         let sender = if i % 2 == 0 { &mut a } else { &mut b };
-        sender.send(json!({"type": "chat-message", "text": text})).await?;
+        sender
+            .send(json!({"type": "chat-message", "text": text}))
+            .await?;
     }
     let mut seen_by = Vec::new();
     for ws in [&mut a, &mut b] {
@@ -138,32 +172,56 @@ async fn chat_is_broadcast_in_order_and_survives_a_restart() -> anyhow::Result<(
         }
         seen_by.push(got);
     }
-    assert_eq!(seen_by[0], seen_by[1], "everyone sees the same messages in the same order");
+    assert_eq!(
+        seen_by[0], seen_by[1],
+        "everyone sees the same messages in the same order"
+    );
     let ids: Vec<i64> = seen_by[0].iter().filter_map(|m| m["id"].as_i64()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
     // Two connections race each other, but each sender's own messages keep
     // their order, and nothing is lost or altered.
-    let order: Vec<&str> = seen_by[0].iter().filter_map(|m| m["text"].as_str()).collect();
+    let order: Vec<&str> = seen_by[0]
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
     for parity in [0, 1] {
-        let sent: Vec<&str> = texts.iter().skip(parity).step_by(2).map(String::as_str).collect();
+        let sent: Vec<&str> = texts
+            .iter()
+            .skip(parity)
+            .step_by(2)
+            .map(String::as_str)
+            .collect();
         let got: Vec<&str> = order.iter().copied().filter(|t| sent.contains(t)).collect();
         assert_eq!(got, sent, "text is kept verbatim and in order per sender");
     }
-    let first = seen_by[0].iter().find(|m| m["text"] == texts[0].as_str()).expect("first message");
+    let first = seen_by[0]
+        .iter()
+        .find(|m| m["text"] == texts[0].as_str())
+        .expect("first message");
     assert_eq!(first["user"]["display_name"], "Alice Test");
-    assert!(first["user"]["avatar_url"].as_str().is_some_and(|u| u.starts_with("/api/users/")));
+    assert!(
+        first["user"]["avatar_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("/api/users/"))
+    );
     assert!(first["sent_at"].as_str().is_some_and(|t| t.ends_with('Z')));
 
     // Restart the server on the same database: history is still there.
     let server = server.restart().await?;
     let alice = server.client();
-    assert_eq!(alice.login("alice", zync_tests::PASSWORD).await?.0, StatusCode::OK);
+    assert_eq!(
+        alice.login("alice", zync_tests::PASSWORD).await?.0,
+        StatusCode::OK
+    );
     let mut late = alice.ws().await?;
     let welcome = late.join(&slug).await?;
     let history: Vec<&str> = welcome["history"].as_array().map_or(vec![], |h| {
         h.iter().filter_map(|m| m["text"].as_str()).collect()
     });
-    assert_eq!(history, order, "history on join, oldest first, as broadcast");
+    assert_eq!(
+        history, order,
+        "history on join, oldest first, as broadcast"
+    );
     server.stop().await
 }
 
@@ -175,7 +233,8 @@ async fn history_is_paged_newest_first() -> anyhow::Result<()> {
     let mut a = alice.ws().await?;
     a.join(&slug).await?;
     for i in 0..60 {
-        a.send(json!({"type": "chat-message", "text": format!("m{i}")})).await?;
+        a.send(json!({"type": "chat-message", "text": format!("m{i}")}))
+            .await?;
     }
     for _ in 0..60 {
         a.recv_type("chat-message").await?;
@@ -184,7 +243,11 @@ async fn history_is_paged_newest_first() -> anyhow::Result<()> {
     let (status, page) = alice.get(&format!("{path}?limit=25")).await?;
     assert_eq!(status, StatusCode::OK);
     let texts = |page: &Value| -> Vec<String> {
-        page["messages"].as_array().map_or(vec![], |m| m.iter().filter_map(|m| m["text"].as_str().map(String::from)).collect())
+        page["messages"].as_array().map_or(vec![], |m| {
+            m.iter()
+                .filter_map(|m| m["text"].as_str().map(String::from))
+                .collect()
+        })
     };
     let first = texts(&page);
     assert_eq!(first.len(), 25);
@@ -194,13 +257,19 @@ async fn history_is_paged_newest_first() -> anyhow::Result<()> {
     let mut collected = first;
     let mut before = page["messages"][24]["id"].as_i64().unwrap_or_default();
     loop {
-        let (_, page) = alice.get(&format!("{path}?limit=25&before={before}")).await?;
+        let (_, page) = alice
+            .get(&format!("{path}?limit=25&before={before}"))
+            .await?;
         let texts = texts(&page);
         collected.extend(texts.iter().cloned());
         if page["has_more"] == false {
             break;
         }
-        before = page["messages"].as_array().and_then(|m| m.last()).and_then(|m| m["id"].as_i64()).unwrap_or_default();
+        before = page["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["id"].as_i64())
+            .unwrap_or_default();
     }
     let expected: Vec<String> = (0..60).rev().map(|i| format!("m{i}")).collect();
     assert_eq!(collected, expected);
@@ -212,9 +281,21 @@ async fn history_is_paged_newest_first() -> anyhow::Result<()> {
     };
     assert_eq!(welcome_history, 50, "join carries the last 50");
 
-    assert_eq!(alice.get(&format!("{path}?limit=0")).await?.0, StatusCode::BAD_REQUEST);
-    assert_eq!(alice.get(&format!("{path}?limit=abc")).await?.0, StatusCode::BAD_REQUEST);
-    assert_eq!(alice.get("/api/meetings/no-such-meeting-11111/messages").await?.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        alice.get(&format!("{path}?limit=0")).await?.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        alice.get(&format!("{path}?limit=abc")).await?.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        alice
+            .get("/api/meetings/no-such-meeting-11111/messages")
+            .await?
+            .0,
+        StatusCode::NOT_FOUND
+    );
     server.stop().await
 }
 
@@ -233,13 +314,34 @@ async fn bad_messages_get_errors_and_the_connection_stays_usable() -> anyhow::Re
         (Message::text("{not json"), "invalid_json"),
         (Message::text("[1,2,3]"), "invalid_message"),
         (Message::text(r#"{"type": 7}"#), "invalid_message"),
-        (Message::text(r#"{"type": "launch-rockets"}"#), "unknown_type"),
-        (Message::text(r#"{"type": "chat-message", "text": "hi"}"#), "not_joined"),
+        (
+            Message::text(r#"{"type": "launch-rockets"}"#),
+            "unknown_type",
+        ),
+        (
+            Message::text(r#"{"type": "chat-message", "text": "hi"}"#),
+            "not_joined",
+        ),
         (Message::text(r#"{"type": "leave-meeting"}"#), "not_joined"),
-        (Message::text(r#"{"type": "join-meeting"}"#), "invalid_message"),
-        (Message::text(r#"{"type": "join-meeting", "slug": "no-such-meeting-12345"}"#), "meeting_not_found"),
-        (Message::text(r#"{"type": "join-meeting", "slug": "../../etc/passwd"}"#), "meeting_not_found"),
-        (Message::text(format!(r#"{{"type": "chat-message", "text": "{}"}}"#, "x".repeat(10_000))), "message_too_large"),
+        (
+            Message::text(r#"{"type": "join-meeting"}"#),
+            "invalid_message",
+        ),
+        (
+            Message::text(r#"{"type": "join-meeting", "slug": "no-such-meeting-12345"}"#),
+            "meeting_not_found",
+        ),
+        (
+            Message::text(r#"{"type": "join-meeting", "slug": "../../etc/passwd"}"#),
+            "meeting_not_found",
+        ),
+        (
+            Message::text(format!(
+                r#"{{"type": "chat-message", "text": "{}"}}"#,
+                "x".repeat(10_000)
+            )),
+            "message_too_large",
+        ),
         (Message::binary(vec![1, 2, 3]), "binary_not_supported"),
     ];
     for (frame, code) in cases {
@@ -250,18 +352,23 @@ async fn bad_messages_get_errors_and_the_connection_stays_usable() -> anyhow::Re
         assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     // `ref` comes back so a client can match the error to its request.
-    a.send(json!({"type": "join-meeting", "slug": "no-such-meeting-12345", "ref": 42})).await?;
+    a.send(json!({"type": "join-meeting", "slug": "no-such-meeting-12345", "ref": 42}))
+        .await?;
     assert_eq!(a.recv().await?["ref"], 42);
 
     // Still usable: join and chat work.
     a.join(&slug).await?;
-    a.send(json!({"type": "join-meeting", "slug": slug})).await?;
+    a.send(json!({"type": "join-meeting", "slug": slug}))
+        .await?;
     assert_eq!(a.recv().await?["code"], "already_joined");
-    a.send(json!({"type": "chat-message", "text": "x".repeat(101)})).await?;
+    a.send(json!({"type": "chat-message", "text": "x".repeat(101)}))
+        .await?;
     assert_eq!(a.recv().await?["code"], "chat_too_long");
-    a.send(json!({"type": "chat-message", "text": "   "})).await?;
+    a.send(json!({"type": "chat-message", "text": "   "}))
+        .await?;
     assert_eq!(a.recv().await?["code"], "invalid_message");
-    a.send(json!({"type": "chat-message", "text": "hello after all that"})).await?;
+    a.send(json!({"type": "chat-message", "text": "hello after all that"}))
+        .await?;
     let message = a.recv().await?;
     assert_eq!(message["type"], "chat-message");
     assert_eq!(message["text"], "hello after all that");
@@ -280,7 +387,8 @@ async fn chat_floods_are_refused_without_disconnecting() -> anyhow::Result<()> {
     let mut a = alice.ws().await?;
     a.join(&slug).await?;
     for i in 0..8 {
-        a.send(json!({"type": "chat-message", "text": format!("spam {i}")})).await?;
+        a.send(json!({"type": "chat-message", "text": format!("spam {i}")}))
+            .await?;
     }
     let mut delivered = 0;
     let mut limited = 0;
@@ -294,7 +402,8 @@ async fn chat_floods_are_refused_without_disconnecting() -> anyhow::Result<()> {
     }
     assert_eq!((delivered, limited), (5, 3));
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    a.send(json!({"type": "chat-message", "text": "after a pause"})).await?;
+    a.send(json!({"type": "chat-message", "text": "after a pause"}))
+        .await?;
     assert_eq!(a.recv().await?["text"], "after a pause");
     server.stop().await
 }
@@ -309,7 +418,9 @@ async fn a_full_room_refuses_the_next_participant() -> anyhow::Result<()> {
     let mut two = alice.ws().await?;
     two.join(&slug).await?;
     let mut three = alice.ws().await?;
-    three.send(json!({"type": "join-meeting", "slug": slug})).await?;
+    three
+        .send(json!({"type": "join-meeting", "slug": slug}))
+        .await?;
     let error = three.recv().await?;
     assert_eq!(error["code"], "room_full", "{error}");
     two.close().await?;
@@ -340,7 +451,8 @@ async fn heartbeat_drops_a_silent_client() -> anyhow::Result<()> {
     assert_eq!(left["participant_id"], b_id);
     // Alice, who keeps reading (and so answers pings), is still connected.
     a.expect_silence(Duration::from_millis(800)).await?;
-    a.send(json!({"type": "chat-message", "text": "still here"})).await?;
+    a.send(json!({"type": "chat-message", "text": "still here"}))
+        .await?;
     assert_eq!(a.recv().await?["text"], "still here");
     drop(frozen.into_future());
     server.stop().await

@@ -11,11 +11,11 @@ use crate::db::{NewUser, User, rfc3339};
 use crate::error::{ApiError, ApiResult};
 use crate::json::ApiJson;
 use crate::state::AppState;
+use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use tower_sessions::Session;
@@ -65,7 +65,11 @@ pub struct PublicUser {
 
 impl From<&User> for PublicUser {
     fn from(u: &User) -> Self {
-        PublicUser { id: u.id, display_name: u.display_name.clone(), avatar_url: u.avatar_url() }
+        PublicUser {
+            id: u.id,
+            display_name: u.display_name.clone(),
+            avatar_url: u.avatar_url(),
+        }
     }
 }
 
@@ -87,7 +91,9 @@ impl FromRequestParts<AppState> for CurrentUser {
 /// The user logged in on `session`, or 401.
 pub async fn user_from_session(state: &AppState, session: &Session) -> ApiResult<User> {
     let id: Option<i64> = session.get(USER_ID_KEY).await?;
-    let Some(id) = id else { return Err(ApiError::Unauthorized("not logged in")) };
+    let Some(id) = id else {
+        return Err(ApiError::Unauthorized("not logged in"));
+    };
     match state.db.user_by_id(id).await? {
         Some(user) => Ok(user),
         None => {
@@ -114,8 +120,13 @@ pub struct LoginRequest {
 }
 
 fn validate_username(username: &str) -> ApiResult<()> {
-    let ok_chars = username.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    let ok_start = username.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    let ok_chars = username
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let ok_start = username
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphanumeric());
     if !USERNAME_LEN.contains(&username.len()) || !ok_chars || !ok_start {
         return Err(ApiError::bad_request(
             "invalid_username",
@@ -151,7 +162,10 @@ fn validate_password(password: &str) -> ApiResult<()> {
         ));
     }
     if password.len() > PASSWORD_MAX_BYTES {
-        return Err(ApiError::bad_request("invalid_password", "password is too long"));
+        return Err(ApiError::bad_request(
+            "invalid_password",
+            "password is too long",
+        ));
     }
     Ok(())
 }
@@ -184,7 +198,11 @@ pub async fn register(
     let hash = state.passwords.hash(req.password).await?;
     let user = state
         .db
-        .create_user(NewUser { username, display_name: &display_name, password_hash: &hash })
+        .create_user(NewUser {
+            username,
+            display_name: &display_name,
+            password_hash: &hash,
+        })
         .await?
         .ok_or_else(taken)?;
     log_in(&session, &user).await?;
@@ -204,7 +222,8 @@ pub async fn login(
     if let Some(wait) = state.throttle.check(username, ip) {
         return Err(ApiError::TooManyRequests(wait));
     }
-    let user = if username.len() <= *USERNAME_LEN.end() && req.password.len() <= PASSWORD_MAX_BYTES {
+    let user = if username.len() <= *USERNAME_LEN.end() && req.password.len() <= PASSWORD_MAX_BYTES
+    {
         state.db.user_by_username(username).await?
     } else {
         None
@@ -249,9 +268,15 @@ pub async fn update_me(
     CurrentUser(user): CurrentUser,
     ApiJson(req): ApiJson<UpdateMe>,
 ) -> ApiResult<Json<Me>> {
-    let Some(name) = req.display_name else { return Ok(Json(Me::from(&user))) };
+    let Some(name) = req.display_name else {
+        return Ok(Json(Me::from(&user)));
+    };
     let name = clean_display_name(&name)?;
     state.db.set_display_name(user.id, &name).await?;
-    let user = state.db.user_by_id(user.id).await?.ok_or(ApiError::Unauthorized("not logged in"))?;
+    let user = state
+        .db
+        .user_by_id(user.id)
+        .await?
+        .ok_or(ApiError::Unauthorized("not logged in"))?;
     Ok(Json(Me::from(&user)))
 }

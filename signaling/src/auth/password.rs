@@ -2,8 +2,8 @@
 
 use crate::cpu::CpuPool;
 use crate::error::ApiError;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use std::sync::{Arc, OnceLock};
 
 /// Hashes and verifies passwords with argon2id (the crate's defaults:
@@ -19,7 +19,10 @@ pub struct Passwords {
 impl Passwords {
     /// Uses `cpu` for the hashing work.
     pub fn new(cpu: CpuPool) -> Self {
-        Self { cpu, decoy: Arc::new(OnceLock::new()) }
+        Self {
+            cpu,
+            decoy: Arc::new(OnceLock::new()),
+        }
     }
 
     /// Hashes a new password into a PHC string.
@@ -43,8 +46,13 @@ impl Passwords {
                         (decoy.clone(), false)
                     }
                 };
-                let Ok(parsed) = PasswordHash::new(&hash) else { return false };
-                Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok() && real
+                let Ok(parsed) = PasswordHash::new(&hash) else {
+                    return false;
+                };
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+                    && real
             })
             .await
     }

@@ -26,7 +26,10 @@ struct Counter<K> {
 
 impl<K: Hash + Eq> Counter<K> {
     fn new(max: u32) -> Self {
-        Self { max, windows: Mutex::new(HashMap::new()) }
+        Self {
+            max,
+            windows: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Seconds until `key` may try again, if it is locked out.
@@ -34,8 +37,7 @@ impl<K: Hash + Eq> Counter<K> {
         let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let w = windows.get(key)?;
         let elapsed = now.duration_since(w.started);
-        (w.failures >= self.max && elapsed < window)
-            .then(|| (window - elapsed).as_secs().max(1))
+        (w.failures >= self.max && elapsed < window).then(|| (window - elapsed).as_secs().max(1))
     }
 
     fn fail(&self, key: K, window: Duration, now: Instant) {
@@ -43,15 +45,24 @@ impl<K: Hash + Eq> Counter<K> {
         if windows.len() >= SWEEP_THRESHOLD {
             windows.retain(|_, w| now.duration_since(w.started) < window);
         }
-        let w = windows.entry(key).or_insert(Window { started: now, failures: 0 });
+        let w = windows.entry(key).or_insert(Window {
+            started: now,
+            failures: 0,
+        });
         if now.duration_since(w.started) >= window {
-            *w = Window { started: now, failures: 0 };
+            *w = Window {
+                started: now,
+                failures: 0,
+            };
         }
         w.failures = w.failures.saturating_add(1);
     }
 
     fn clear(&self, key: &K) {
-        self.windows.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.windows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 }
 
@@ -66,7 +77,11 @@ pub struct LoginThrottle {
 impl LoginThrottle {
     /// Allows `per_username` and `per_ip` failures within `window`.
     pub fn new(per_username: u32, per_ip: u32, window: Duration) -> Self {
-        Self { window, by_username: Counter::new(per_username), by_ip: Counter::new(per_ip) }
+        Self {
+            window,
+            by_username: Counter::new(per_username),
+            by_ip: Counter::new(per_ip),
+        }
     }
 
     /// Seconds to wait if this username or IP has failed too often.
@@ -81,7 +96,8 @@ impl LoginThrottle {
     /// Records a failed attempt.
     pub fn failed(&self, username: &str, ip: IpAddr) {
         let now = Instant::now();
-        self.by_username.fail(username.to_lowercase(), self.window, now);
+        self.by_username
+            .fail(username.to_lowercase(), self.window, now);
         self.by_ip.fail(ip, self.window, now);
     }
 

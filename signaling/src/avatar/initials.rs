@@ -2,15 +2,22 @@
 //! on a color derived from their id.
 
 /// Background colors, all dark enough for white text.
-const PALETTE: [&str; 8] =
-    ["#2563eb", "#7c3aed", "#db2777", "#dc2626", "#d97706", "#059669", "#0891b2", "#4f46e5"];
+const PALETTE: [&str; 8] = [
+    "#2563eb", "#7c3aed", "#db2777", "#dc2626", "#d97706", "#059669", "#0891b2", "#4f46e5",
+];
 
 /// Up to two initials from the display name, upper-cased.
 pub fn initials(display_name: &str) -> String {
-    let mut words = display_name.split_whitespace().filter_map(|w| w.chars().next());
+    let mut words = display_name
+        .split_whitespace()
+        .filter_map(|w| w.chars().next());
     let first = words.next();
-    let last = words.last();
-    first.into_iter().chain(last).flat_map(char::to_uppercase).collect()
+    let last = words.next_back();
+    first
+        .into_iter()
+        .chain(last)
+        .flat_map(char::to_uppercase)
+        .collect()
 }
 
 /// An SVG avatar for `user_id` with the initials of `display_name`.

@@ -39,20 +39,44 @@ pub async fn upload(
     if announced.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
     if bytes.is_empty() {
-        return Err(ApiError::bad_request("empty_upload", "the request body is empty"));
+        return Err(ApiError::bad_request(
+            "empty_upload",
+            "the request body is empty",
+        ));
     }
-    let jpeg = state.cpu.run(move || process::make_avatar(&bytes)).await?.map_err(|e| match e {
-        AvatarError::NotAnImage => ApiError::UnsupportedMediaType(e.to_string()),
-        AvatarError::TooLarge => ApiError::TooLarge { code: "image_too_large", message: e.to_string() },
-        AvatarError::Corrupt => ApiError::bad_request("corrupt_image", e.to_string()),
-        AvatarError::Encode(m) => ApiError::Internal(anyhow::anyhow!(m)),
-    })?;
-    let avatar = Avatar { content_type: "image/jpeg".into(), etag: etag(&jpeg), data: jpeg };
+    let jpeg = state
+        .cpu
+        .run(move || process::make_avatar(&bytes))
+        .await?
+        .map_err(|e| match e {
+            AvatarError::NotAnImage => ApiError::UnsupportedMediaType(e.to_string()),
+            AvatarError::TooLarge => ApiError::TooLarge {
+                code: "image_too_large",
+                message: e.to_string(),
+            },
+            AvatarError::Corrupt => ApiError::bad_request("corrupt_image", e.to_string()),
+            AvatarError::Encode(m) => ApiError::Internal(anyhow::anyhow!(m)),
+        })?;
+    let avatar = Avatar {
+        content_type: "image/jpeg".into(),
+        etag: etag(&jpeg),
+        data: jpeg,
+    };
     state.db.set_avatar(user.id, &avatar).await?;
-    let user = state.db.user_by_id(user.id).await?.ok_or(ApiError::Unauthorized("not logged in"))?;
-    tracing::info!(user_id = user.id, bytes = avatar.data.len(), "avatar updated");
+    let user = state
+        .db
+        .user_by_id(user.id)
+        .await?
+        .ok_or(ApiError::Unauthorized("not logged in"))?;
+    tracing::info!(
+        user_id = user.id,
+        bytes = avatar.data.len(),
+        "avatar updated"
+    );
     Ok(Json(Me::from(&user)))
 }
 
@@ -70,7 +94,11 @@ pub async fn serve(
     Query(query): Query<AvatarQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let user = state.db.user_by_id(user_id).await?.ok_or(ApiError::NotFound("no such user"))?;
+    let user = state
+        .db
+        .user_by_id(user_id)
+        .await?
+        .ok_or(ApiError::NotFound("no such user"))?;
     let (content_type, body, tag) = match state.db.avatar(user_id).await? {
         Some(a) => (a.content_type, a.data, a.etag),
         None => {
@@ -95,8 +123,14 @@ pub async fn serve(
         body.into_response()
     };
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&content_type).map_err(anyhow::Error::from)?);
-    h.insert(header::ETAG, HeaderValue::from_str(&tag).map_err(anyhow::Error::from)?);
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type).map_err(anyhow::Error::from)?,
+    );
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&tag).map_err(anyhow::Error::from)?,
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     // An SVG opened directly must not run anything.
     h.insert(

@@ -80,7 +80,11 @@ fn flatten(image: DynamicImage) -> RgbImage {
         let p = rgba.get_pixel(x, y).0;
         let a = u16::from(p[3]);
         let mix = |c: u8, bg: u8| ((u16::from(c) * a + u16::from(bg) * (255 - a)) / 255) as u8;
-        Rgb([mix(p[0], BACKGROUND[0]), mix(p[1], BACKGROUND[1]), mix(p[2], BACKGROUND[2])])
+        Rgb([
+            mix(p[0], BACKGROUND[0]),
+            mix(p[1], BACKGROUND[1]),
+            mix(p[2], BACKGROUND[2]),
+        ])
     })
 }
 
@@ -96,7 +100,11 @@ mod tests {
 
     #[test]
     fn resizes_png_to_square_jpeg() {
-        let img = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(640, 300, image::Rgba([200, 10, 10, 128])));
+        let img = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            640,
+            300,
+            image::Rgba([200, 10, 10, 128]),
+        ));
         let out = make_avatar(&encode(&img, ImageFormat::Png)).expect("avatar");
         let back = image::load_from_memory(&out).expect("decodes");
         assert_eq!((back.width(), back.height()), (AVATAR_SIZE, AVATAR_SIZE));
@@ -105,9 +113,15 @@ mod tests {
 
     #[test]
     fn refuses_text_and_truncated_images() {
-        assert_eq!(make_avatar(b"hello, I am not an image"), Err(AvatarError::NotAnImage));
+        assert_eq!(
+            make_avatar(b"hello, I am not an image"),
+            Err(AvatarError::NotAnImage)
+        );
         let img = DynamicImage::ImageRgb8(RgbImage::new(50, 50));
         let png = encode(&img, ImageFormat::Png);
-        assert_eq!(make_avatar(&png[..png.len() / 2]), Err(AvatarError::Corrupt));
+        assert_eq!(
+            make_avatar(&png[..png.len() / 2]),
+            Err(AvatarError::Corrupt)
+        );
     }
 }

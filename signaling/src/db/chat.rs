@@ -69,7 +69,10 @@ impl Database {
         .bind(now_ms())
         .fetch_one(&self.pool)
         .await?;
-        Ok(StoredChat { id: row.try_get("id")?, sent_at: row.try_get("sent_at")? })
+        Ok(StoredChat {
+            id: row.try_get("id")?,
+            sent_at: row.try_get("sent_at")?,
+        })
     }
 
     /// Messages older than `before` (or the newest, if `None`), newest first.
@@ -89,7 +92,10 @@ impl Database {
         .bind(limit + 1)
         .fetch_all(&self.pool)
         .await?;
-        let mut messages = rows.iter().map(message_from_row).collect::<sqlx::Result<Vec<_>>>()?;
+        let mut messages = rows
+            .iter()
+            .map(message_from_row)
+            .collect::<sqlx::Result<Vec<_>>>()?;
         let has_more = messages.len() as i64 > limit;
         messages.truncate(usize::try_from(limit).unwrap_or(0));
         Ok(ChatPage { messages, has_more })

@@ -77,7 +77,10 @@ impl Database {
     /// Looks a meeting up by its slug.
     pub async fn meeting_by_slug(&self, slug: &str) -> sqlx::Result<Option<Meeting>> {
         let sql = format!("{MEETING_SELECT} WHERE m.slug = $1");
-        let row = sqlx::query(&sql).bind(slug).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(slug)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(meeting_from_row).transpose()
     }
 
@@ -101,7 +104,11 @@ impl Database {
             "{MEETING_SELECT} JOIN meeting_members mm ON mm.meeting_id = m.id \
              WHERE mm.user_id = $1 ORDER BY mm.last_seen_at DESC, m.id DESC LIMIT $2"
         );
-        let rows = sqlx::query(&sql).bind(user_id).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(meeting_from_row).collect()
     }
 }

@@ -17,11 +17,11 @@ pub use sessions::SessionStore;
 pub use users::{Avatar, NewUser, User};
 
 use anyhow::Context;
+use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::AnyPool;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -58,7 +58,11 @@ impl Database {
     /// needed, and applies all migrations, the session store's included.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Connected> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
         let sessions = match backend {
             Backend::Sqlite => {
                 let options = SqliteConnectOptions::from_str(url)
@@ -66,8 +70,9 @@ impl Database {
                 if let Some(dir) = options.get_filename().parent()
                     && !dir.as_os_str().is_empty()
                 {
-                    std::fs::create_dir_all(dir)
-                        .with_context(|| format!("cannot create database directory {}", dir.display()))?;
+                    std::fs::create_dir_all(dir).with_context(|| {
+                        format!("cannot create database directory {}", dir.display())
+                    })?;
                 }
                 // WAL lets readers proceed while a writer commits; it is a
                 // property of the file, so the `Any` pool below inherits it.
@@ -102,8 +107,14 @@ impl Database {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         };
-        migrator.run(&pool).await.context("applying database migrations")?;
-        Ok(Connected { db: Database { pool, backend }, sessions })
+        migrator
+            .run(&pool)
+            .await
+            .context("applying database migrations")?;
+        Ok(Connected {
+            db: Database { pool, backend },
+            sessions,
+        })
     }
 
     /// Which server this is.
@@ -113,7 +124,10 @@ impl Database {
 
     /// Checks the database answers (for `/healthz`).
     pub async fn ping(&self) -> sqlx::Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ())
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
     }
 
     /// Closes every connection (used at shutdown).
@@ -146,7 +160,10 @@ pub fn now_ms() -> i64 {
 pub fn rfc3339(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 
@@ -161,7 +178,10 @@ mod tests {
 
     #[test]
     fn redacts_password() {
-        assert_eq!(redact("postgres://zync:secret@db:5432/zync"), "postgres://zync:***@db:5432/zync");
+        assert_eq!(
+            redact("postgres://zync:secret@db:5432/zync"),
+            "postgres://zync:***@db:5432/zync"
+        );
         assert_eq!(redact("sqlite://data/zync.db"), "sqlite://data/zync.db");
     }
 

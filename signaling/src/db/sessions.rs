@@ -22,13 +22,19 @@ pub enum SessionStore {
 impl SessionStore {
     pub(super) async fn sqlite(pool: SqlitePool) -> anyhow::Result<Self> {
         let store = SqliteStore::new(pool);
-        store.migrate().await.context("creating the session table")?;
+        store
+            .migrate()
+            .await
+            .context("creating the session table")?;
         Ok(Self::Sqlite(store))
     }
 
     pub(super) async fn postgres(pool: PgPool) -> anyhow::Result<Self> {
         let store = PostgresStore::new(pool);
-        store.migrate().await.context("creating the session table")?;
+        store
+            .migrate()
+            .await
+            .context("creating the session table")?;
         Ok(Self::Postgres(store))
     }
 }

@@ -59,8 +59,7 @@ pub struct Avatar {
     pub etag: String,
 }
 
-const USER_COLUMNS: &str =
-    "id, username, display_name, password_hash, avatar_version, created_at";
+const USER_COLUMNS: &str = "id, username, display_name, password_hash, avatar_version, created_at";
 
 fn user_from_row(row: &AnyRow) -> sqlx::Result<User> {
     Ok(User {
@@ -108,7 +107,10 @@ impl Database {
     /// Looks an account up by id.
     pub async fn user_by_id(&self, id: i64) -> sqlx::Result<Option<User>> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(user_from_row).transpose()
     }
 

@@ -49,7 +49,10 @@ impl MeetingView {
             participant_count: state.rooms.participant_count(&m.slug),
             slug: m.slug,
             title: m.title,
-            created_by: CreatorView { id: m.created_by, display_name: m.created_by_name },
+            created_by: CreatorView {
+                id: m.created_by,
+                display_name: m.created_by_name,
+            },
             created_at: rfc3339(m.created_at),
         }
     }
@@ -100,7 +103,9 @@ pub async fn create(
     if title.chars().count() > TITLE_MAX_CHARS || title.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "invalid_title",
-            format!("title must be at most {TITLE_MAX_CHARS} characters, without control characters"),
+            format!(
+                "title must be at most {TITLE_MAX_CHARS} characters, without control characters"
+            ),
         ));
     }
     for _ in 0..SLUG_ATTEMPTS {
@@ -110,7 +115,9 @@ pub async fn create(
             return Ok((StatusCode::CREATED, Json(MeetingView::new(&state, meeting))));
         }
     }
-    Err(ApiError::Internal(anyhow::anyhow!("could not draw an unused slug")))
+    Err(ApiError::Internal(anyhow::anyhow!(
+        "could not draw an unused slug"
+    )))
 }
 
 /// Looks up a meeting by slug, answering 404 for anything unknown.
@@ -118,7 +125,11 @@ pub async fn find(state: &AppState, slug: &str) -> ApiResult<Meeting> {
     if !slug::looks_valid(slug) {
         return Err(ApiError::NotFound("no such meeting"));
     }
-    state.db.meeting_by_slug(slug).await?.ok_or(ApiError::NotFound("no such meeting"))
+    state
+        .db
+        .meeting_by_slug(slug)
+        .await?
+        .ok_or(ApiError::NotFound("no such meeting"))
 }
 
 /// `GET /api/meetings/{slug}`.
@@ -143,7 +154,10 @@ pub async fn list(
     CurrentUser(user): CurrentUser,
 ) -> ApiResult<Json<MeetingList>> {
     let meetings = state.db.meetings_of(user.id, LIST_LIMIT).await?;
-    let meetings = meetings.into_iter().map(|m| MeetingView::new(&state, m)).collect();
+    let meetings = meetings
+        .into_iter()
+        .map(|m| MeetingView::new(&state, m))
+        .collect();
     Ok(Json(MeetingList { meetings }))
 }
 
@@ -169,8 +183,7 @@ pub async fn history(
     Path(slug): Path<String>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<HistoryPage>> {
-    let Query(query) =
-        query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let limit = query.limit.unwrap_or(HISTORY_DEFAULT);
     if !(1..=HISTORY_MAX).contains(&limit) {
         return Err(ApiError::bad_request(

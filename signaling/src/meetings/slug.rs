@@ -25,7 +25,8 @@ pub fn generate() -> String {
 /// Whether `s` has the shape of a slug (cheap check before a database query).
 pub fn looks_valid(s: &str) -> bool {
     (8..=64).contains(&s.len())
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// Bits of randomness in a slug.
@@ -48,7 +49,12 @@ mod tests {
 
     #[test]
     fn words_are_distinct_so_every_draw_counts() {
-        let all: Vec<&str> = ADJECTIVES.iter().chain(&ANIMALS).chain(&PLACES).copied().collect();
+        let all: Vec<&str> = ADJECTIVES
+            .iter()
+            .chain(&ANIMALS)
+            .chain(&PLACES)
+            .copied()
+            .collect();
         let unique: HashSet<&str> = all.iter().copied().collect();
         assert_eq!(unique.len(), all.len());
     }

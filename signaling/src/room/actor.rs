@@ -70,7 +70,11 @@ impl RoomActor {
     }
 
     async fn serve(mut self) {
-        match self.db.chat_page(self.meeting_id, None, HISTORY_ON_JOIN as i64).await {
+        match self
+            .db
+            .chat_page(self.meeting_id, None, HISTORY_ON_JOIN as i64)
+            .await
+        {
             Ok(page) => self.history = page.messages.iter().rev().map(ChatView::from).collect(),
             Err(e) => tracing::error!(error = %e, "could not load chat history"),
         }
@@ -84,7 +88,8 @@ impl RoomActor {
         // Close in this order: once unregistered no new command can arrive
         // through the registry, and joins already queued are refused so the
         // sender retries with a fresh room.
-        self.registry.remove_entry(&self.meeting.slug, self.entry_id);
+        self.registry
+            .remove_entry(&self.meeting.slug, self.entry_id);
         self.commands.close();
         while let Ok(command) = self.commands.try_recv() {
             if let RoomCommand::Join { reply, .. } = command {
@@ -96,11 +101,19 @@ impl RoomActor {
 
     async fn handle(&mut self, command: RoomCommand) {
         match command {
-            RoomCommand::Join { participant, outbox, reply } => {
+            RoomCommand::Join {
+                participant,
+                outbox,
+                reply,
+            } => {
                 let result = self.join(participant, outbox);
                 let _ = reply.send(result);
             }
-            RoomCommand::Chat { participant_id, text, reference } => {
+            RoomCommand::Chat {
+                participant_id,
+                text,
+                reference,
+            } => {
                 self.chat(&participant_id, text, reference).await;
             }
             RoomCommand::Leave { participant_id } => self.leave(&participant_id),
@@ -123,15 +136,24 @@ impl RoomActor {
             return Err(JoinError::Closed);
         }
         tracing::info!(participant = %participant.id, user_id = participant.user_id, "joined");
-        let joined = ServerMessage::UserJoined { participant: &participant }.to_json();
+        let joined = ServerMessage::UserJoined {
+            participant: &participant,
+        }
+        .to_json();
         self.broadcast(joined.into());
-        self.members.push(Member { participant, outbox });
+        self.members.push(Member {
+            participant,
+            outbox,
+        });
         self.count.store(self.members.len(), Ordering::Relaxed);
         Ok(())
     }
 
     fn leave(&mut self, participant_id: &str) {
-        let Some(index) = self.members.iter().position(|m| m.participant.id == participant_id)
+        let Some(index) = self
+            .members
+            .iter()
+            .position(|m| m.participant.id == participant_id)
         else {
             return;
         };
@@ -142,8 +164,17 @@ impl RoomActor {
         self.broadcast(left.into());
     }
 
-    async fn chat(&mut self, participant_id: &str, text: String, reference: Option<serde_json::Value>) {
-        let Some(member) = self.members.iter().find(|m| m.participant.id == participant_id) else {
+    async fn chat(
+        &mut self,
+        participant_id: &str,
+        text: String,
+        reference: Option<serde_json::Value>,
+    ) {
+        let Some(member) = self
+            .members
+            .iter()
+            .find(|m| m.participant.id == participant_id)
+        else {
             return;
         };
         let author = PublicUser {
@@ -153,8 +184,12 @@ impl RoomActor {
         };
         match self.db.insert_chat(self.meeting_id, author.id, &text).await {
             Ok(stored) => {
-                let view =
-                    ChatView { id: stored.id, user: author, text, sent_at: rfc3339(stored.sent_at) };
+                let view = ChatView {
+                    id: stored.id,
+                    user: author,
+                    text,
+                    sent_at: rfc3339(stored.sent_at),
+                };
                 let json = ServerMessage::ChatMessage(&view).to_json();
                 if self.history.len() == HISTORY_ON_JOIN {
                     self.history.pop_front();

@@ -51,7 +51,9 @@ impl Registry {
 
     /// People in the meeting right now (0 when no room is live).
     pub fn participant_count(&self, slug: &str) -> usize {
-        self.rooms.get(slug).map_or(0, |h| h.count.load(Ordering::Relaxed))
+        self.rooms
+            .get(slug)
+            .map_or(0, |h| h.count.load(Ordering::Relaxed))
     }
 
     /// Live rooms.
@@ -101,7 +103,10 @@ impl Registry {
                 let actor = RoomActor::new(
                     entry_id,
                     meeting.id,
-                    MeetingInfo { slug: meeting.slug.clone(), title: meeting.title.clone() },
+                    MeetingInfo {
+                        slug: meeting.slug.clone(),
+                        title: meeting.title.clone(),
+                    },
                     self.db.clone(),
                     self.clone(),
                     self.max_participants,
@@ -109,7 +114,11 @@ impl Registry {
                     receiver,
                 );
                 tokio::spawn(actor.run());
-                RoomHandle { entry_id, commands, count }
+                RoomHandle {
+                    entry_id,
+                    commands,
+                    count,
+                }
             })
             .clone()
     }

@@ -30,7 +30,12 @@ struct RateLimit {
 impl RateLimit {
     fn new(capacity: u32, per_minute: u32) -> Self {
         let capacity = f64::from(capacity);
-        Self { tokens: capacity, capacity, per_sec: f64::from(per_minute) / 60.0, last: Instant::now() }
+        Self {
+            tokens: capacity,
+            capacity,
+            per_sec: f64::from(per_minute) / 60.0,
+            last: Instant::now(),
+        }
     }
 
     fn take(&mut self) -> bool {
@@ -69,11 +74,19 @@ pub async fn run(socket: WebSocket, state: AppState, user: User) {
     let limits = &state.config.limits;
     let chat_rate = RateLimit::new(limits.chat_burst, limits.chat_per_minute);
     let span = tracing::info_span!("ws", user_id = user.id);
-    serve_connection(socket, state, user, chat_rate).instrument(span).await;
+    serve_connection(socket, state, user, chat_rate)
+        .instrument(span)
+        .await;
 }
 
 async fn serve_connection(socket: WebSocket, state: AppState, user: User, chat_rate: RateLimit) {
-    let mut connection = Connection { state, user, socket, joined: None, chat_rate };
+    let mut connection = Connection {
+        state,
+        user,
+        socket,
+        joined: None,
+        chat_rate,
+    };
     let end = connection.serve().await;
     tracing::debug!(?end, "connection ended");
     connection.leave().await;
@@ -82,7 +95,10 @@ async fn serve_connection(socket: WebSocket, state: AppState, user: User, chat_r
             End::Shutdown => (close_code::AWAY, "server shutting down"),
             _ => (close_code::POLICY, "too slow to keep up"),
         };
-        let frame = CloseFrame { code, reason: reason.into() };
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
         let _ = connection.socket.send(Message::Close(Some(frame))).await;
     }
 }
@@ -155,17 +171,22 @@ impl Connection {
         let reference = value.get("ref").cloned();
         let Some(kind) = value.get("type").and_then(Value::as_str).map(str::to_owned) else {
             let message = "expected a JSON object with a string \"type\"";
-            return self.send_error("invalid_message", message, reference.as_ref()).await;
+            return self
+                .send_error("invalid_message", message, reference.as_ref())
+                .await;
         };
         if !CLIENT_TYPES.contains(&kind.as_str()) {
             let message = format!("unknown type {kind:?}; expected one of {CLIENT_TYPES:?}");
-            return self.send_error("unknown_type", &message, reference.as_ref()).await;
+            return self
+                .send_error("unknown_type", &message, reference.as_ref())
+                .await;
         }
         match serde_json::from_value::<ClientMessage>(value) {
             Ok(message) => self.dispatch(message).await,
             Err(e) => {
                 let message = format!("invalid {kind}: {e}");
-                self.send_error("invalid_message", &message, reference.as_ref()).await;
+                self.send_error("invalid_message", &message, reference.as_ref())
+                    .await;
             }
         }
     }
@@ -186,17 +207,23 @@ impl Connection {
     async fn join(&mut self, slug: &str, reference: Option<Value>) {
         if self.joined.is_some() {
             let message = "already in a meeting; send leave-meeting first";
-            return self.send_error("already_joined", message, reference.as_ref()).await;
+            return self
+                .send_error("already_joined", message, reference.as_ref())
+                .await;
         }
         let meeting = match meetings::find(&self.state, slug).await {
             Ok(m) => m,
             Err(crate::error::ApiError::NotFound(_)) => {
                 let message = "no meeting has that link";
-                return self.send_error("meeting_not_found", message, reference.as_ref()).await;
+                return self
+                    .send_error("meeting_not_found", message, reference.as_ref())
+                    .await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "meeting lookup failed");
-                return self.send_error("unavailable", "try again shortly", reference.as_ref()).await;
+                return self
+                    .send_error("unavailable", "try again shortly", reference.as_ref())
+                    .await;
             }
         };
         let participant = Participant {
@@ -210,7 +237,11 @@ impl Connection {
         let (outbox, receiver) = mpsc::channel(OUTBOX_CAPACITY);
         match self.state.rooms.join(&meeting, participant, outbox).await {
             Ok(room) => {
-                self.joined = Some(Joined { room, participant_id, outbox: receiver });
+                self.joined = Some(Joined {
+                    room,
+                    participant_id,
+                    outbox: receiver,
+                });
                 let db = self.state.db.clone();
                 let (meeting_id, user_id) = (meeting.id, self.user.id);
                 tokio::spawn(async move {
@@ -224,30 +255,43 @@ impl Connection {
                     "the meeting is full ({} participants)",
                     self.state.config.limits.max_room_participants
                 );
-                self.send_error("room_full", &message, reference.as_ref()).await;
+                self.send_error("room_full", &message, reference.as_ref())
+                    .await;
             }
             Err(JoinError::Closed) => {
-                self.send_error("unavailable", "try again shortly", reference.as_ref()).await;
+                self.send_error("unavailable", "try again shortly", reference.as_ref())
+                    .await;
             }
         }
     }
 
     async fn chat(&mut self, text: String, reference: Option<Value>) {
-        let Some(joined) = &self.joined else { return self.not_joined(reference).await };
+        let Some(joined) = &self.joined else {
+            return self.not_joined(reference).await;
+        };
         let max = self.state.config.limits.max_chat_chars as usize;
         if text.trim().is_empty() {
-            return self.send_error("invalid_message", "chat text is empty", reference.as_ref()).await;
+            return self
+                .send_error("invalid_message", "chat text is empty", reference.as_ref())
+                .await;
         }
         if text.chars().count() > max {
             let message = format!("chat messages are limited to {max} characters");
-            return self.send_error("chat_too_long", &message, reference.as_ref()).await;
+            return self
+                .send_error("chat_too_long", &message, reference.as_ref())
+                .await;
         }
         if !self.chat_rate.take() {
             let message = "you are sending messages too fast; wait a moment";
-            return self.send_error("rate_limited", message, reference.as_ref()).await;
+            return self
+                .send_error("rate_limited", message, reference.as_ref())
+                .await;
         }
-        let command =
-            RoomCommand::Chat { participant_id: joined.participant_id.clone(), text, reference };
+        let command = RoomCommand::Chat {
+            participant_id: joined.participant_id.clone(),
+            text,
+            reference,
+        };
         if !joined.room.send(command).await {
             self.joined = None;
         }
@@ -256,19 +300,27 @@ impl Connection {
     /// Leaves the current meeting, if any.
     async fn leave(&mut self) {
         if let Some(joined) = self.joined.take() {
-            let command = RoomCommand::Leave { participant_id: joined.participant_id };
+            let command = RoomCommand::Leave {
+                participant_id: joined.participant_id,
+            };
             joined.room.send(command).await;
         }
     }
 
     async fn not_joined(&mut self, reference: Option<Value>) {
         let message = "send join-meeting first";
-        self.send_error("not_joined", message, reference.as_ref()).await;
+        self.send_error("not_joined", message, reference.as_ref())
+            .await;
     }
 
     async fn send_error(&mut self, code: &str, message: &str, reference: Option<&Value>) {
         tracing::debug!(code, message, "refused a client message");
-        let json = ServerMessage::Error { code, message, reference }.to_json();
+        let json = ServerMessage::Error {
+            code,
+            message,
+            reference,
+        }
+        .to_json();
         let _ = self.socket.send(Message::Text(json.into())).await;
     }
 }

@@ -8,8 +8,8 @@ pub mod protocol;
 use crate::auth::user_from_session;
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use tower_sessions::Session;
@@ -22,7 +22,12 @@ pub async fn upgrade(
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if !origin.is_some_and(|o| state.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o))) {
+    if !origin.is_some_and(|o| {
+        state
+            .allowed_origins
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(o))
+    }) {
         tracing::warn!(origin = ?origin, "WebSocket refused: origin not allowed");
         return Err(ApiError::Forbidden("origin not allowed"));
     }

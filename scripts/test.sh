@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Runs Zync's whole test suite twice: on the embedded SQLite, then on a real
+# PostgreSQL server. On a fresh Debian machine it installs PostgreSQL (as
+# root) and starts a throwaway cluster on 127.0.0.1 for the second pass.
+#
+#   scripts/test.sh              # both databases
+#   ZYNC_TEST_POSTGRES_URL=postgres://user:pw@127.0.0.1:5432/postgres scripts/test.sh
+#                                # use your own PostgreSQL (the role needs CREATEDB)
+#   ZYNC_TEST_SKIP_POSTGRES=1 scripts/test.sh   # SQLite only
+#
+# Extra arguments go to `cargo test` (e.g. a test name filter).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+find_pg_bin() {
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+ensure_postgres_installed() {
+  if [ -n "$(find_pg_bin)" ]; then return 0; fi
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "PostgreSQL is not installed and cannot be installed here; install it, or set" >&2
+    echo "ZYNC_TEST_POSTGRES_URL, or ZYNC_TEST_SKIP_POSTGRES=1 to test SQLite only." >&2
+    exit 1
+  fi
+  log "installing PostgreSQL"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+}
+
+# Starts a private cluster in a temporary directory; sets PG_URL and PG_STOP.
+start_throwaway_postgres() {
+  local bin dir port as
+  bin=$(find_pg_bin)
+  dir=$(mktemp -d /tmp/zync-pg.XXXXXX)
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  as=()
+  if [ "$(id -u)" -eq 0 ]; then
+    # PostgreSQL refuses to run as root.
+    chown postgres:postgres "$dir"
+    as=(runuser -u postgres --)
+  fi
+  log "starting PostgreSQL ($bin) on 127.0.0.1:$port"
+  "${as[@]}" "$bin/initdb" -D "$dir/data" -U zync --auth=trust -E UTF8 >/dev/null
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c max_connections=300" start >/dev/null
+  PG_URL="postgres://zync@127.0.0.1:$port/postgres"
+  PG_STOP=("${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast stop)
+}
+
+log "building tests"
+cargo test --workspace --no-run --quiet
+
+log "test suite on SQLite"
+cargo test --workspace "$@"
+
+if [ -n "${ZYNC_TEST_SKIP_POSTGRES:-}" ]; then
+  log "skipping PostgreSQL (ZYNC_TEST_SKIP_POSTGRES is set)"
+  exit 0
+fi
+
+PG_STOP=()
+if [ -z "${ZYNC_TEST_POSTGRES_URL:-}" ]; then
+  ensure_postgres_installed
+  start_throwaway_postgres
+  trap '"${PG_STOP[@]}" >/dev/null 2>&1 || true' EXIT
+  export ZYNC_TEST_POSTGRES_URL="$PG_URL"
+fi
+
+log "test suite on PostgreSQL"
+cargo test --workspace "$@"
