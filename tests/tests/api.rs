@@ -298,3 +298,16 @@ async fn display_name_can_be_changed() -> anyhow::Result<()> {
     assert_eq!(alice.get("/api/me").await?.1["display_name"], "Alice L.");
     server.stop().await
 }
+
+#[tokio::test]
+async fn the_selected_database_is_the_one_in_use() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let postgres = std::env::var(zync_tests::POSTGRES_ENV).is_ok_and(|v| !v.is_empty());
+    let scheme = if postgres { "postgres://" } else { "sqlite://" };
+    assert!(
+        server.config.database.url.starts_with(scheme),
+        "{}",
+        server.config.database.url
+    );
+    server.stop().await
+}
