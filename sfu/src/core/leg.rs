@@ -1,0 +1,263 @@
+//! One peer connection of a participant: a str0m `Rtc` in RTP mode, fed
+//! inputs and drained to its next timeout after every one of them.
+//!
+//! Everything str0m does for one participant happens behind this type, so a
+//! failure (an error, or even a panic inside str0m) is caught here and turns
+//! into a [`LegError`] that removes that participant only.
+
+use crate::api::Kind;
+use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::RtpPacket;
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
+
+/// The video codec every participant of this SFU uses, so that anyone can
+/// decode what anyone else sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoCodec {
+    /// VP8 (the default: every browser has it).
+    Vp8,
+    /// H.264.
+    H264,
+}
+
+/// What a drain produced that the room must act on.
+#[derive(Debug)]
+pub enum LegEvent {
+    /// Media from the browser.
+    Rtp(RtpPacket),
+    /// The browser asks for a keyframe on one of our outgoing m-lines.
+    KeyframeRequest(Mid),
+    /// The browser's offer added an m-line.
+    MediaAdded {
+        /// Its mid.
+        mid: Mid,
+        /// Audio or video.
+        kind: Kind,
+        /// Direction from our side.
+        direction: Direction,
+    },
+    /// An m-line changed direction.
+    MediaChanged {
+        /// Its mid.
+        mid: Mid,
+        /// New direction from our side.
+        direction: Direction,
+    },
+    /// ICE and DTLS are up.
+    Connected,
+    /// The browser sent this many more NACKs (from str0m's egress stats).
+    Nacks(u64),
+}
+
+/// Why a leg gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum LegError {
+    /// str0m reported an error for this connection.
+    #[error("webrtc error: {0}")]
+    Rtc(#[from] RtcError),
+    /// ICE lost the connection (no consent checks for too long).
+    #[error("ICE disconnected")]
+    IceDisconnected,
+    /// The connection was closed (DTLS close or failure).
+    #[error("connection closed")]
+    Closed,
+    /// The connection could not be set up.
+    #[error("{0}")]
+    Setup(String),
+    /// str0m panicked; the connection is discarded as the str0m docs advise.
+    #[error("internal error in the WebRTC stack")]
+    Panicked,
+}
+
+/// One `Rtc` with the bookkeeping the SFU needs around it.
+pub struct LegRtc {
+    /// The connection.
+    pub rtc: Rtc,
+    /// Our ICE ufrag (the STUN USERNAME prefix that routes new flows here).
+    pub ufrag: String,
+    /// When str0m next wants `handle_input(Timeout)`.
+    pub next_timeout: Instant,
+    /// Remote addresses routed to this leg (to unregister on removal).
+    pub addrs: Vec<SocketAddr>,
+    /// Last datagram received, for the media timeout.
+    pub last_heard: Instant,
+    /// Whether ICE/DTLS completed at least once.
+    pub connected: bool,
+    /// Cumulative NACKs per outgoing m-line, as last reported by str0m.
+    nacks: Vec<(Mid, u64)>,
+}
+
+impl LegRtc {
+    /// A new connection in RTP mode, ICE-lite, advertising `candidate`.
+    pub fn new(now: Instant, candidate: SocketAddr, codec: VideoCodec) -> Result<Self, LegError> {
+        let config = Rtc::builder()
+            .set_rtp_mode(true)
+            .set_ice_lite(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            // Once a second: how we learn NACK counts for metrics.
+            .set_stats_interval(Some(std::time::Duration::from_secs(1)))
+            // Forwarded packets keep the browser's size; don't warn on them.
+            .set_mtu(str0m::DATAGRAM_MTU_TARGET..=1500);
+        let config = match codec {
+            VideoCodec::Vp8 => config.enable_vp8(true),
+            VideoCodec::H264 => config.enable_h264(true),
+        };
+        let mut rtc = config.build(now);
+        let candidate = Candidate::host(candidate, "udp")
+            .map_err(|e| LegError::Setup(format!("cannot advertise {candidate}: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let mut leg = Self {
+            rtc,
+            ufrag,
+            next_timeout: now,
+            addrs: Vec::new(),
+            last_heard: now,
+            connected: false,
+            nacks: Vec::new(),
+        };
+        leg.drain(&mut Vec::new(), &mut Vec::new())?;
+        Ok(leg)
+    }
+
+    /// Feeds a datagram. `Ok(false)` means str0m refused it (counted as
+    /// dropped; the connection carries on).
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+        transmits: &mut Vec<Transmit>,
+        events: &mut Vec<LegEvent>,
+    ) -> Result<bool, LegError> {
+        let Ok(contents) = contents.try_into() else {
+            return Ok(false);
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        let accepted = guarded(|| self.rtc.handle_input(input))?.is_ok();
+        if accepted {
+            self.last_heard = now;
+        }
+        self.drain(transmits, events)?;
+        Ok(accepted)
+    }
+
+    /// Advances time.
+    pub fn timeout(
+        &mut self,
+        now: Instant,
+        transmits: &mut Vec<Transmit>,
+        events: &mut Vec<LegEvent>,
+    ) -> Result<(), LegError> {
+        guarded(|| self.rtc.handle_input(Input::Timeout(now)))??;
+        self.drain(transmits, events)
+    }
+
+    /// Runs `change` (a mutation of the `Rtc`), then drains.
+    pub fn mutate<T>(
+        &mut self,
+        transmits: &mut Vec<Transmit>,
+        events: &mut Vec<LegEvent>,
+        change: impl FnOnce(&mut Rtc) -> T,
+    ) -> Result<T, LegError> {
+        let result = guarded(|| change(&mut self.rtc))?;
+        self.drain(transmits, events)?;
+        Ok(result)
+    }
+
+    /// Asks the browser for a keyframe on the incoming m-line `mid`.
+    pub fn request_keyframe(
+        &mut self,
+        mid: Mid,
+        transmits: &mut Vec<Transmit>,
+        events: &mut Vec<LegEvent>,
+    ) -> Result<bool, LegError> {
+        self.mutate(transmits, events, |rtc| {
+            let mut api = rtc.direct_api();
+            let Some(stream) = api.stream_rx_by_mid(mid, None) else {
+                return false;
+            };
+            stream.request_keyframe(KeyframeRequestKind::Pli);
+            true
+        })
+    }
+
+    /// Polls str0m until it only has a timeout left, sorting its output.
+    pub fn drain(
+        &mut self,
+        transmits: &mut Vec<Transmit>,
+        events: &mut Vec<LegEvent>,
+    ) -> Result<(), LegError> {
+        loop {
+            match guarded(|| self.rtc.poll_output())?? {
+                Output::Timeout(at) => {
+                    self.next_timeout = at;
+                    return Ok(());
+                }
+                Output::Transmit(t) => transmits.push(t),
+                Output::Event(event) => self.on_event(event, events)?,
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event, events: &mut Vec<LegEvent>) -> Result<(), LegError> {
+        match event {
+            Event::RtpPacket(packet) => events.push(LegEvent::Rtp(packet)),
+            Event::KeyframeRequest(request) => events.push(LegEvent::KeyframeRequest(request.mid)),
+            Event::MediaAdded(added) => events.push(LegEvent::MediaAdded {
+                mid: added.mid,
+                kind: match added.kind {
+                    MediaKind::Audio => Kind::Audio,
+                    MediaKind::Video => Kind::Video,
+                },
+                direction: added.direction,
+            }),
+            Event::MediaChanged(changed) => events.push(LegEvent::MediaChanged {
+                mid: changed.mid,
+                direction: changed.direction,
+            }),
+            Event::Connected => {
+                self.connected = true;
+                events.push(LegEvent::Connected);
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                return Err(LegError::IceDisconnected);
+            }
+            Event::Closed => return Err(LegError::Closed),
+            Event::MediaEgressStats(stats) => {
+                let seen = match self.nacks.iter_mut().find(|(mid, _)| *mid == stats.mid) {
+                    Some((_, seen)) => seen,
+                    None => {
+                        self.nacks.push((stats.mid, 0));
+                        &mut self.nacks.last_mut().expect("just pushed").1
+                    }
+                };
+                if stats.nacks > *seen {
+                    events.push(LegEvent::Nacks(stats.nacks - *seen));
+                    *seen = stats.nacks;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Runs `f`, turning a panic inside str0m into [`LegError::Panicked`].
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, LegError> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|_| LegError::Panicked)
+}

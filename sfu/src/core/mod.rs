@@ -1,0 +1,335 @@
+//! The sans-IO core of the SFU: rooms and participants, driven only by
+//! inputs (commands, datagrams, time) and producing outputs (datagrams to
+//! send, events for signaling, the next timeout). No sockets, threads or
+//! clock: tests drive it with simulated time and a simulated network.
+
+mod leg;
+mod participant;
+mod rewrite;
+mod room;
+mod stun;
+
+pub use leg::VideoCodec;
+pub use rewrite::Rewriter;
+pub use room::RoomConfig;
+pub use stun::local_ufrag;
+
+use crate::api::{Command, Event, Leg, ParticipantId};
+use room::Room;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use str0m::net::Transmit;
+
+/// Counters the core keeps; the driver exports them as metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CoreStats {
+    /// RTP packets received from publishers.
+    pub rtp_in: u64,
+    /// RTP payload bytes received from publishers.
+    pub rtp_bytes_in: u64,
+    /// RTP packets forwarded to subscribers.
+    pub rtp_out: u64,
+    /// RTP payload bytes forwarded to subscribers.
+    pub rtp_bytes_out: u64,
+    /// Datagrams dropped: unknown sender, unparsable, or refused by str0m.
+    pub dropped_datagrams: u64,
+    /// Keyframe requests sent to publishers.
+    pub keyframe_requests: u64,
+    /// Keyframe requests suppressed by the per-track throttle.
+    pub keyframe_requests_throttled: u64,
+    /// NACKs received from subscribers (answered from str0m's send buffer).
+    pub nacks: u64,
+}
+
+/// Where room operations put their results.
+pub struct Outputs<'a> {
+    /// Datagrams to send.
+    pub transmits: &'a mut Vec<Transmit>,
+    /// Events for participants.
+    pub events: &'a mut VecDeque<(ParticipantId, Event)>,
+    /// Counters.
+    pub stats: &'a mut CoreStats,
+}
+
+impl Outputs<'_> {
+    fn event(&mut self, to: ParticipantId, event: Event) {
+        self.events.push_back((to, event));
+    }
+}
+
+/// Settings of one core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// The address (public IP and worker port) put in ICE candidates.
+    pub candidate: SocketAddr,
+    /// The video codec.
+    pub codec: VideoCodec,
+    /// At most one keyframe request per track per this interval.
+    pub keyframe_throttle: Duration,
+    /// A connected participant silent this long is removed.
+    pub media_timeout: Duration,
+}
+
+impl CoreConfig {
+    /// Defaults for a core advertising `candidate`.
+    pub fn new(candidate: SocketAddr) -> Self {
+        Self {
+            candidate,
+            codec: VideoCodec::Vp8,
+            keyframe_throttle: Duration::from_millis(500),
+            media_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The rooms of one worker and the demultiplexing of its socket.
+pub struct Core {
+    config: RoomConfig,
+    rooms: HashMap<String, Room>,
+    room_of: HashMap<ParticipantId, String>,
+    by_addr: HashMap<SocketAddr, (ParticipantId, Leg)>,
+    by_ufrag: HashMap<String, (ParticipantId, Leg)>,
+    transmits: Vec<Transmit>,
+    events: VecDeque<(ParticipantId, Event)>,
+    stats: CoreStats,
+}
+
+impl Core {
+    /// An empty core.
+    pub fn new(config: CoreConfig) -> Self {
+        Self {
+            config: RoomConfig {
+                candidate: config.candidate,
+                codec: config.codec,
+                keyframe_throttle: config.keyframe_throttle,
+                media_timeout: config.media_timeout,
+            },
+            rooms: HashMap::new(),
+            room_of: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            transmits: Vec::new(),
+            events: VecDeque::new(),
+            stats: CoreStats::default(),
+        }
+    }
+
+    /// The address ICE candidates advertise.
+    pub fn candidate(&self) -> SocketAddr {
+        self.config.candidate
+    }
+
+    /// Live rooms.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Participants in all rooms.
+    pub fn participant_count(&self) -> usize {
+        self.room_of.len()
+    }
+
+    /// Published tracks in all rooms.
+    pub fn track_count(&self) -> usize {
+        self.rooms.values().map(Room::track_count).sum()
+    }
+
+    /// (track, subscriber) pairs being forwarded.
+    pub fn forwarded_track_count(&self) -> usize {
+        self.rooms.values().map(Room::forwarded_track_count).sum()
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> CoreStats {
+        self.stats
+    }
+
+    /// Datagrams to send, oldest first. The caller drains the vector.
+    pub fn transmits(&mut self) -> &mut Vec<Transmit> {
+        &mut self.transmits
+    }
+
+    /// The next event for a participant.
+    pub fn poll_event(&mut self) -> Option<(ParticipantId, Event)> {
+        self.events.pop_front()
+    }
+
+    /// When the core next needs [`Core::handle_timeout`].
+    pub fn next_timeout(&self) -> Option<Instant> {
+        self.rooms
+            .values()
+            .filter_map(|r| r.next_timeout(&self.config))
+            .min()
+    }
+
+    /// Applies a command from signaling.
+    pub fn handle_command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Join { room, participant } => self.join(now, room, participant),
+            Command::Leave { participant } => {
+                self.with_room(participant, |room, config, out| {
+                    room.leave(now, participant, config, out)
+                });
+            }
+            Command::PublishOffer {
+                participant,
+                sdp,
+                tracks,
+            } => {
+                self.with_room(participant, |room, config, out| {
+                    room.publish_offer(now, participant, &sdp, tracks, config, out)
+                });
+            }
+            Command::SubscribeAnswer { participant, sdp } => {
+                self.with_room(participant, |room, config, out| {
+                    room.subscribe_answer(now, participant, &sdp, config, out)
+                });
+            }
+            Command::Candidate {
+                participant,
+                leg,
+                candidate,
+            } => {
+                self.with_room(participant, |room, config, out| {
+                    room.candidate(now, participant, leg, &candidate, config, out)
+                });
+            }
+        }
+    }
+
+    /// Feeds one datagram that arrived from `source` on the socket whose
+    /// advertised address is `destination`.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
+        let route = match self.by_addr.get(&source) {
+            Some(route) => Some(*route),
+            None => stun::local_ufrag(contents).and_then(|ufrag| self.by_ufrag.get(ufrag).copied()),
+        };
+        let Some((participant, leg)) = route else {
+            self.stats.dropped_datagrams += 1;
+            return;
+        };
+        if stun::is_stun(contents) && !self.by_addr.contains_key(&source) {
+            // A new flow for a known connection: route its address from now on.
+            self.by_addr.insert(source, (participant, leg));
+            if let Some(room) = self
+                .room_of
+                .get(&participant)
+                .and_then(|r| self.rooms.get_mut(r))
+                && let Some(addrs) = room.leg_addrs_mut(participant, leg)
+            {
+                addrs.push(source);
+            }
+        }
+        let destination = self.config.candidate;
+        self.with_room(participant, |room, config, out| {
+            room.receive(
+                now,
+                participant,
+                leg,
+                source,
+                destination,
+                contents,
+                config,
+                out,
+            )
+        });
+    }
+
+    /// Advances time for every connection that is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let names: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.next_timeout(&self.config).is_some_and(|t| t <= now))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in names {
+            self.in_room(&name, |room, config, out| room.timeout(now, config, out));
+        }
+    }
+
+    fn join(&mut self, now: Instant, room_name: String, participant: ParticipantId) {
+        if self.room_of.contains_key(&participant) {
+            self.events.push_back((
+                participant,
+                Event::Error {
+                    code: "already_joined",
+                    message: "this participant is already in the media plane".into(),
+                },
+            ));
+            return;
+        }
+        let room = self
+            .rooms
+            .entry(room_name.clone())
+            .or_insert_with(|| Room::new(room_name.clone()));
+        let mut out = Outputs {
+            transmits: &mut self.transmits,
+            events: &mut self.events,
+            stats: &mut self.stats,
+        };
+        match room.join(now, participant, &self.config, &mut out) {
+            Ok(p) => {
+                self.by_ufrag
+                    .insert(p.publish.ufrag.clone(), (participant, Leg::Publish));
+                self.by_ufrag
+                    .insert(p.subscribe.ufrag.clone(), (participant, Leg::Subscribe));
+                self.room_of.insert(participant, room_name.clone());
+            }
+            Err(e) => {
+                tracing::error!(participant = %participant, error = %e, "could not create connections");
+                self.events.push_back((
+                    participant,
+                    Event::Failed {
+                        reason: e.to_string(),
+                    },
+                ));
+            }
+        }
+        self.cleanup(&room_name);
+    }
+
+    fn with_room(
+        &mut self,
+        participant: ParticipantId,
+        f: impl FnOnce(&mut Room, &RoomConfig, &mut Outputs),
+    ) {
+        let Some(name) = self.room_of.get(&participant).cloned() else {
+            return;
+        };
+        self.in_room(&name, f);
+    }
+
+    fn in_room(&mut self, name: &str, f: impl FnOnce(&mut Room, &RoomConfig, &mut Outputs)) {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        let mut out = Outputs {
+            transmits: &mut self.transmits,
+            events: &mut self.events,
+            stats: &mut self.stats,
+        };
+        f(room, &self.config, &mut out);
+        self.cleanup(name);
+    }
+
+    /// Unregisters participants the room removed, and the room when empty.
+    fn cleanup(&mut self, name: &str) {
+        let Some(room) = self.rooms.get_mut(name) else {
+            return;
+        };
+        for participant in room.take_removed() {
+            self.room_of.remove(&participant.id);
+            for leg in [&participant.publish, &participant.subscribe] {
+                self.by_ufrag.remove(&leg.ufrag);
+                for addr in &leg.addrs {
+                    self.by_addr.remove(addr);
+                }
+            }
+        }
+        if room.is_empty() {
+            self.rooms.remove(name);
+        }
+    }
+}

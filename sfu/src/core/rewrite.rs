@@ -1,0 +1,100 @@
+//! Per-subscriber, per-track RTP numbering.
+//!
+//! A subscriber's outgoing stream has its own SSRC (str0m's), sequence
+//! numbers and timestamps. Keeping them independent of the publisher's lets
+//! the SFU later switch a subscriber between simulcast layers, or pause and
+//! resume a track, by re-anchoring the offsets so the browser sees one
+//! continuous stream with no gap.
+
+/// Maps a source stream's sequence numbers and timestamps onto the
+/// subscriber's stream.
+#[derive(Debug, Clone)]
+pub struct Rewriter {
+    /// Added to the extended input sequence number (unset until the first
+    /// packet).
+    seq_delta: Option<i64>,
+    /// Added (wrapping) to the input RTP timestamp.
+    ts_delta: u32,
+    /// First output sequence number.
+    start_seq: u64,
+    /// Highest sequence number sent so far.
+    highest_out: Option<u64>,
+    /// Timestamp of the highest packet sent so far.
+    last_out_ts: u32,
+}
+
+impl Rewriter {
+    /// A rewriter whose first output packet gets `start_seq` (random, as
+    /// RFC 3550 asks) and keeps timestamps as they are.
+    pub fn new(start_seq: u16) -> Self {
+        Self {
+            seq_delta: None,
+            ts_delta: 0,
+            start_seq: u64::from(start_seq),
+            highest_out: None,
+            last_out_ts: 0,
+        }
+    }
+
+    /// Output sequence number and timestamp for an input packet, or `None`
+    /// for a straggler older than the first packet forwarded.
+    pub fn map(&mut self, in_seq: u64, in_ts: u32) -> Option<(u64, u32)> {
+        let delta = *self
+            .seq_delta
+            .get_or_insert_with(|| self.start_seq as i64 - in_seq as i64);
+        let out = u64::try_from(in_seq as i64 + delta).ok()?;
+        let ts = in_ts.wrapping_add(self.ts_delta);
+        if self.highest_out.is_none_or(|h| out > h) {
+            self.highest_out = Some(out);
+            self.last_out_ts = ts;
+        }
+        Some((out, ts))
+    }
+
+    /// Re-anchors on a new source (another layer, or after a pause): its
+    /// packet `in_seq`/`in_ts` will follow the last one sent, `ts_advance`
+    /// ticks later, so the subscriber sees no gap.
+    pub fn rebase(&mut self, in_seq: u64, in_ts: u32, ts_advance: u32) {
+        let next = self.highest_out.map_or(self.start_seq, |h| h + 1);
+        self.seq_delta = Some(next as i64 - in_seq as i64);
+        let target = self.last_out_ts.wrapping_add(ts_advance);
+        self.ts_delta = target.wrapping_sub(in_ts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continuous_from_the_start_value() {
+        let mut r = Rewriter::new(1000);
+        assert_eq!(r.map(70_000, 5), Some((1000, 5)));
+        assert_eq!(r.map(70_001, 6), Some((1001, 6)));
+        assert_eq!(r.map(70_003, 8), Some((1003, 8)), "gaps are kept for NACK");
+        assert_eq!(r.map(70_002, 7), Some((1002, 7)), "reordering is kept");
+        assert_eq!(r.map(60_000, 1), None, "older than the first packet");
+    }
+
+    #[test]
+    fn rebase_continues_without_a_gap() {
+        let mut r = Rewriter::new(10);
+        r.map(500, 90_000);
+        r.map(501, 93_000);
+        // Switch to a source with unrelated numbering.
+        r.rebase(9_000, 1_000_000, 3_000);
+        assert_eq!(r.map(9_000, 1_000_000), Some((12, 96_000)));
+        assert_eq!(r.map(9_001, 1_003_000), Some((13, 99_000)));
+    }
+
+    #[test]
+    fn timestamps_wrap() {
+        let mut r = Rewriter::new(0);
+        r.map(1, u32::MAX - 10);
+        r.rebase(5, 100, 20);
+        assert_eq!(
+            r.map(5, 100).map(|x| x.1),
+            Some((u32::MAX - 10).wrapping_add(20))
+        );
+    }
+}

@@ -1,0 +1,727 @@
+//! A room: its participants, their published tracks, and who receives what.
+//!
+//! Everything here runs on the one worker thread that owns the room, so
+//! forwarding takes no lock. Work that one participant's connection causes
+//! for another (a keyframe request, a renegotiation) is queued in
+//! `pending` and settled before the room returns, never by re-entering a
+//! connection that is in the middle of being drained.
+
+use super::Outputs;
+use super::leg::{LegError, LegEvent, VideoCodec};
+use super::participant::Participant;
+use super::rewrite::Rewriter;
+use crate::api::{Event, Kind, Leg, OfferedTrack, ParticipantId, Source, TrackLabel};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+
+/// Identifies a published track: its publisher and the publisher's mid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TrackKey {
+    /// The publisher.
+    pub publisher: ParticipantId,
+    /// The m-line on the publisher's publish connection.
+    pub mid: Mid,
+}
+
+/// One subscriber of a track: where to write and how to renumber.
+struct Subscription {
+    subscriber: ParticipantId,
+    /// The m-line on the subscriber's subscribe connection.
+    mid: Mid,
+    rewriter: Rewriter,
+    /// Publisher payload type → subscriber payload type, by codec.
+    pt_map: Vec<(Pt, Pt)>,
+}
+
+/// A track published in the room.
+struct Track {
+    kind: Kind,
+    source: Source,
+    subscriptions: Vec<Subscription>,
+    /// Last keyframe request sent to the publisher (throttling).
+    last_keyframe_request: Option<Instant>,
+    /// A request arrived inside the throttle window; send one when it ends.
+    keyframe_owed: bool,
+}
+
+/// Settings rooms share.
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// The address ICE candidates advertise.
+    pub candidate: SocketAddr,
+    /// The one video codec of the SFU.
+    pub codec: VideoCodec,
+    /// At most one keyframe request per track per this interval.
+    pub keyframe_throttle: Duration,
+    /// A connected participant silent this long is removed.
+    pub media_timeout: Duration,
+}
+
+/// A room and everything in it.
+pub struct Room {
+    name: String,
+    participants: HashMap<ParticipantId, Participant>,
+    tracks: HashMap<TrackKey, Track>,
+    /// Leg events waiting to be acted on.
+    pending: VecDeque<(ParticipantId, Leg, LegEvent)>,
+    /// Scratch buffer for one drain's events.
+    scratch: Vec<LegEvent>,
+    /// Participants that failed during the current call.
+    failed: Vec<(ParticipantId, String)>,
+    /// Participants removed, for the core to unregister.
+    removed: Vec<Participant>,
+}
+
+impl Room {
+    /// An empty room.
+    pub fn new(name: String) -> Self {
+        Self {
+            name,
+            participants: HashMap::new(),
+            tracks: HashMap::new(),
+            pending: VecDeque::new(),
+            scratch: Vec::new(),
+            failed: Vec::new(),
+            removed: Vec::new(),
+        }
+    }
+
+    /// Whether nobody is left.
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty()
+    }
+
+    /// Published tracks.
+    pub fn track_count(&self) -> usize {
+        self.tracks.len()
+    }
+
+    /// Subscriptions being forwarded.
+    pub fn forwarded_track_count(&self) -> usize {
+        self.tracks.values().map(|t| t.subscriptions.len()).sum()
+    }
+
+    /// Participants removed since the last call, for unregistering.
+    pub fn take_removed(&mut self) -> Vec<Participant> {
+        std::mem::take(&mut self.removed)
+    }
+
+    /// The remote addresses routed to one of `id`'s connections.
+    pub fn leg_addrs_mut(&mut self, id: ParticipantId, leg: Leg) -> Option<&mut Vec<SocketAddr>> {
+        self.participants
+            .get_mut(&id)
+            .map(|p| &mut p.leg_mut(leg).addrs)
+    }
+
+    /// The earliest time any connection here wants attention.
+    pub fn next_timeout(&self, config: &RoomConfig) -> Option<Instant> {
+        let connections = self.participants.values().flat_map(|p| {
+            let silence = p.silence_deadline(config.media_timeout);
+            [
+                Some(p.publish.next_timeout),
+                Some(p.subscribe.next_timeout),
+                silence,
+            ]
+        });
+        let owed_keyframes = self.tracks.values().filter(|t| t.keyframe_owed).map(|t| {
+            t.last_keyframe_request
+                .map(|at| at + config.keyframe_throttle)
+        });
+        connections.chain(owed_keyframes).flatten().min()
+    }
+
+    /// Adds a participant and offers it everything already published.
+    pub fn join(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        config: &RoomConfig,
+        out: &mut Outputs,
+    ) -> Result<&Participant, LegError> {
+        let participant = Participant::new(now, id, config)?;
+        tracing::info!(room = %self.name, participant = %id, "media: joined");
+        self.participants.insert(id, participant);
+        self.renegotiate(id, out);
+        self.settle(now, config, out);
+        self.participants.get(&id).ok_or(LegError::Closed)
+    }
+
+    /// Removes a participant; `reason` is sent to it when it failed.
+    pub fn leave(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        config: &RoomConfig,
+        out: &mut Outputs,
+    ) {
+        self.remove(id, None, out);
+        self.settle(now, config, out);
+    }
+
+    /// A datagram for `id`'s `leg`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        leg: Leg,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+        config: &RoomConfig,
+        out: &mut Outputs,
+    ) {
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let mut events = std::mem::take(&mut self.scratch);
+        let result = participant.leg_mut(leg).receive(
+            now,
+            source,
+            destination,
+            contents,
+            out.transmits,
+            &mut events,
+        );
+        match result {
+            Ok(true) => {}
+            Ok(false) => out.stats.dropped_datagrams += 1,
+            Err(e) => self.failed.push((id, e.to_string())),
+        }
+        self.pending.extend(events.drain(..).map(|e| (id, leg, e)));
+        self.scratch = events;
+        self.settle(now, config, out);
+    }
+
+    /// Advances every connection whose timeout has come, and removes
+    /// participants silent for longer than the media timeout.
+    pub fn timeout(&mut self, now: Instant, config: &RoomConfig, out: &mut Outputs) {
+        let mut events = std::mem::take(&mut self.scratch);
+        for (id, participant) in &mut self.participants {
+            if participant
+                .silence_deadline(config.media_timeout)
+                .is_some_and(|d| d <= now)
+            {
+                self.failed
+                    .push((*id, "no media traffic (connection lost)".into()));
+                continue;
+            }
+            for leg in [Leg::Publish, Leg::Subscribe] {
+                let rtc = participant.leg_mut(leg);
+                if rtc.next_timeout > now {
+                    continue;
+                }
+                if let Err(e) = rtc.timeout(now, out.transmits, &mut events) {
+                    self.failed.push((*id, e.to_string()));
+                }
+                self.pending.extend(events.drain(..).map(|e| (*id, leg, e)));
+            }
+        }
+        self.scratch = events;
+        let owed: Vec<TrackKey> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| {
+                t.keyframe_owed
+                    && t.last_keyframe_request
+                        .is_none_or(|at| now.duration_since(at) >= config.keyframe_throttle)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in owed {
+            self.request_keyframe(now, key, config, out);
+        }
+        self.settle(now, config, out);
+    }
+
+    /// Applies the browser's offer on its publish connection.
+    pub fn publish_offer(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        sdp: &str,
+        labels: Vec<TrackLabel>,
+        config: &RoomConfig,
+        out: &mut Outputs,
+    ) {
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let offer = match SdpOffer::from_sdp_string(sdp) {
+            Ok(offer) => offer,
+            Err(e) => {
+                return out.event(id, invalid_sdp(format!("the offer is not valid SDP: {e}")));
+            }
+        };
+        participant.set_labels(labels);
+        let mut events = std::mem::take(&mut self.scratch);
+        let answer = participant
+            .publish
+            .mutate(out.transmits, &mut events, |rtc| {
+                rtc.sdp_api().accept_offer(offer)
+            });
+        self.pending
+            .extend(events.drain(..).map(|e| (id, Leg::Publish, e)));
+        self.scratch = events;
+        match answer {
+            Ok(Ok(answer)) => out.event(
+                id,
+                Event::PublishAnswer {
+                    sdp: answer.to_sdp_string(),
+                },
+            ),
+            Ok(Err(e)) => out.event(id, invalid_sdp(format!("the offer was refused: {e}"))),
+            Err(e) => self.failed.push((id, e.to_string())),
+        }
+        self.settle(now, config, out);
+    }
+
+    /// Applies the browser's answer on its subscribe connection.
+    pub fn subscribe_answer(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        sdp: &str,
+        config: &RoomConfig,
+        out: &mut Outputs,
+    ) {
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let Some(pending) = participant.take_pending_offer() else {
+            return out.event(
+                id,
+                Event::Error {
+                    code: "no_offer_pending",
+                    message: "an answer arrived but no subscribe offer is outstanding".into(),
+                },
+            );
+        };
+        let answer = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(answer) => answer,
+            Err(e) => {
+                // Keep waiting for a usable answer to the same offer.
+                participant.restore_pending_offer(pending);
+                return out.event(id, invalid_sdp(format!("the answer is not valid SDP: {e}")));
+            }
+        };
+        let mut events = std::mem::take(&mut self.scratch);
+        let result = participant
+            .subscribe
+            .mutate(out.transmits, &mut events, |rtc| {
+                rtc.sdp_api().accept_answer(pending, answer)
+            });
+        self.pending
+            .extend(events.drain(..).map(|e| (id, Leg::Subscribe, e)));
+        self.scratch = events;
+        match result {
+            Ok(Ok(())) => {
+                self.activate_offered(id);
+                if self
+                    .participants
+                    .get(&id)
+                    .is_some_and(Participant::wants_renegotiation)
+                {
+                    self.renegotiate(id, out);
+                }
+            }
+            Ok(Err(e)) => {
+                // The offer/answer exchange is broken for this connection.
+                self.failed
+                    .push((id, format!("subscribe answer refused: {e}")));
+            }
+            Err(e) => self.failed.push((id, e.to_string())),
+        }
+        self.settle(now, config, out);
+    }
+
+    /// Adds a trickled remote candidate.
+    pub fn candidate(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        leg: Leg,
+        candidate: &str,
+        config: &RoomConfig,
+        out: &mut Outputs,
+    ) {
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let line = candidate.trim().trim_start_matches("a=");
+        let Ok(candidate) = str0m::Candidate::from_sdp_string(line) else {
+            return out.event(
+                id,
+                Event::Error {
+                    code: "invalid_candidate",
+                    message: format!("not an ICE candidate: {line:?}"),
+                },
+            );
+        };
+        let mut events = std::mem::take(&mut self.scratch);
+        let result = participant
+            .leg_mut(leg)
+            .mutate(out.transmits, &mut events, |rtc| {
+                rtc.add_remote_candidate(candidate)
+            });
+        self.pending.extend(events.drain(..).map(|e| (id, leg, e)));
+        self.scratch = events;
+        if let Err(e) = result {
+            self.failed.push((id, e.to_string()));
+        }
+        self.settle(now, config, out);
+    }
+
+    /// Acts on queued leg events and failures until none are left.
+    fn settle(&mut self, now: Instant, config: &RoomConfig, out: &mut Outputs) {
+        loop {
+            if let Some((id, reason)) = self.failed.pop() {
+                self.remove(id, Some(reason), out);
+                continue;
+            }
+            let Some((id, leg, event)) = self.pending.pop_front() else {
+                break;
+            };
+            if !self.participants.contains_key(&id) {
+                continue;
+            }
+            match (leg, event) {
+                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(id, packet, out),
+                (
+                    Leg::Publish,
+                    LegEvent::MediaAdded {
+                        mid,
+                        kind,
+                        direction,
+                    },
+                ) => {
+                    self.publish_changed(id, mid, Some(kind), direction, out);
+                }
+                (Leg::Publish, LegEvent::MediaChanged { mid, direction }) => {
+                    self.publish_changed(id, mid, None, direction, out);
+                }
+                (Leg::Subscribe, LegEvent::KeyframeRequest(mid)) => {
+                    let track = self.participants.get(&id).and_then(|p| p.track_on_mid(mid));
+                    if let Some(track) = track {
+                        self.request_keyframe(now, track, config, out);
+                    }
+                }
+                (_, LegEvent::Nacks(count)) => out.stats.nacks += count,
+                (leg, LegEvent::Connected) => {
+                    tracing::info!(room = %self.name, participant = %id, leg = leg.as_str(), "media: connected");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A publisher's m-line appeared or changed direction.
+    fn publish_changed(
+        &mut self,
+        id: ParticipantId,
+        mid: Mid,
+        kind: Option<Kind>,
+        direction: Direction,
+        out: &mut Outputs,
+    ) {
+        let key = TrackKey { publisher: id, mid };
+        let Some(participant) = self.participants.get(&id) else {
+            return;
+        };
+        let receiving = direction.is_receiving();
+        let kind = kind.or_else(|| {
+            participant.publish.rtc.media(mid).map(|m| match m.kind() {
+                MediaKind::Audio => Kind::Audio,
+                MediaKind::Video => Kind::Video,
+            })
+        });
+        match (receiving, self.tracks.contains_key(&key), kind) {
+            (true, false, Some(kind)) => {
+                let source = participant.label(mid, kind);
+                tracing::info!(room = %self.name, participant = %id, mid = %mid, source = source.as_str(), "media: track published");
+                let track = Track {
+                    kind,
+                    source,
+                    subscriptions: Vec::new(),
+                    last_keyframe_request: None,
+                    keyframe_owed: false,
+                };
+                self.tracks.insert(key, track);
+                self.renegotiate_others(id, out);
+            }
+            (false, true, _) => {
+                tracing::info!(room = %self.name, participant = %id, mid = %mid, "media: track unpublished");
+                self.tracks.remove(&key);
+                self.renegotiate_others(id, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// Everyone but `publisher` gets a new subscribe offer.
+    fn renegotiate_others(&mut self, publisher: ParticipantId, out: &mut Outputs) {
+        let others: Vec<ParticipantId> = self
+            .participants
+            .keys()
+            .copied()
+            .filter(|p| *p != publisher)
+            .collect();
+        for other in others {
+            self.renegotiate(other, out);
+        }
+    }
+
+    /// Brings `id`'s subscribe connection in line with the room's tracks:
+    /// one offer adding what is new and deactivating what is gone. If an
+    /// offer is already out, this waits for its answer (one offer at a time
+    /// on a connection where only the SFU offers: no glare).
+    fn renegotiate(&mut self, id: ParticipantId, out: &mut Outputs) {
+        let wanted: Vec<(TrackKey, Kind, Source)> = self
+            .tracks
+            .iter()
+            .filter(|(k, _)| k.publisher != id)
+            .map(|(k, t)| (*k, t.kind, t.source))
+            .collect();
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let mut events = std::mem::take(&mut self.scratch);
+        let result = participant.offer_tracks(&wanted, out.transmits, &mut events);
+        self.pending
+            .extend(events.drain(..).map(|e| (id, Leg::Subscribe, e)));
+        self.scratch = events;
+        match result {
+            Ok(Some(sdp)) => {
+                let tracks = participant
+                    .offered_tracks()
+                    .map(|(mid, key, kind, source)| OfferedTrack {
+                        mid: mid.to_string(),
+                        participant: key.publisher,
+                        source,
+                        kind,
+                    })
+                    .collect();
+                // Subscriptions on m-lines this offer turns off stop now.
+                let retired = participant.retired_tracks();
+                for (key, mid) in retired {
+                    if let Some(track) = self.tracks.get_mut(&key) {
+                        track
+                            .subscriptions
+                            .retain(|s| !(s.subscriber == id && s.mid == mid));
+                    }
+                }
+                out.event(id, Event::SubscribeOffer { sdp, tracks });
+            }
+            Ok(None) => {}
+            Err(e) => self.failed.push((id, e.to_string())),
+        }
+    }
+
+    /// After an answer: start forwarding on every m-line the answer accepted.
+    fn activate_offered(&mut self, id: ParticipantId) {
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let newly = participant.take_newly_offered();
+        for (key, mid) in newly {
+            let Some(publisher) = self.participants.get(&key.publisher) else {
+                continue;
+            };
+            let Some(subscriber) = self.participants.get(&id) else {
+                continue;
+            };
+            let Some(track) = self.tracks.get_mut(&key) else {
+                continue;
+            };
+            let pt_map = payload_type_map(&publisher.publish.rtc, &subscriber.subscribe.rtc);
+            track.subscriptions.push(Subscription {
+                subscriber: id,
+                mid,
+                rewriter: Rewriter::new(rand::random()),
+                pt_map,
+            });
+            if track.kind == Kind::Video {
+                // A new viewer needs a keyframe to start decoding.
+                self.pending
+                    .push_back((id, Leg::Subscribe, LegEvent::KeyframeRequest(mid)));
+            }
+        }
+    }
+
+    /// Asks a track's publisher for a keyframe, at most once per throttle
+    /// interval, however many subscribers ask.
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        key: TrackKey,
+        config: &RoomConfig,
+        out: &mut Outputs,
+    ) {
+        let Some(track) = self.tracks.get_mut(&key) else {
+            return;
+        };
+        if track.kind != Kind::Video {
+            return;
+        }
+        if track
+            .last_keyframe_request
+            .is_some_and(|t| now.duration_since(t) < config.keyframe_throttle)
+        {
+            // Coalesce: one request goes out when the window ends, so a late
+            // viewer still gets its keyframe promptly.
+            track.keyframe_owed = true;
+            out.stats.keyframe_requests_throttled += 1;
+            return;
+        }
+        track.keyframe_owed = false;
+        let Some(publisher) = self.participants.get_mut(&key.publisher) else {
+            return;
+        };
+        let mut events = std::mem::take(&mut self.scratch);
+        match publisher
+            .publish
+            .request_keyframe(key.mid, out.transmits, &mut events)
+        {
+            Ok(true) => {
+                track.last_keyframe_request = Some(now);
+                out.stats.keyframe_requests += 1;
+            }
+            Ok(false) => {}
+            Err(e) => self.failed.push((key.publisher, e.to_string())),
+        }
+        self.pending
+            .extend(events.drain(..).map(|e| (key.publisher, Leg::Publish, e)));
+        self.scratch = events;
+    }
+
+    /// Sends one incoming packet to every subscriber of its track.
+    fn forward(&mut self, id: ParticipantId, packet: RtpPacket, out: &mut Outputs) {
+        out.stats.rtp_in += 1;
+        out.stats.rtp_bytes_in += packet.payload.len() as u64;
+        let Some(publisher) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let Some(mid) = publisher.mid_of(packet.header.ssrc) else {
+            return;
+        };
+        let Some(track) = self.tracks.get_mut(&TrackKey { publisher: id, mid }) else {
+            return;
+        };
+        let nackable = track.kind == Kind::Video;
+        let exts = ExtensionValues {
+            audio_level: packet.header.ext_vals.audio_level,
+            voice_activity: packet.header.ext_vals.voice_activity,
+            video_orientation: packet.header.ext_vals.video_orientation,
+            ..Default::default()
+        };
+        let mut events = std::mem::take(&mut self.scratch);
+        for sub in &mut track.subscriptions {
+            let Some(subscriber) = self.participants.get_mut(&sub.subscriber) else {
+                continue;
+            };
+            let Some(&(_, pt)) = sub
+                .pt_map
+                .iter()
+                .find(|(from, _)| *from == packet.header.payload_type)
+            else {
+                continue;
+            };
+            let Some((seq, time)) = sub.rewriter.map(*packet.seq_no, packet.header.timestamp)
+            else {
+                continue;
+            };
+            let written = subscriber
+                .subscribe
+                .mutate(out.transmits, &mut events, |rtc| {
+                    let mut api = rtc.direct_api();
+                    let Some(stream) = api.stream_tx_by_mid(sub.mid, None) else {
+                        return false;
+                    };
+                    let write = RtpWrite::new(
+                        pt,
+                        seq.into(),
+                        time,
+                        packet.timestamp,
+                        packet.payload.clone(),
+                    )
+                    .marker(packet.header.marker)
+                    .ext_vals(exts.clone())
+                    .nackable(nackable);
+                    stream.write_rtp(write);
+                    true
+                });
+            match written {
+                Ok(true) => {
+                    out.stats.rtp_out += 1;
+                    out.stats.rtp_bytes_out += packet.payload.len() as u64;
+                }
+                Ok(false) => {}
+                Err(e) => self.failed.push((sub.subscriber, e.to_string())),
+            }
+            self.pending.extend(
+                events
+                    .drain(..)
+                    .map(|e| (sub.subscriber, Leg::Subscribe, e)),
+            );
+        }
+        self.scratch = events;
+    }
+
+    /// Takes a participant out: its tracks stop everywhere, its
+    /// subscriptions end, and (when it failed) it is told why.
+    fn remove(&mut self, id: ParticipantId, failure: Option<String>, out: &mut Outputs) {
+        let Some(participant) = self.participants.remove(&id) else {
+            return;
+        };
+        match &failure {
+            Some(reason) => {
+                tracing::warn!(room = %self.name, participant = %id, reason, "media: participant failed");
+                out.event(
+                    id,
+                    Event::Failed {
+                        reason: reason.clone(),
+                    },
+                );
+            }
+            None => tracing::info!(room = %self.name, participant = %id, "media: left"),
+        }
+        let had_tracks = self.tracks.keys().any(|k| k.publisher == id);
+        self.tracks.retain(|k, _| k.publisher != id);
+        for track in self.tracks.values_mut() {
+            track.subscriptions.retain(|s| s.subscriber != id);
+        }
+        self.removed.push(participant);
+        if had_tracks {
+            self.renegotiate_others(id, out);
+        }
+    }
+}
+
+fn invalid_sdp(message: String) -> Event {
+    Event::Error {
+        code: "invalid_sdp",
+        message,
+    }
+}
+
+/// Maps each payload type the publisher negotiated to the subscriber's
+/// payload type for the same codec (the two sides number codecs
+/// independently).
+fn payload_type_map(publisher: &str0m::Rtc, subscriber: &str0m::Rtc) -> Vec<(Pt, Pt)> {
+    let outgoing = subscriber.codec_config();
+    publisher
+        .codec_config()
+        .params()
+        .iter()
+        .filter_map(|p| {
+            let target = outgoing
+                .match_params(*p)
+                .or_else(|| outgoing.find(|o| o.spec().codec == p.spec().codec))?;
+            Some((p.pt(), target.pt()))
+        })
+        .collect()
+}

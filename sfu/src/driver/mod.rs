@@ -1,0 +1,297 @@
+//! The thin I/O driver: worker threads, each owning a UDP socket and the
+//! rooms placed on it, and the handle signaling uses to reach them.
+
+pub mod udp;
+mod worker;
+
+use crate::api::{Command, Event, ParticipantId};
+use crate::core::{Core, CoreConfig, VideoCodec};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use worker::{Worker, WorkerLoad, WorkerMessage};
+
+/// Events one participant may have queued before it is considered stuck.
+const EVENT_QUEUE: usize = 64;
+
+/// How the SFU is set up.
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// Address the worker sockets bind to.
+    pub bind_ip: IpAddr,
+    /// Address put in ICE candidates (the public IP behind 1:1 NAT);
+    /// `None` advertises `bind_ip`.
+    pub public_ip: Option<IpAddr>,
+    /// Lowest UDP port a worker may take.
+    pub port_min: u16,
+    /// Highest UDP port a worker may take.
+    pub port_max: u16,
+    /// Worker threads (each with one socket).
+    pub workers: usize,
+    /// The video codec every room uses.
+    pub codec: VideoCodec,
+    /// A connected participant silent this long is removed.
+    pub media_timeout: Duration,
+}
+
+/// Why the SFU could not start or accept a participant.
+#[derive(Debug, thiserror::Error)]
+pub enum SfuError {
+    /// No port in the range could be bound.
+    #[error("no free UDP port in {min}-{max} on {ip}: {reason}")]
+    NoPort {
+        /// Bind address.
+        ip: IpAddr,
+        /// Range start.
+        min: u16,
+        /// Range end.
+        max: u16,
+        /// Last error seen.
+        reason: String,
+    },
+    /// `bind_ip` is a wildcard and no `public_ip` says what to advertise.
+    #[error("sfu.bind_ip is {0}; set sfu.public_ip to the address browsers can reach")]
+    NoAdvertisedAddress(IpAddr),
+    /// Setting up a worker failed.
+    #[error("starting a media worker: {0}")]
+    Io(#[from] std::io::Error),
+    /// The worker is gone (shutting down).
+    #[error("the media plane is shutting down")]
+    Stopped,
+}
+
+struct WorkerHandle {
+    messages: Sender<WorkerMessage>,
+    waker: Arc<mio::Waker>,
+    addr: SocketAddr,
+    load: Arc<WorkerLoad>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl WorkerHandle {
+    fn send(&self, message: WorkerMessage) -> Result<(), SfuError> {
+        self.messages.send(message).map_err(|_| SfuError::Stopped)?;
+        self.waker.wake().map_err(SfuError::Io)
+    }
+}
+
+/// Which worker holds each room, and how many participants it has there.
+#[derive(Default)]
+struct Placement {
+    rooms: HashMap<String, (usize, usize)>,
+}
+
+struct Inner {
+    workers: Vec<WorkerHandle>,
+    placement: Mutex<Placement>,
+}
+
+/// Handle to the running media plane. Cheap to clone.
+#[derive(Clone)]
+pub struct Sfu {
+    inner: Arc<Inner>,
+}
+
+impl Sfu {
+    /// Binds one socket per worker and starts the threads.
+    pub fn start(config: SfuConfig) -> Result<Self, SfuError> {
+        let advertised = match config.public_ip {
+            Some(ip) => ip,
+            None if config.bind_ip.is_unspecified() => {
+                return Err(SfuError::NoAdvertisedAddress(config.bind_ip));
+            }
+            None => config.bind_ip,
+        };
+        let mut workers = Vec::new();
+        let mut next_port = config.port_min;
+        for index in 0..config.workers.max(1) {
+            let (socket, port) = bind_in_range(config.bind_ip, next_port, config.port_max)
+                .map_err(|reason| SfuError::NoPort {
+                    ip: config.bind_ip,
+                    min: config.port_min,
+                    max: config.port_max,
+                    reason,
+                })?;
+            if config.port_min != 0 {
+                next_port = port.saturating_add(1);
+            }
+            socket.set_nonblocking(true)?;
+            udp::tune_socket(&socket);
+            let socket = mio::net::UdpSocket::from_std(socket);
+            let candidate = SocketAddr::new(advertised, port);
+            let poll = mio::Poll::new()?;
+            let waker = Worker::waker(&poll)?;
+            let (messages, receiver) = std::sync::mpsc::channel();
+            let load = Arc::new(WorkerLoad::default());
+            let mut core_config = CoreConfig::new(candidate);
+            core_config.codec = config.codec;
+            core_config.media_timeout = config.media_timeout;
+            let worker = Worker {
+                index,
+                core: Core::new(core_config),
+                socket,
+                poll,
+                messages: receiver,
+                load: load.clone(),
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("zync-sfu-{index}"))
+                .spawn(move || worker.run())?;
+            tracing::info!(worker = index, %candidate, "media worker listening");
+            workers.push(WorkerHandle {
+                messages,
+                waker,
+                addr: candidate,
+                load,
+                thread: Mutex::new(Some(thread)),
+            });
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                workers,
+                placement: Mutex::default(),
+            }),
+        })
+    }
+
+    /// The advertised address of every worker socket.
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        self.inner.workers.iter().map(|w| w.addr).collect()
+    }
+
+    /// Seconds each worker has spent busy.
+    pub fn busy_seconds(&self) -> Vec<f64> {
+        self.inner
+            .workers
+            .iter()
+            .map(|w| w.load.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9)
+            .collect()
+    }
+
+    /// Puts a participant into `room` on the room's worker (placing the room
+    /// on the least-loaded worker if it is new). Events for it arrive on the
+    /// returned session.
+    pub fn join(&self, room: &str, participant: ParticipantId) -> Result<SfuSession, SfuError> {
+        let worker = {
+            let mut placement = self
+                .inner
+                .placement
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let least_loaded = || {
+                (0..self.inner.workers.len())
+                    .min_by_key(|i| {
+                        self.inner.workers[*i]
+                            .load
+                            .participants
+                            .load(Ordering::Relaxed)
+                    })
+                    .unwrap_or(0)
+            };
+            let entry = placement
+                .rooms
+                .entry(room.to_string())
+                .or_insert_with(|| (least_loaded(), 0));
+            entry.1 += 1;
+            entry.0
+        };
+        let (sink, events) = tokio::sync::mpsc::channel(EVENT_QUEUE);
+        let session = SfuSession {
+            participant,
+            room: room.to_string(),
+            worker,
+            inner: self.inner.clone(),
+            events,
+        };
+        let handle = &self.inner.workers[worker];
+        handle.send(WorkerMessage::Register(participant, sink))?;
+        handle.send(WorkerMessage::Command(Command::Join {
+            room: room.to_string(),
+            participant,
+        }))?;
+        Ok(session)
+    }
+
+    /// Stops every worker and waits for the threads.
+    pub fn shutdown(&self) {
+        for worker in &self.inner.workers {
+            let _ = worker.send(WorkerMessage::Shutdown);
+        }
+        for worker in &self.inner.workers {
+            let thread = worker
+                .thread
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(thread) = thread {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+/// One participant's link to the media plane. Dropping it removes the
+/// participant (and its tracks) from the room.
+pub struct SfuSession {
+    participant: ParticipantId,
+    room: String,
+    worker: usize,
+    inner: Arc<Inner>,
+    events: tokio::sync::mpsc::Receiver<Event>,
+}
+
+impl SfuSession {
+    /// The participant.
+    pub fn participant(&self) -> ParticipantId {
+        self.participant
+    }
+
+    /// Sends a command about this participant to its worker.
+    pub fn send(&self, command: Command) -> Result<(), SfuError> {
+        self.inner.workers[self.worker].send(WorkerMessage::Command(command))
+    }
+
+    /// The next event for this participant; `None` once the worker stopped.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+}
+
+impl Drop for SfuSession {
+    fn drop(&mut self) {
+        let _ = self.send(Command::Leave {
+            participant: self.participant,
+        });
+        let mut placement = self
+            .inner
+            .placement
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = placement.rooms.get_mut(&self.room) {
+            entry.1 = entry.1.saturating_sub(1);
+            if entry.1 == 0 {
+                placement.rooms.remove(&self.room);
+            }
+        }
+    }
+}
+
+/// Binds the first free port in `first..=last`.
+fn bind_in_range(ip: IpAddr, first: u16, last: u16) -> Result<(UdpSocket, u16), String> {
+    let mut last_error = String::from("the range is empty");
+    for port in first..=last {
+        match UdpSocket::bind((ip, port)) {
+            // Port 0 (tests) lets the system choose; report what it chose.
+            Ok(socket) => {
+                let port = socket.local_addr().map_err(|e| e.to_string())?.port();
+                return Ok((socket, port));
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    Err(last_error)
+}

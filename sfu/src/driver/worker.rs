@@ -1,0 +1,220 @@
+//! One worker thread: a UDP socket, the rooms placed on it (a [`Core`]),
+//! and a loop that feeds the core datagrams, commands and time.
+
+use super::udp;
+use crate::api::{Command, Event, ParticipantId};
+use crate::core::{Core, CoreStats};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::error::TrySendError;
+
+const SOCKET: Token = Token(0);
+const WAKER: Token = Token(1);
+/// The loop wakes at least this often (metrics, shutdown checks).
+const MAX_SLEEP: Duration = Duration::from_millis(250);
+/// How often counters are published to the metrics recorder.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
+/// Receive batches handled before timers and sends get a turn.
+const MAX_BATCHES_PER_TURN: usize = 16;
+
+/// A message to a worker.
+pub enum WorkerMessage {
+    /// Route this participant's events to `events`.
+    Register(ParticipantId, tokio::sync::mpsc::Sender<Event>),
+    /// A command for the core.
+    Command(Command),
+    /// Stop the thread.
+    Shutdown,
+}
+
+/// Figures a worker shares with the rest of the process.
+#[derive(Debug, Default)]
+pub struct WorkerLoad {
+    /// Participants on this worker.
+    pub participants: AtomicU64,
+    /// Nanoseconds spent working (not waiting) in the loop.
+    pub busy_nanos: AtomicU64,
+}
+
+/// The worker's state, owned by its thread.
+pub struct Worker {
+    pub(super) index: usize,
+    pub(super) core: Core,
+    pub(super) socket: mio::net::UdpSocket,
+    pub(super) poll: Poll,
+    pub(super) messages: Receiver<WorkerMessage>,
+    pub(super) load: Arc<WorkerLoad>,
+}
+
+impl Worker {
+    /// Creates the poller and the waker signaling uses to interrupt it.
+    pub fn waker(poll: &Poll) -> std::io::Result<Arc<Waker>> {
+        Ok(Arc::new(Waker::new(poll.registry(), WAKER)?))
+    }
+
+    /// Runs until told to stop or until every sender is gone.
+    pub fn run(mut self) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut self.socket, SOCKET, Interest::READABLE)
+        {
+            tracing::error!(worker = self.index, error = %e, "cannot poll the media socket");
+            return;
+        }
+        let mut events = Events::with_capacity(16);
+        let mut receiver = udp::Receiver::default();
+        let mut sinks: HashMap<ParticipantId, tokio::sync::mpsc::Sender<Event>> = HashMap::new();
+        let mut exported = CoreStats::default();
+        let mut last_export = Instant::now();
+        let worker = self.index.to_string();
+        loop {
+            let sleep = self.core.next_timeout().map_or(MAX_SLEEP, |t| {
+                t.saturating_duration_since(Instant::now()).min(MAX_SLEEP)
+            });
+            if let Err(e) = self.poll.poll(&mut events, Some(sleep))
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                tracing::error!(worker = self.index, error = %e, "poll failed");
+                return;
+            }
+            let started = Instant::now();
+
+            // Commands first: a join must exist before its first STUN packet.
+            loop {
+                match self.messages.try_recv() {
+                    Ok(WorkerMessage::Register(id, sink)) => {
+                        sinks.insert(id, sink);
+                    }
+                    Ok(WorkerMessage::Command(command)) => {
+                        if let Command::Leave { participant } = &command {
+                            sinks.remove(participant);
+                        }
+                        self.core.handle_command(Instant::now(), command);
+                    }
+                    Ok(WorkerMessage::Shutdown) | Err(TryRecvError::Disconnected) => return,
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
+
+            for _ in 0..MAX_BATCHES_PER_TURN {
+                let now = Instant::now();
+                let core = &mut self.core;
+                match receiver.receive(&self.socket, |source, data| {
+                    core.handle_datagram(now, source, data)
+                }) {
+                    Ok(0) => break,
+                    Ok(_) => self.flush(),
+                    Err(e) => {
+                        tracing::warn!(worker = self.index, error = %e, "receive failed");
+                        break;
+                    }
+                }
+            }
+
+            self.core.handle_timeout(Instant::now());
+            self.flush();
+            while let Some((id, event)) = self.core.poll_event() {
+                let failed = matches!(event, Event::Failed { .. });
+                if let Some(sink) = sinks.get(&id) {
+                    match sink.try_send(event) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            // Signaling is not keeping up with this
+                            // participant; its negotiation is now broken.
+                            tracing::warn!(worker = self.index, participant = %id, "event queue full; removing participant");
+                            self.core
+                                .handle_command(Instant::now(), Command::Leave { participant: id });
+                            sinks.remove(&id);
+                        }
+                        Err(TrySendError::Closed(_)) => {
+                            self.core
+                                .handle_command(Instant::now(), Command::Leave { participant: id });
+                            sinks.remove(&id);
+                        }
+                    }
+                }
+                if failed {
+                    sinks.remove(&id);
+                }
+            }
+            self.flush();
+
+            self.load
+                .participants
+                .store(self.core.participant_count() as u64, Ordering::Relaxed);
+            self.load
+                .busy_nanos
+                .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            if last_export.elapsed() >= METRICS_EVERY {
+                last_export = Instant::now();
+                exported = self.export_metrics(&worker, exported);
+            }
+        }
+    }
+
+    /// Sends everything the core produced.
+    fn flush(&mut self) {
+        let transmits = self.core.transmits();
+        if transmits.is_empty() {
+            return;
+        }
+        let datagrams = transmits.iter().map(|t| (t.destination, &t.contents[..]));
+        if let Err(e) = udp::send_all(&self.socket, datagrams) {
+            tracing::warn!(worker = self.index, error = %e, "send failed");
+        }
+        transmits.clear();
+    }
+
+    fn export_metrics(&self, worker: &str, previous: CoreStats) -> CoreStats {
+        let now = self.core.stats();
+        let labels = [("worker", worker.to_string())];
+        let counter = |name: &'static str, value: u64, before: u64| {
+            metrics::counter!(name, &labels).increment(value.saturating_sub(before));
+        };
+        counter("zync_sfu_rtp_packets_in_total", now.rtp_in, previous.rtp_in);
+        counter(
+            "zync_sfu_rtp_bytes_in_total",
+            now.rtp_bytes_in,
+            previous.rtp_bytes_in,
+        );
+        counter(
+            "zync_sfu_rtp_packets_out_total",
+            now.rtp_out,
+            previous.rtp_out,
+        );
+        counter(
+            "zync_sfu_rtp_bytes_out_total",
+            now.rtp_bytes_out,
+            previous.rtp_bytes_out,
+        );
+        counter(
+            "zync_sfu_datagrams_dropped_total",
+            now.dropped_datagrams,
+            previous.dropped_datagrams,
+        );
+        counter(
+            "zync_sfu_keyframe_requests_total",
+            now.keyframe_requests,
+            previous.keyframe_requests,
+        );
+        counter(
+            "zync_sfu_keyframe_requests_throttled_total",
+            now.keyframe_requests_throttled,
+            previous.keyframe_requests_throttled,
+        );
+        counter("zync_sfu_nacks_total", now.nacks, previous.nacks);
+        metrics::gauge!("zync_sfu_rooms", &labels).set(self.core.room_count() as f64);
+        metrics::gauge!("zync_sfu_participants", &labels).set(self.core.participant_count() as f64);
+        metrics::gauge!("zync_sfu_published_tracks", &labels).set(self.core.track_count() as f64);
+        metrics::gauge!("zync_sfu_forwarded_tracks", &labels)
+            .set(self.core.forwarded_track_count() as f64);
+        metrics::gauge!("zync_sfu_worker_busy_seconds", &labels)
+            .set(self.load.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9);
+        now
+    }
+}

@@ -1,0 +1,686 @@
+//! Simulated participants: a sans-IO stand-in for a browser, built on str0m
+//! like the SFU itself. Core tests run them over a simulated network; the
+//! integration tests and the load generator put them on real sockets.
+//!
+//! A [`SimPeer`] has the same two connections a browser has: it offers on
+//! its publish connection and answers the SFU's offers on its subscribe
+//! connection. It sends synthetic Opus-sized and VP8-shaped packets whose
+//! payload names the sender, the stream, a sequence number and the send
+//! time, so receivers can check every packet's origin, continuity and
+//! latency.
+
+use crate::api::{Command, Event, Kind, OfferedTrack, ParticipantId, Source, TrackLabel};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
+use str0m::{Candidate, Event as RtcEvent, Input, Output, Rtc};
+
+/// Marks a synthetic payload.
+const MAGIC: [u8; 2] = *b"ZY";
+/// Bytes of the synthetic header inside the payload.
+pub const HEADER_LEN: usize = 2 + 8 + 1 + 4 + 8;
+
+/// The synthetic payload header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Sender.
+    pub participant: u64,
+    /// What stream.
+    pub source: Source,
+    /// Per-stream packet counter.
+    pub sequence: u32,
+    /// Send time, µs since the shared epoch.
+    pub sent_us: u64,
+}
+
+impl Stamp {
+    /// Writes the stamp at the start of `buf` (at least [`HEADER_LEN`]).
+    pub fn write(&self, buf: &mut [u8]) {
+        buf[0..2].copy_from_slice(&MAGIC);
+        buf[2..10].copy_from_slice(&self.participant.to_be_bytes());
+        buf[10] = source_code(self.source);
+        buf[11..15].copy_from_slice(&self.sequence.to_be_bytes());
+        buf[15..23].copy_from_slice(&self.sent_us.to_be_bytes());
+    }
+
+    /// Reads a stamp back; `None` if the bytes are not one.
+    pub fn read(buf: &[u8]) -> Option<Self> {
+        if buf.len() < HEADER_LEN || buf[0..2] != MAGIC {
+            return None;
+        }
+        Some(Self {
+            participant: u64::from_be_bytes(buf[2..10].try_into().ok()?),
+            source: source_from_code(buf[10])?,
+            sequence: u32::from_be_bytes(buf[11..15].try_into().ok()?),
+            sent_us: u64::from_be_bytes(buf[15..23].try_into().ok()?),
+        })
+    }
+}
+
+fn source_code(source: Source) -> u8 {
+    match source {
+        Source::Camera => 1,
+        Source::Microphone => 2,
+        Source::Screen => 3,
+        Source::ScreenAudio => 4,
+    }
+}
+
+fn source_from_code(code: u8) -> Option<Source> {
+    Some(match code {
+        1 => Source::Camera,
+        2 => Source::Microphone,
+        3 => Source::Screen,
+        4 => Source::ScreenAudio,
+        _ => return None,
+    })
+}
+
+/// What a peer saw of one remote stream.
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    /// Packets received.
+    pub packets: u64,
+    /// Payload bytes received.
+    pub bytes: u64,
+    /// Packets whose stamp named another sender or stream than the label.
+    pub mislabelled: u64,
+    /// Highest RTP sequence number seen (extended).
+    pub highest_seq: Option<u64>,
+    /// Lowest RTP sequence number seen (extended).
+    pub lowest_seq: Option<u64>,
+    /// Distinct RTP sequence numbers seen.
+    pub distinct: u64,
+    /// Highest stamp sequence seen.
+    pub highest_stamp: Option<u32>,
+    /// Latency samples (send → receive), µs.
+    pub latencies_us: Vec<u64>,
+    seen: std::collections::HashSet<u64>,
+}
+
+impl Received {
+    /// Sequence numbers missing between the lowest and highest seen.
+    pub fn missing(&self) -> u64 {
+        match (self.lowest_seq, self.highest_seq) {
+            (Some(lo), Some(hi)) => (hi - lo + 1).saturating_sub(self.distinct),
+            _ => 0,
+        }
+    }
+}
+
+/// A datagram a peer wants sent.
+#[derive(Debug, Clone)]
+pub struct Datagram {
+    /// From.
+    pub source: SocketAddr,
+    /// To.
+    pub destination: SocketAddr,
+    /// Bytes.
+    pub contents: Vec<u8>,
+}
+
+/// How a sim peer's media looks.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaShape {
+    /// Publish a microphone track.
+    pub audio: bool,
+    /// Publish a camera track.
+    pub video: bool,
+    /// Video bitrate, bits/s.
+    pub video_bitrate: u32,
+    /// Video frames per second.
+    pub fps: u32,
+    /// A keyframe at least this often.
+    pub keyframe_interval: Duration,
+}
+
+impl Default for MediaShape {
+    fn default() -> Self {
+        Self {
+            audio: true,
+            video: true,
+            video_bitrate: 1_000_000,
+            fps: 30,
+            keyframe_interval: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Audio: 20 ms Opus frames of this many payload bytes (~64 kbit/s).
+const AUDIO_PAYLOAD: usize = 160;
+/// Audio packets per second.
+const AUDIO_RATE: u32 = 50;
+/// Largest video packet payload.
+const MAX_VIDEO_PAYLOAD: usize = 1200;
+
+struct Outgoing {
+    mid: Mid,
+    pt: Pt,
+    seq: u64,
+    stamp_seq: u32,
+    next_at: Instant,
+    rtp_time: u32,
+}
+
+/// A simulated browser: two str0m connections, synthetic media out, and a
+/// ledger of media in.
+pub struct SimPeer {
+    /// Signaling's id for it.
+    pub id: ParticipantId,
+    /// The offering (sending) connection.
+    pub publish: Rtc,
+    /// The answering (receiving) connection.
+    pub subscribe: Rtc,
+    publish_addr: SocketAddr,
+    subscribe_addr: SocketAddr,
+    pending: Option<SdpPendingOffer>,
+    shape: MediaShape,
+    epoch: Instant,
+    audio: Option<Outgoing>,
+    video: Option<Outgoing>,
+    last_keyframe: Option<Instant>,
+    keyframe_wanted: bool,
+    /// Keyframe requests the SFU sent us.
+    pub keyframe_requests: u64,
+    /// Keyframe requests already acted on.
+    keyframe_requests_handled: u64,
+    /// The publish m-lines we offered.
+    published: Vec<(Mid, MediaKind)>,
+    /// Labels of the subscribe m-lines, from the SFU's offers.
+    pub tracks: HashMap<String, OfferedTrack>,
+    /// What arrived, by (sender, source).
+    pub received: HashMap<(ParticipantId, Source), Received>,
+    /// Subscribe offers answered so far.
+    pub offers_answered: u64,
+    /// First time any remote media arrived.
+    pub first_media_at: Option<Instant>,
+    /// Events for signaling from str0m errors, for tests to assert on.
+    pub errors: Vec<String>,
+    outgoing: VecDeque<Datagram>,
+}
+
+impl SimPeer {
+    /// A peer whose publish connection uses `publish_addr` and subscribe
+    /// connection `subscribe_addr`; stamps are µs since `epoch`.
+    pub fn new(
+        id: ParticipantId,
+        now: Instant,
+        epoch: Instant,
+        publish_addr: SocketAddr,
+        subscribe_addr: SocketAddr,
+        shape: MediaShape,
+    ) -> Self {
+        let build = |addr: SocketAddr| {
+            let mut rtc = Rtc::builder()
+                .set_rtp_mode(true)
+                .clear_codecs()
+                .enable_opus(true, false)
+                .enable_vp8(true)
+                .set_stats_interval(None)
+                .set_mtu(str0m::DATAGRAM_MTU_TARGET..=1500)
+                .build(now);
+            if let Ok(candidate) = Candidate::host(addr, "udp") {
+                rtc.add_local_candidate(candidate);
+            }
+            rtc
+        };
+        Self {
+            id,
+            publish: build(publish_addr),
+            subscribe: build(subscribe_addr),
+            publish_addr,
+            subscribe_addr,
+            pending: None,
+            shape,
+            epoch,
+            audio: None,
+            video: None,
+            last_keyframe: None,
+            keyframe_wanted: true,
+            keyframe_requests: 0,
+            keyframe_requests_handled: 0,
+            published: Vec::new(),
+            tracks: HashMap::new(),
+            received: HashMap::new(),
+            offers_answered: 0,
+            first_media_at: None,
+            errors: Vec::new(),
+            outgoing: VecDeque::new(),
+        }
+    }
+
+    /// The addresses of its two connections.
+    pub fn addresses(&self) -> [SocketAddr; 2] {
+        [self.publish_addr, self.subscribe_addr]
+    }
+
+    /// Creates the publish offer for the shape's tracks (`None` when it
+    /// publishes nothing).
+    pub fn publish_offer(&mut self) -> Option<Command> {
+        let mut api = self.publish.sdp_api();
+        let mut tracks = Vec::new();
+        if self.shape.audio {
+            let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+            self.published.push((mid, MediaKind::Audio));
+            tracks.push(TrackLabel {
+                mid: mid.to_string(),
+                source: Source::Microphone,
+            });
+        }
+        if self.shape.video {
+            let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+            self.published.push((mid, MediaKind::Video));
+            tracks.push(TrackLabel {
+                mid: mid.to_string(),
+                source: Source::Camera,
+            });
+        }
+        let (offer, pending) = api.apply()?;
+        self.pending = Some(pending);
+        self.drain();
+        Some(Command::PublishOffer {
+            participant: self.id,
+            sdp: offer.to_sdp_string(),
+            tracks,
+        })
+    }
+
+    /// Acts on an event from the SFU; returns the command to send back, if any.
+    pub fn on_event(&mut self, now: Instant, event: Event) -> Option<Command> {
+        match event {
+            Event::PublishAnswer { sdp } => {
+                let (Some(pending), Ok(answer)) =
+                    (self.pending.take(), SdpAnswer::from_sdp_string(&sdp))
+                else {
+                    self.errors
+                        .push("unexpected or invalid publish answer".into());
+                    return None;
+                };
+                if let Err(e) = self.publish.sdp_api().accept_answer(pending, answer) {
+                    self.errors.push(format!("accept_answer: {e}"));
+                }
+                self.drain();
+                self.start_media(now);
+                None
+            }
+            Event::SubscribeOffer { sdp, tracks } => {
+                let offer = match SdpOffer::from_sdp_string(&sdp) {
+                    Ok(offer) => offer,
+                    Err(e) => {
+                        self.errors.push(format!("bad offer: {e}"));
+                        return None;
+                    }
+                };
+                let answer = match self.subscribe.sdp_api().accept_offer(offer) {
+                    Ok(answer) => answer,
+                    Err(e) => {
+                        self.errors.push(format!("accept_offer: {e}"));
+                        return None;
+                    }
+                };
+                self.drain();
+                self.tracks = tracks.into_iter().map(|t| (t.mid.clone(), t)).collect();
+                self.offers_answered += 1;
+                Some(Command::SubscribeAnswer {
+                    participant: self.id,
+                    sdp: answer.to_sdp_string(),
+                })
+            }
+            Event::Error { code, message } => {
+                self.errors.push(format!("{code}: {message}"));
+                None
+            }
+            Event::Failed { reason } => {
+                self.errors.push(format!("failed: {reason}"));
+                None
+            }
+        }
+    }
+
+    fn start_media(&mut self, now: Instant) {
+        let params = self.publish.codec_config().params().to_vec();
+        let pt_of = |codec: Codec| {
+            params
+                .iter()
+                .find(|p| p.spec().codec == codec)
+                .map(|p| p.pt())
+        };
+        for (mid, kind) in self.published.clone() {
+            let start = Outgoing {
+                mid,
+                pt: Pt::from(0),
+                seq: u64::from(rand::random::<u16>() >> 2),
+                stamp_seq: 0,
+                next_at: now,
+                rtp_time: rand::random(),
+            };
+            match kind {
+                MediaKind::Audio => {
+                    if let Some(pt) = pt_of(Codec::Opus) {
+                        self.audio = Some(Outgoing { pt, ..start });
+                    }
+                }
+                MediaKind::Video => {
+                    if let Some(pt) = pt_of(Codec::Vp8) {
+                        self.video = Some(Outgoing { pt, ..start });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether media is flowing out (the publish answer was applied).
+    pub fn is_publishing(&self) -> bool {
+        self.audio.is_some() || self.video.is_some()
+    }
+
+    /// Feeds a datagram addressed to one of our connections.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        let rtc = if destination == self.publish_addr {
+            &mut self.publish
+        } else {
+            &mut self.subscribe
+        };
+        if let Err(e) = rtc.handle_input(input) {
+            self.errors.push(format!("handle_input: {e}"));
+        }
+        self.drain_at(now);
+    }
+
+    /// Sends media that is due and advances both connections' clocks.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.send_due_media(now);
+        for rtc in [&mut self.publish, &mut self.subscribe] {
+            if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
+                self.errors.push(format!("timeout: {e}"));
+            }
+        }
+        self.drain_at(now);
+    }
+
+    /// When the peer next needs [`SimPeer::handle_timeout`].
+    pub fn next_timeout(&mut self) -> Instant {
+        let mut t = self.drain_at(self.epoch);
+        for out in [&self.audio, &self.video].into_iter().flatten() {
+            t = t.min(out.next_at);
+        }
+        t
+    }
+
+    /// Datagrams waiting to be sent.
+    pub fn take_outgoing(&mut self) -> impl Iterator<Item = Datagram> + '_ {
+        self.outgoing.drain(..)
+    }
+
+    fn send_due_media(&mut self, now: Instant) {
+        let sent_us = now.saturating_duration_since(self.epoch).as_micros() as u64;
+        let participant = self.id.0;
+        if let Some(audio) = self.audio.as_mut()
+            && audio.next_at <= now
+        {
+            let mut payload = vec![0u8; AUDIO_PAYLOAD];
+            Stamp {
+                participant,
+                source: Source::Microphone,
+                sequence: audio.stamp_seq,
+                sent_us,
+            }
+            .write(&mut payload);
+            let exts = ExtensionValues {
+                audio_level: Some(-30),
+                voice_activity: Some(true),
+                ..Default::default()
+            };
+            write(&mut self.publish, audio, now, payload, true, exts, false);
+            drain_publish(
+                &mut self.publish,
+                &mut self.outgoing,
+                &mut self.errors,
+                self.publish_addr,
+                &mut self.keyframe_requests,
+            );
+            audio.rtp_time = audio.rtp_time.wrapping_add(48_000 / AUDIO_RATE);
+            audio.next_at += Duration::from_secs(1) / AUDIO_RATE;
+            if audio.next_at < now {
+                audio.next_at = now;
+            }
+        }
+        self.note_keyframe_requests();
+        let keyframe_due = self
+            .last_keyframe
+            .is_none_or(|t| now.duration_since(t) >= self.shape.keyframe_interval);
+        if let Some(video) = self.video.as_mut()
+            && video.next_at <= now
+        {
+            let keyframe = self.keyframe_wanted || keyframe_due;
+            if keyframe {
+                self.keyframe_wanted = false;
+                self.last_keyframe = Some(now);
+            }
+            let frame_bytes = (self.shape.video_bitrate / 8 / self.shape.fps.max(1)) as usize;
+            let frame_bytes = if keyframe {
+                frame_bytes * 3
+            } else {
+                frame_bytes
+            }
+            .max(HEADER_LEN + 2);
+            let packets = frame_bytes.div_ceil(MAX_VIDEO_PAYLOAD);
+            for i in 0..packets {
+                let len = if i + 1 == packets {
+                    frame_bytes - i * MAX_VIDEO_PAYLOAD
+                } else {
+                    MAX_VIDEO_PAYLOAD
+                };
+                let mut payload = vec![0u8; len.max(HEADER_LEN + 2)];
+                // VP8 payload descriptor: S bit on the first packet of a
+                // frame; then the VP8 header's P bit clear for keyframes.
+                payload[0] = if i == 0 { 0x10 } else { 0x00 };
+                payload[1] = if keyframe { 0x00 } else { 0x01 };
+                Stamp {
+                    participant,
+                    source: Source::Camera,
+                    sequence: video.stamp_seq,
+                    sent_us,
+                }
+                .write(&mut payload[2..]);
+                write(
+                    &mut self.publish,
+                    video,
+                    now,
+                    payload,
+                    i + 1 == packets,
+                    ExtensionValues::default(),
+                    true,
+                );
+                drain_publish(
+                    &mut self.publish,
+                    &mut self.outgoing,
+                    &mut self.errors,
+                    self.publish_addr,
+                    &mut self.keyframe_requests,
+                );
+            }
+            video.rtp_time = video.rtp_time.wrapping_add(90_000 / self.shape.fps.max(1));
+            video.next_at += Duration::from_secs(1) / self.shape.fps.max(1);
+            if video.next_at < now {
+                video.next_at = now;
+            }
+        }
+    }
+
+    fn drain(&mut self) {
+        self.drain_at(self.epoch);
+    }
+
+    /// Drains both connections; returns the earlier of their timeouts.
+    fn drain_at(&mut self, _now: Instant) -> Instant {
+        let a = drain_publish(
+            &mut self.publish,
+            &mut self.outgoing,
+            &mut self.errors,
+            self.publish_addr,
+            &mut self.keyframe_requests,
+        );
+        self.note_keyframe_requests();
+        let mut received = Vec::new();
+        let b = drain_subscribe(
+            &mut self.subscribe,
+            &mut self.outgoing,
+            &mut self.errors,
+            &mut received,
+        );
+        for (mid, header_seq, payload, at) in received {
+            self.record(mid, header_seq, &payload, at);
+        }
+        a.min(b)
+    }
+
+    fn record(&mut self, mid: Mid, seq: u64, payload: &[u8], at: Instant) {
+        let Some(track) = self.tracks.get(&*mid) else {
+            return;
+        };
+        let key = (track.participant, track.source);
+        let offset = if track.kind == Kind::Video { 2 } else { 0 };
+        let stamp = payload.get(offset..).and_then(Stamp::read);
+        self.first_media_at.get_or_insert(at);
+        let entry = self.received.entry(key).or_default();
+        entry.packets += 1;
+        entry.bytes += payload.len() as u64;
+        if entry.seen.insert(seq) {
+            entry.distinct += 1;
+        }
+        entry.highest_seq = Some(entry.highest_seq.map_or(seq, |h| h.max(seq)));
+        entry.lowest_seq = Some(entry.lowest_seq.map_or(seq, |l| l.min(seq)));
+        match stamp {
+            Some(s) if s.participant == track.participant.0 && s.source == track.source => {
+                entry.highest_stamp = Some(
+                    entry
+                        .highest_stamp
+                        .map_or(s.sequence, |h| h.max(s.sequence)),
+                );
+                let now_us = at.saturating_duration_since(self.epoch).as_micros() as u64;
+                entry.latencies_us.push(now_us.saturating_sub(s.sent_us));
+            }
+            _ => entry.mislabelled += 1,
+        }
+    }
+
+    /// A keyframe request since the last frame makes the next one a keyframe.
+    fn note_keyframe_requests(&mut self) {
+        if self.keyframe_requests > self.keyframe_requests_handled {
+            self.keyframe_requests_handled = self.keyframe_requests;
+            self.keyframe_wanted = true;
+        }
+    }
+}
+
+fn write(
+    rtc: &mut Rtc,
+    out: &mut Outgoing,
+    now: Instant,
+    payload: Vec<u8>,
+    marker: bool,
+    exts: ExtensionValues,
+    nackable: bool,
+) {
+    let mut api = rtc.direct_api();
+    let Some(stream) = api.stream_tx_by_mid(out.mid, None) else {
+        return;
+    };
+    let write = RtpWrite::new(out.pt, SeqNo::from(out.seq), out.rtp_time, now, payload)
+        .marker(marker)
+        .ext_vals(exts)
+        .nackable(nackable);
+    stream.write_rtp(write);
+    out.seq += 1;
+    if marker {
+        out.stamp_seq += 1;
+    }
+}
+
+/// Drains the publish connection, counting keyframe requests; returns its
+/// next timeout.
+fn drain_publish(
+    rtc: &mut Rtc,
+    outgoing: &mut VecDeque<Datagram>,
+    errors: &mut Vec<String>,
+    source: SocketAddr,
+    keyframe_requests: &mut u64,
+) -> Instant {
+    loop {
+        match rtc.poll_output() {
+            Ok(Output::Timeout(t)) => return t,
+            Ok(Output::Transmit(t)) => outgoing.push_back(Datagram {
+                source,
+                destination: t.destination,
+                contents: t.contents.into(),
+            }),
+            Ok(Output::Event(RtcEvent::KeyframeRequest(_))) => *keyframe_requests += 1,
+            Ok(Output::Event(_)) => {}
+            Err(e) => {
+                errors.push(format!("poll: {e}"));
+                return Instant::now() + Duration::from_secs(3600);
+            }
+        }
+    }
+}
+
+fn drain_subscribe(
+    rtc: &mut Rtc,
+    outgoing: &mut VecDeque<Datagram>,
+    errors: &mut Vec<String>,
+    received: &mut Vec<(Mid, u64, std::sync::Arc<[u8]>, Instant)>,
+) -> Instant {
+    loop {
+        match rtc.poll_output() {
+            Ok(Output::Timeout(t)) => return t,
+            Ok(Output::Transmit(t)) => outgoing.push_back(Datagram {
+                source: t.source,
+                destination: t.destination,
+                contents: t.contents.into(),
+            }),
+            Ok(Output::Event(RtcEvent::RtpPacket(packet))) => {
+                let mid = rtc
+                    .direct_api()
+                    .stream_rx(&packet.header.ssrc)
+                    .map(|s| s.mid());
+                if let Some(mid) = mid {
+                    received.push((
+                        mid,
+                        *packet.seq_no,
+                        packet.payload.clone(),
+                        packet.timestamp,
+                    ));
+                }
+            }
+            Ok(Output::Event(_)) => {}
+            Err(e) => {
+                errors.push(format!("poll: {e}"));
+                return Instant::now() + Duration::from_secs(3600);
+            }
+        }
+    }
+}

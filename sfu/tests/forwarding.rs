@@ -1,0 +1,340 @@
+//! The SFU core with simulated time and network: str0m peers join rooms and
+//! exchange media through it, as browsers would.
+
+mod sim;
+
+use sim::{Link, Sim};
+use std::time::Duration;
+use zync_sfu::api::{Kind, ParticipantId, Source};
+use zync_sfu::testkit::MediaShape;
+
+fn received(sim: &Sim, at: usize, from: usize, source: Source) -> u64 {
+    let from = sim.peers[from].id;
+    sim.peers[at]
+        .received
+        .get(&(from, source))
+        .map_or(0, |r| r.packets)
+}
+
+fn assert_no_errors(sim: &Sim) {
+    for peer in &sim.peers {
+        assert!(
+            peer.errors.is_empty(),
+            "peer {} errors: {:?}",
+            peer.id,
+            peer.errors
+        );
+    }
+}
+
+#[test]
+fn three_peers_receive_each_others_audio_and_video() {
+    let mut sim = Sim::new(Link::default(), 1);
+    for _ in 0..3 {
+        let i = sim.add_peer(MediaShape::default());
+        sim.join(i, "room");
+    }
+    sim.run_for(Duration::from_secs(4));
+    assert_no_errors(&sim);
+
+    for at in 0..3 {
+        for from in (0..3).filter(|f| *f != at) {
+            for source in [Source::Microphone, Source::Camera] {
+                let key = (sim.peers[from].id, source);
+                let r = sim.peers[at].received.get(&key).unwrap_or_else(|| {
+                    panic!(
+                        "peer {at} got nothing from {from} {source:?}: {:?}",
+                        sim.peers[at].received.keys()
+                    )
+                });
+                assert!(
+                    r.packets > 50,
+                    "peer {at} got only {} {source:?} packets from {from}",
+                    r.packets
+                );
+                assert_eq!(r.mislabelled, 0, "payloads match their labels");
+                assert_eq!(r.missing(), 0, "sequence numbers are continuous");
+                // Every stamped frame arrives: the highest stamp tracks the count.
+                assert!(r.highest_stamp.is_some());
+            }
+        }
+    }
+    let stats = sim.core.stats();
+    assert!(
+        stats.rtp_out >= 2 * stats.rtp_in - 20,
+        "each packet goes to both others: {stats:?}"
+    );
+    assert_eq!(sim.core.participant_count(), 3);
+    assert_eq!(sim.core.track_count(), 6);
+    assert_eq!(sim.core.forwarded_track_count(), 12);
+}
+
+#[test]
+fn leaving_stops_the_tracks_at_the_others() {
+    let mut sim = Sim::new(Link::default(), 2);
+    for _ in 0..3 {
+        let i = sim.add_peer(MediaShape::default());
+        sim.join(i, "room");
+    }
+    sim.run_for(Duration::from_secs(2));
+    assert!(received(&sim, 0, 2, Source::Camera) > 0);
+    let gone = sim.peers[2].id;
+    sim.leave(2);
+    sim.run_for(Duration::from_millis(500));
+    let before = received(&sim, 0, 2, Source::Camera);
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(
+        received(&sim, 0, 2, Source::Camera),
+        before,
+        "no more media from the leaver"
+    );
+    for at in [0, 1] {
+        assert!(
+            !sim.peers[at].tracks.values().any(|t| t.participant == gone),
+            "the last offer no longer lists the leaver's tracks"
+        );
+    }
+    // The two who stayed still hear each other.
+    let a = received(&sim, 0, 1, Source::Microphone);
+    sim.run_for(Duration::from_secs(1));
+    assert!(received(&sim, 0, 1, Source::Microphone) > a + 30);
+    assert_eq!(sim.core.track_count(), 4);
+    assert_no_errors(&sim);
+}
+
+#[test]
+fn rooms_are_isolated() {
+    let mut sim = Sim::new(Link::default(), 3);
+    for room in ["a", "a", "b", "b"] {
+        let i = sim.add_peer(MediaShape::default());
+        sim.join(i, room);
+    }
+    sim.run_for(Duration::from_secs(2));
+    assert!(received(&sim, 0, 1, Source::Camera) > 0);
+    assert_eq!(received(&sim, 0, 2, Source::Camera), 0);
+    assert_eq!(received(&sim, 2, 0, Source::Camera), 0);
+    assert!(received(&sim, 3, 2, Source::Microphone) > 0);
+    assert_eq!(sim.core.room_count(), 2);
+}
+
+#[test]
+fn simultaneous_publishes_converge_without_glare() {
+    let mut sim = Sim::new(Link::default(), 4);
+    let watcher = sim.add_peer(MediaShape {
+        audio: false,
+        video: false,
+        ..Default::default()
+    });
+    sim.join(watcher, "room");
+    let a = sim.add_peer(MediaShape::default());
+    let b = sim.add_peer(MediaShape::default());
+    // Both publish at the same instant: the watcher's subscribe connection
+    // gets one offer at a time, and a second one after the first answer.
+    sim.join(a, "room");
+    sim.join(b, "room");
+    sim.run_for(Duration::from_secs(3));
+    assert_no_errors(&sim);
+    for from in [a, b] {
+        for source in [Source::Microphone, Source::Camera] {
+            assert!(
+                received(&sim, watcher, from, source) > 30,
+                "watcher gets {source:?} from {from}"
+            );
+        }
+    }
+    assert_eq!(sim.peers[watcher].tracks.len(), 4);
+    assert!(sim.peers[watcher].offers_answered >= 1);
+}
+
+#[test]
+fn keyframe_requests_are_throttled_per_track() {
+    let mut sim = Sim::new(Link::default(), 5);
+    let publisher = sim.add_peer(MediaShape {
+        audio: false,
+        ..Default::default()
+    });
+    sim.join(publisher, "room");
+    sim.run_for(Duration::from_millis(300));
+    // Eight viewers arrive at once; each needs a keyframe.
+    for _ in 0..8 {
+        let i = sim.add_peer(MediaShape {
+            audio: false,
+            video: false,
+            ..Default::default()
+        });
+        sim.join(i, "room");
+    }
+    sim.run_for(Duration::from_millis(400));
+    let stats = sim.core.stats();
+    assert!(stats.keyframe_requests >= 1);
+    assert!(stats.keyframe_requests_throttled >= 1, "{stats:?}");
+    // Now every viewer asks for keyframes every 20 ms for two seconds.
+    let start_requests = sim.peers[publisher].keyframe_requests;
+    let until = sim.now + Duration::from_secs(2);
+    while sim.now < until {
+        for viewer in 1..sim.peers.len() {
+            let now = sim.now;
+            let peer = &mut sim.peers[viewer];
+            let video_mids: Vec<String> = peer
+                .tracks
+                .values()
+                .filter(|t| t.kind == Kind::Video)
+                .map(|t| t.mid.clone())
+                .collect();
+            for mid in video_mids {
+                if let Some(stream) = peer
+                    .subscribe
+                    .direct_api()
+                    .stream_rx_by_mid(mid.as_str().into(), None)
+                {
+                    stream.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+                }
+                peer.handle_timeout(now);
+            }
+        }
+        sim.run_for(Duration::from_millis(20));
+    }
+    let got = sim.peers[publisher].keyframe_requests - start_requests;
+    // 2 s / 500 ms throttle = 4 windows (+1 at the edge), however many ask.
+    assert!(
+        (1..=5).contains(&got),
+        "publisher got {got} keyframe requests from 8 viewers asking 100 times each"
+    );
+    for viewer in 1..sim.peers.len() {
+        assert!(received(&sim, viewer, publisher, Source::Camera) > 30);
+    }
+}
+
+#[test]
+fn nack_repairs_video_under_five_percent_loss() {
+    let mut sim = Sim::new(
+        Link {
+            loss: 0.05,
+            delay: Duration::from_millis(10),
+        },
+        6,
+    );
+    for _ in 0..3 {
+        let i = sim.add_peer(MediaShape::default());
+        sim.join(i, "room");
+    }
+    sim.run_for(Duration::from_secs(8));
+    assert!(
+        sim.lost > 100,
+        "the network really dropped packets ({})",
+        sim.lost
+    );
+    assert!(
+        sim.core.stats().nacks > 0,
+        "subscribers sent NACKs: {:?}",
+        sim.core.stats()
+    );
+    for at in 0..3 {
+        for from in (0..3).filter(|f| *f != at) {
+            let video = &sim.peers[at].received[&(sim.peers[from].id, Source::Camera)];
+            let audio = &sim.peers[at].received[&(sim.peers[from].id, Source::Microphone)];
+            let expected = video.highest_seq.unwrap_or(0) - video.lowest_seq.unwrap_or(0) + 1;
+            let video_loss = video.missing() as f64 / expected as f64;
+            let audio_expected = audio.highest_seq.unwrap_or(0) - audio.lowest_seq.unwrap_or(0) + 1;
+            let audio_loss = audio.missing() as f64 / audio_expected as f64;
+            // Audio is not retransmitted (two hops of 5 %: ~10 % lost);
+            // video is, so its residual loss is far lower.
+            assert!(audio_loss > 0.03, "audio shows the raw loss: {audio_loss}");
+            assert!(
+                video_loss < 0.01,
+                "video repaired to {video_loss} (audio lost {audio_loss})"
+            );
+            assert_eq!(video.mislabelled, 0);
+        }
+    }
+}
+
+#[test]
+fn garbage_datagrams_neither_panic_nor_disturb_the_others() {
+    let mut sim = Sim::new(Link::default(), 7);
+    for _ in 0..3 {
+        let i = sim.add_peer(MediaShape::default());
+        sim.join(i, "room");
+    }
+    sim.run_for(Duration::from_secs(2));
+    let before = received(&sim, 1, 0, Source::Camera);
+    let dropped_before = sim.core.stats().dropped_datagrams;
+    let mut rng = sim::Rng::new(99);
+    let victim = sim.peers[2].addresses()[0];
+    for n in 0..5_000 {
+        let len = (rng.next_u64() % 1400) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        // Some look like STUN, RTP, RTCP or DTLS to reach deeper parsers.
+        match n % 5 {
+            0 if len > 20 => {
+                bytes[0] = 0;
+                bytes[1] = 1;
+                bytes[4..8].copy_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+            }
+            1 if len > 12 => bytes[0] = 0x80,
+            2 if len > 12 => bytes[0] = 0x81,
+            3 if len > 13 => bytes[0] = 22,
+            _ => {}
+        }
+        // From strangers, and spoofed from a participant's own address.
+        let source = if n % 2 == 0 {
+            victim
+        } else {
+            format!("10.9.{}.{}:{}", n % 200, n % 250, 1000 + n)
+                .parse()
+                .expect("addr")
+        };
+        sim.inject(source, bytes);
+    }
+    assert!(sim.core.stats().dropped_datagrams > dropped_before + 2_000);
+    sim.run_for(Duration::from_secs(2));
+    assert!(
+        received(&sim, 1, 0, Source::Camera) > before + 30,
+        "media keeps flowing"
+    );
+    assert_eq!(sim.core.participant_count(), 3, "nobody was removed");
+    assert!(received(&sim, 0, 2, Source::Microphone) > 0);
+}
+
+#[test]
+fn a_silent_participant_is_removed_and_its_tracks_stop() {
+    let mut sim = Sim::new(Link::default(), 8);
+    for _ in 0..3 {
+        let i = sim.add_peer(MediaShape::default());
+        sim.join(i, "room");
+    }
+    sim.run_for(Duration::from_secs(2));
+    let gone: ParticipantId = sim.peers[2].id;
+    // Peer 2 vanishes: it stops sending anything at all.
+    let ghost = sim.peers.remove(2);
+    sim.run_for(Duration::from_secs(15));
+    assert_eq!(
+        sim.core.participant_count(),
+        2,
+        "the silent one was dropped"
+    );
+    for peer in &sim.peers {
+        assert!(!peer.tracks.values().any(|t| t.participant == gone));
+    }
+    drop(ghost);
+}
+
+#[test]
+fn forwarding_adds_no_delay_of_its_own() {
+    let mut sim = Sim::new(Link::default(), 9);
+    for _ in 0..2 {
+        let i = sim.add_peer(MediaShape::default());
+        sim.join(i, "room");
+    }
+    sim.run_for(Duration::from_secs(3));
+    let link = 2 * sim.link.delay.as_micros() as u64;
+    for source in [Source::Microphone, Source::Camera] {
+        let mut l = sim.peers[0].received[&(sim.peers[1].id, source)]
+            .latencies_us
+            .clone();
+        l.sort_unstable();
+        let p50 = l[l.len() / 2];
+        // Two hops of simulated link; the SFU itself adds nothing.
+        assert_eq!(p50, link, "{source:?} median latency");
+    }
+}

@@ -1,0 +1,236 @@
+//! A simulated network and clock around one SFU core and some simulated
+//! browsers. Time only moves when the test advances it, and every datagram
+//! goes through a seeded queue that can delay and drop, so runs are
+//! deterministic and faster than real time.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use zync_sfu::api::{Command, ParticipantId};
+use zync_sfu::core::{Core, CoreConfig};
+use zync_sfu::testkit::{Datagram, MediaShape, SimPeer};
+
+/// The SFU's advertised address in simulations.
+pub const SFU: &str = "10.0.0.1:5000";
+
+/// A deterministic xorshift generator for loss decisions.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded generator.
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    /// Next value in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Next raw value.
+    pub fn next_u64(&mut self) -> u64 {
+        self.next_f64();
+        self.0
+    }
+}
+
+/// Loss and delay applied to every datagram.
+#[derive(Debug, Clone, Copy)]
+pub struct Link {
+    /// Probability a datagram is dropped.
+    pub loss: f64,
+    /// One-way delay.
+    pub delay: Duration,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Self {
+            loss: 0.0,
+            delay: Duration::from_millis(5),
+        }
+    }
+}
+
+/// The whole simulated world.
+pub struct Sim {
+    pub now: Instant,
+    pub epoch: Instant,
+    pub core: Core,
+    pub sfu: SocketAddr,
+    pub peers: Vec<SimPeer>,
+    pub link: Link,
+    rng: Rng,
+    /// In flight: (deliver at, sequence) → datagram; the sequence keeps
+    /// order among equal times.
+    in_flight: BTreeMap<(Instant, u64), Datagram>,
+    sequence: u64,
+    /// Datagrams the simulated network dropped.
+    pub lost: u64,
+}
+
+impl Sim {
+    /// An SFU core and no peers yet.
+    pub fn new(link: Link, seed: u64) -> Self {
+        let now = Instant::now();
+        let sfu: SocketAddr = SFU.parse().expect("address");
+        Self {
+            now,
+            epoch: now,
+            core: Core::new(CoreConfig::new(sfu)),
+            sfu,
+            peers: Vec::new(),
+            link,
+            rng: Rng::new(seed),
+            in_flight: BTreeMap::new(),
+            sequence: 0,
+            lost: 0,
+        }
+    }
+
+    /// Adds a peer (not yet joined); returns its index.
+    pub fn add_peer(&mut self, shape: MediaShape) -> usize {
+        let i = self.peers.len();
+        let host = 10 + i as u8;
+        let publish: SocketAddr = format!("10.0.1.{host}:4000").parse().expect("address");
+        let subscribe: SocketAddr = format!("10.0.1.{host}:4001").parse().expect("address");
+        let id = ParticipantId(1000 + i as u64);
+        self.peers.push(SimPeer::new(
+            id, self.now, self.epoch, publish, subscribe, shape,
+        ));
+        i
+    }
+
+    /// Joins peer `i` to `room` and sends its publish offer.
+    pub fn join(&mut self, i: usize, room: &str) {
+        let participant = self.peers[i].id;
+        self.core.handle_command(
+            self.now,
+            Command::Join {
+                room: room.into(),
+                participant,
+            },
+        );
+        if let Some(offer) = self.peers[i].publish_offer() {
+            self.core.handle_command(self.now, offer);
+        }
+        self.exchange();
+    }
+
+    /// Removes peer `i` from the SFU (as signaling does when it leaves).
+    pub fn leave(&mut self, i: usize) {
+        let participant = self.peers[i].id;
+        self.core
+            .handle_command(self.now, Command::Leave { participant });
+        self.exchange();
+    }
+
+    /// Moves outputs around: SFU events to peers (and their answers back),
+    /// and every outgoing datagram onto the network.
+    pub fn exchange(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some((id, event)) = self.core.poll_event() {
+                progressed = true;
+                let Some(peer) = self.peers.iter_mut().find(|p| p.id == id) else {
+                    continue;
+                };
+                if let Some(reply) = peer.on_event(self.now, event) {
+                    self.core.handle_command(self.now, reply);
+                }
+            }
+            let transmits: Vec<Datagram> = self
+                .core
+                .transmits()
+                .drain(..)
+                .map(|t| Datagram {
+                    source: t.source,
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                })
+                .collect();
+            for d in transmits {
+                progressed = true;
+                self.send(d);
+            }
+            let from_peers: Vec<Datagram> = self
+                .peers
+                .iter_mut()
+                .flat_map(|p| p.take_outgoing().collect::<Vec<_>>())
+                .collect();
+            for d in from_peers {
+                progressed = true;
+                self.send(d);
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    /// Puts a datagram on the network (maybe losing it).
+    pub fn send(&mut self, datagram: Datagram) {
+        if self.rng.next_f64() < self.link.loss {
+            self.lost += 1;
+            return;
+        }
+        self.sequence += 1;
+        self.in_flight
+            .insert((self.now + self.link.delay, self.sequence), datagram);
+    }
+
+    /// Injects raw bytes to the SFU from `source` now.
+    pub fn inject(&mut self, source: SocketAddr, bytes: Vec<u8>) {
+        self.core.handle_datagram(self.now, source, &bytes);
+        self.exchange();
+    }
+
+    /// Advances to the next thing that happens and handles it.
+    pub fn step(&mut self) {
+        let mut next = self.now + Duration::from_millis(50);
+        if let Some(t) = self.core.next_timeout() {
+            next = next.min(t);
+        }
+        for peer in &mut self.peers {
+            next = next.min(peer.next_timeout());
+        }
+        if let Some(((t, _), _)) = self.in_flight.first_key_value() {
+            next = next.min(*t);
+        }
+        self.now = self.now.max(next);
+        while let Some(entry) = self.in_flight.first_entry() {
+            if entry.key().0 > self.now {
+                break;
+            }
+            let d = entry.remove();
+            if d.destination == self.sfu {
+                self.core.handle_datagram(self.now, d.source, &d.contents);
+            } else if let Some(peer) = self
+                .peers
+                .iter_mut()
+                .find(|p| p.addresses().contains(&d.destination))
+            {
+                peer.handle_datagram(self.now, d.source, d.destination, &d.contents);
+            }
+            self.exchange();
+        }
+        self.core.handle_timeout(self.now);
+        for peer in &mut self.peers {
+            peer.handle_timeout(self.now);
+        }
+        self.exchange();
+    }
+
+    /// Runs for `duration` of simulated time.
+    pub fn run_for(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        while self.now < until {
+            self.step();
+        }
+    }
+}
