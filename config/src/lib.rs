@@ -16,7 +16,8 @@ mod sections;
 
 pub use error::{ConfigError, Source};
 pub use sections::{
-    AuthConfig, Config, DatabaseConfig, HttpConfig, LimitsConfig, LogConfig, WebSocketConfig,
+    AuthConfig, Config, DatabaseConfig, HttpConfig, LimitsConfig, LogConfig, MetricsConfig,
+    SfuConfig, WebSocketConfig,
 };
 
 use std::path::Path;

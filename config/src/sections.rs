@@ -2,7 +2,7 @@
 
 use crate::ConfigError;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// The whole configuration of one `zync` process.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -20,6 +20,10 @@ pub struct Config {
     pub websocket: WebSocketConfig,
     /// Logging.
     pub log: LogConfig,
+    /// The media plane.
+    pub sfu: SfuConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
 }
 
 /// `[http]`: the HTTP listener.
@@ -156,6 +160,70 @@ impl Default for LogConfig {
     }
 }
 
+/// `[sfu]`: the media plane (UDP).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SfuConfig {
+    /// Address the media sockets bind to.
+    pub bind_ip: IpAddr,
+    /// Address browsers are told to send media to (the public IP when
+    /// behind 1:1 NAT). Empty means `bind_ip`.
+    pub public_ip: String,
+    /// Lowest UDP port the workers take (one port per worker).
+    pub udp_port_min: u16,
+    /// Highest UDP port the workers may take.
+    pub udp_port_max: u16,
+    /// Worker threads; 0 means one per CPU core.
+    pub workers: u32,
+    /// The video codec of every room: `vp8` or `h264`.
+    pub video_codec: String,
+    /// A participant whose media connection is silent this long is removed.
+    pub media_timeout_secs: u32,
+}
+
+impl Default for SfuConfig {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            public_ip: String::new(),
+            udp_port_min: 50000,
+            udp_port_max: 50099,
+            workers: 0,
+            video_codec: "vp8".into(),
+            media_timeout_secs: 10,
+        }
+    }
+}
+
+impl SfuConfig {
+    /// The advertised address, when set.
+    pub fn public_ip(&self) -> Option<IpAddr> {
+        self.public_ip.parse().ok()
+    }
+
+    /// Workers to start (0 resolves to the number of cores).
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n as usize,
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `GET /metrics` in Prometheus text format.
+    pub enabled: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -228,6 +296,7 @@ impl Config {
             ));
         }
         validate_log_level(&self.log.level).map_err(|r| invalid("log.level", r))?;
+        self.sfu.validate()?;
         Ok(())
     }
 
@@ -268,6 +337,67 @@ fn validate_log_level(filter: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+impl SfuConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.public_ip.is_empty() {
+            let ip: IpAddr = self.public_ip.parse().map_err(|_| {
+                invalid(
+                    "sfu.public_ip",
+                    format!("not an IP address: {:?}", self.public_ip),
+                )
+            })?;
+            if ip.is_unspecified() {
+                return Err(invalid(
+                    "sfu.public_ip",
+                    "must be a reachable address, not 0.0.0.0",
+                ));
+            }
+        } else if self.bind_ip.is_unspecified() {
+            return Err(invalid(
+                "sfu.public_ip",
+                format!(
+                    "sfu.bind_ip is {}, so set sfu.public_ip to the address browsers reach this server on",
+                    self.bind_ip
+                ),
+            ));
+        }
+        let (min, max) = (self.udp_port_min, self.udp_port_max);
+        if min == 0 && max != 0 {
+            return Err(invalid(
+                "sfu.udp_port_min",
+                "0 (any free port) needs sfu.udp_port_max = 0 too",
+            ));
+        }
+        if min > max {
+            return Err(invalid(
+                "sfu.udp_port_max",
+                format!("must be at least sfu.udp_port_min ({min})"),
+            ));
+        }
+        let ports = usize::from(max - min) + 1;
+        if min != 0 && ports < self.worker_count() {
+            return Err(invalid(
+                "sfu.udp_port_max",
+                format!(
+                    "the range {min}-{max} has {ports} ports but {} workers need one each",
+                    self.worker_count()
+                ),
+            ));
+        }
+        if self.workers > 1024 {
+            return Err(invalid("sfu.workers", "at most 1024"));
+        }
+        if !matches!(self.video_codec.as_str(), "vp8" | "h264") {
+            return Err(invalid(
+                "sfu.video_codec",
+                format!("must be \"vp8\" or \"h264\", got {:?}", self.video_codec),
+            ));
+        }
+        at_least("sfu.media_timeout_secs", self.media_timeout_secs.into(), 2)?;
+        Ok(())
+    }
 }
 
 /// Reduces `http(s)://host[:port][/]` to its origin; refuses paths and queries,

@@ -49,6 +49,7 @@ pub fn router(state: AppState, sessions: crate::db::SessionStore) -> Router {
         .nest("/api", api)
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(health))
+        .route("/metrics", get(crate::metrics::render))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(session_layer)
         .layer(SetResponseHeaderLayer::overriding(

@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod json;
 pub mod meetings;
+pub mod metrics;
 pub mod room;
 pub mod state;
 pub mod ws;
@@ -59,6 +60,9 @@ pub async fn serve(
         Duration::from_secs(auth.throttle_window_secs.into()),
     );
     let cpu = cpu::CpuPool::per_core();
+    let sfu = zync_sfu::Sfu::start(sfu_config(&config))
+        .context("starting the media plane (config [sfu])")?;
+    let metrics = config.metrics.enabled.then(metrics::handle);
     let (stop, stopped) = watch::channel(false);
     let state = state::AppState {
         rooms: room::Registry::new(db.clone(), config.limits.max_room_participants as usize),
@@ -69,6 +73,8 @@ pub async fn serve(
         db: db.clone(),
         config: Arc::new(config),
         shutdown: stopped,
+        sfu: sfu.clone(),
+        metrics,
     };
     let rooms = state.rooms.clone();
     tracing::info!(
@@ -96,8 +102,28 @@ pub async fn serve(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     sweeper.abort();
+    tokio::task::spawn_blocking(move || sfu.shutdown())
+        .await
+        .context("stopping the media plane")?;
     db.close().await;
     Ok(())
+}
+
+/// The media plane's settings from the operator config (validated already).
+fn sfu_config(config: &Config) -> zync_sfu::SfuConfig {
+    let sfu = &config.sfu;
+    zync_sfu::SfuConfig {
+        bind_ip: sfu.bind_ip,
+        public_ip: sfu.public_ip(),
+        port_min: sfu.udp_port_min,
+        port_max: sfu.udp_port_max,
+        workers: sfu.worker_count(),
+        codec: match sfu.video_codec.as_str() {
+            "h264" => zync_sfu::VideoCodec::H264,
+            _ => zync_sfu::VideoCodec::Vp8,
+        },
+        media_timeout: Duration::from_secs(sfu.media_timeout_secs.into()),
+    }
 }
 
 /// Fills in `http.public_url` from the bound address when it is not set, and

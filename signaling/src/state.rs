@@ -27,4 +27,8 @@ pub struct AppState {
     pub allowed_origins: Arc<Vec<String>>,
     /// Turns true when the server shuts down; connections then close.
     pub shutdown: watch::Receiver<bool>,
+    /// The media plane.
+    pub sfu: zync_sfu::Sfu,
+    /// Renders Prometheus metrics (when enabled).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }

@@ -7,6 +7,8 @@
 //! `postgres://zync:zync@127.0.0.1:5432/postgres`); then every server gets a
 //! database of its own there, dropped when the server stops.
 
+pub mod participant;
+
 use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
@@ -117,6 +119,10 @@ impl TestServer {
         config.database.url = db.url.clone();
         config.http.bind = SocketAddr::from(([127, 0, 0, 1], 0));
         config.http.public_url = String::new();
+        // Media on any free loopback port, so tests can run side by side.
+        config.sfu.bind_ip = [127, 0, 0, 1].into();
+        config.sfu.udp_port_min = 0;
+        config.sfu.udp_port_max = 0;
         let listener = tokio::net::TcpListener::bind(config.http.bind).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();

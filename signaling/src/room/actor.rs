@@ -117,6 +117,28 @@ impl RoomActor {
                 self.chat(&participant_id, text, reference).await;
             }
             RoomCommand::Leave { participant_id } => self.leave(&participant_id),
+            RoomCommand::MediaState {
+                participant_id,
+                media,
+            } => {
+                let Some(member) = self
+                    .members
+                    .iter_mut()
+                    .find(|m| m.participant.id == participant_id)
+                else {
+                    return;
+                };
+                if member.participant.media == media {
+                    return;
+                }
+                member.participant.media = media;
+                let json = ServerMessage::MediaState {
+                    participant_id: &participant_id,
+                    media: &member.participant.media,
+                }
+                .to_json();
+                self.broadcast(json.into());
+            }
         }
     }
 

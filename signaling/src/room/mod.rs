@@ -50,6 +50,13 @@ pub enum RoomCommand {
         /// The request's `ref`, for an error reply.
         reference: Option<serde_json::Value>,
     },
+    /// A participant's media state changed; tell everyone.
+    MediaState {
+        /// Whose.
+        participant_id: String,
+        /// The new state.
+        media: crate::ws::protocol::MediaState,
+    },
     /// Remove a participant (left, closed, or timed out).
     Leave {
         /// Who.

@@ -1,7 +1,10 @@
 //! One WebSocket connection: parse, validate and dispatch client messages;
 //! deliver what the room queues; ping and time out silent peers.
 
-use super::protocol::{CLIENT_TYPES, ClientMessage, MediaState, Participant, ServerMessage};
+use super::protocol::{
+    CLIENT_TYPES, CandidateInit, ClientMessage, MediaState, Participant, PcName, ServerMessage,
+    SessionDescription, TrackLabelIn, TrackOut,
+};
 use crate::db::User;
 use crate::meetings;
 use crate::room::{JoinError, OUTBOX_CAPACITY, RoomCommand, RoomHandle};
@@ -11,12 +14,15 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::Instrument;
+use zync_sfu::{Command, Event as MediaEvent, Leg, ParticipantId, SfuSession, Source, TrackLabel};
 
 /// The meeting a connection is in.
 struct Joined {
     room: RoomHandle,
     participant_id: String,
     outbox: mpsc::Receiver<Utf8Bytes>,
+    /// The participant in the media plane; dropping it removes it there.
+    media: SfuSession,
 }
 
 /// A token bucket: `capacity` at once, refilled at `per_sec`.
@@ -67,7 +73,13 @@ struct Connection {
     socket: WebSocket,
     joined: Option<Joined>,
     chat_rate: RateLimit,
+    /// Bounds signal and media-state messages (ICE candidates come in bursts).
+    control_rate: RateLimit,
 }
+
+/// Signal and media-state messages a client may send at once, and per minute.
+const CONTROL_BURST: u32 = 200;
+const CONTROL_PER_MINUTE: u32 = 1200;
 
 /// Serves one upgraded connection until it closes.
 pub async fn run(socket: WebSocket, state: AppState, user: User) {
@@ -80,12 +92,14 @@ pub async fn run(socket: WebSocket, state: AppState, user: User) {
 }
 
 async fn serve_connection(socket: WebSocket, state: AppState, user: User, chat_rate: RateLimit) {
+    let control_rate = RateLimit::new(CONTROL_BURST, CONTROL_PER_MINUTE);
     let mut connection = Connection {
         state,
         user,
         socket,
         joined: None,
         chat_rate,
+        control_rate,
     };
     let end = connection.serve().await;
     tracing::debug!(?end, "connection ended");
@@ -103,10 +117,21 @@ async fn serve_connection(socket: WebSocket, state: AppState, user: User, chat_r
     }
 }
 
-/// The next message the room queued, or never if not in a room.
-async fn next_outgoing(joined: &mut Option<Joined>) -> Option<Utf8Bytes> {
+/// Something for the client from its meeting.
+enum FromMeeting {
+    /// A message the room queued (`None`: the room dropped us).
+    Room(Option<Utf8Bytes>),
+    /// An event from the media plane (`None`: it stopped).
+    Media(Option<MediaEvent>),
+}
+
+/// The next thing from the room or the media plane; never if not in one.
+async fn next_from_meeting(joined: &mut Option<Joined>) -> FromMeeting {
     match joined {
-        Some(j) => j.outbox.recv().await,
+        Some(j) => tokio::select! {
+            message = j.outbox.recv() => FromMeeting::Room(message),
+            event = j.media.next_event() => FromMeeting::Media(event),
+        },
         None => std::future::pending().await,
     }
 }
@@ -139,12 +164,15 @@ impl Connection {
                         Message::Ping(_) | Message::Pong(_) => {}
                     }
                 }
-                outgoing = next_outgoing(&mut self.joined) => {
-                    let Some(json) = outgoing else { return End::Dropped };
-                    if self.socket.send(Message::Text(json)).await.is_err() {
-                        return End::ClientClosed;
+                from_meeting = next_from_meeting(&mut self.joined) => match from_meeting {
+                    FromMeeting::Room(None) => return End::Dropped,
+                    FromMeeting::Room(Some(json)) => {
+                        if self.socket.send(Message::Text(json)).await.is_err() {
+                            return End::ClientClosed;
+                        }
                     }
-                }
+                    FromMeeting::Media(event) => self.on_media_event(event).await,
+                },
                 _ = ping.tick() => {
                     if last_heard.elapsed() > idle_timeout {
                         return End::TimedOut;
@@ -201,7 +229,182 @@ impl Connection {
                 self.leave().await;
             }
             ClientMessage::ChatMessage { text, reference } => self.chat(text, reference).await,
+            ClientMessage::Signal {
+                pc,
+                sdp,
+                candidate,
+                tracks,
+                reference,
+            } => {
+                self.signal(pc, sdp, candidate, tracks, reference).await;
+            }
+            ClientMessage::MediaState {
+                audio,
+                video,
+                screen,
+                reference,
+            } => {
+                let Some(joined) = &self.joined else {
+                    return self.not_joined(reference).await;
+                };
+                if !self.control_rate.take() {
+                    return self
+                        .send_error(
+                            "rate_limited",
+                            "too many media-state messages",
+                            reference.as_ref(),
+                        )
+                        .await;
+                }
+                let command = RoomCommand::MediaState {
+                    participant_id: joined.participant_id.clone(),
+                    media: MediaState {
+                        audio,
+                        video,
+                        screen,
+                    },
+                };
+                joined.room.send(command).await;
+            }
         }
+    }
+
+    /// Passes one negotiation message to the media plane.
+    async fn signal(
+        &mut self,
+        pc: PcName,
+        sdp: Option<SessionDescription>,
+        candidate: Option<CandidateInit>,
+        tracks: Option<Vec<TrackLabelIn>>,
+        reference: Option<Value>,
+    ) {
+        let Some(joined) = &self.joined else {
+            return self.not_joined(reference).await;
+        };
+        if !self.control_rate.take() {
+            return self
+                .send_error(
+                    "rate_limited",
+                    "too many signal messages",
+                    reference.as_ref(),
+                )
+                .await;
+        }
+        let participant = joined.media.participant();
+        let command = match (pc, sdp, candidate) {
+            (PcName::Publish, Some(sdp), None) if sdp.kind == "offer" => {
+                let mut labels = Vec::new();
+                for label in tracks.unwrap_or_default() {
+                    let Some(source) = Source::parse(&label.source) else {
+                        let message = format!(
+                            "unknown track source {:?}; use camera, microphone, screen or screen-audio",
+                            label.source
+                        );
+                        return self
+                            .send_error("invalid_signal", &message, reference.as_ref())
+                            .await;
+                    };
+                    labels.push(TrackLabel {
+                        mid: label.mid,
+                        source,
+                    });
+                }
+                Command::PublishOffer {
+                    participant,
+                    sdp: sdp.sdp,
+                    tracks: labels,
+                }
+            }
+            (PcName::Subscribe, Some(sdp), None) if sdp.kind == "answer" => {
+                Command::SubscribeAnswer {
+                    participant,
+                    sdp: sdp.sdp,
+                }
+            }
+            (pc, None, Some(candidate)) => {
+                let line = candidate.line().trim();
+                if line.is_empty() {
+                    // End of candidates: nothing to do for an ICE-lite server.
+                    return;
+                }
+                let leg = match pc {
+                    PcName::Publish => Leg::Publish,
+                    PcName::Subscribe => Leg::Subscribe,
+                };
+                Command::Candidate {
+                    participant,
+                    leg,
+                    candidate: line.to_string(),
+                }
+            }
+            _ => {
+                let message =
+                    "send an offer on \"publish\", an answer on \"subscribe\", or one candidate";
+                return self
+                    .send_error("invalid_signal", message, reference.as_ref())
+                    .await;
+            }
+        };
+        if joined.media.send(command).is_err() {
+            self.send_error(
+                "unavailable",
+                "the media server is shutting down",
+                reference.as_ref(),
+            )
+            .await;
+        }
+    }
+
+    /// Relays what the media plane says about this participant.
+    async fn on_media_event(&mut self, event: Option<MediaEvent>) {
+        let message = match event {
+            Some(MediaEvent::PublishAnswer { sdp }) => ServerMessage::Signal {
+                pc: PcName::Publish,
+                sdp: SessionDescription {
+                    kind: "answer".into(),
+                    sdp,
+                },
+                tracks: None,
+            }
+            .to_json(),
+            Some(MediaEvent::SubscribeOffer { sdp, tracks }) => {
+                let tracks = tracks
+                    .into_iter()
+                    .map(|t| TrackOut {
+                        mid: t.mid,
+                        participant_id: t.participant.to_string(),
+                        source: t.source.as_str(),
+                        kind: t.kind.as_str(),
+                    })
+                    .collect();
+                ServerMessage::Signal {
+                    pc: PcName::Subscribe,
+                    sdp: SessionDescription {
+                        kind: "offer".into(),
+                        sdp,
+                    },
+                    tracks: Some(tracks),
+                }
+                .to_json()
+            }
+            Some(MediaEvent::Error { code, message }) => {
+                return self.send_error(code, &message, None).await;
+            }
+            Some(MediaEvent::Failed { reason }) => {
+                tracing::warn!(reason, "media connection failed; leaving the meeting");
+                self.leave().await;
+                let message =
+                    format!("the media connection failed ({reason}); join again to retry");
+                return self.send_error("media_failed", &message, None).await;
+            }
+            None => {
+                self.leave().await;
+                return self
+                    .send_error("media_failed", "the media server stopped", None)
+                    .await;
+            }
+        };
+        let _ = self.socket.send(Message::Text(message.into())).await;
     }
 
     async fn join(&mut self, slug: &str, reference: Option<Value>) {
@@ -226,8 +429,9 @@ impl Connection {
                     .await;
             }
         };
+        let media_id = ParticipantId(rand::random());
         let participant = Participant {
-            id: format!("{:016x}", rand::random::<u64>()),
+            id: media_id.to_string(),
             user_id: self.user.id,
             display_name: self.user.display_name.clone(),
             avatar_url: self.user.avatar_url(),
@@ -235,12 +439,25 @@ impl Connection {
         };
         let participant_id = participant.id.clone();
         let (outbox, receiver) = mpsc::channel(OUTBOX_CAPACITY);
+        // Media first: when the room announces the newcomer, its media
+        // connections already exist.
+        let media = match self.state.sfu.join(&meeting.slug, media_id) {
+            Ok(media) => media,
+            Err(e) => {
+                tracing::error!(error = %e, "media plane refused a participant");
+                let message = "the media server is unavailable";
+                return self
+                    .send_error("unavailable", message, reference.as_ref())
+                    .await;
+            }
+        };
         match self.state.rooms.join(&meeting, participant, outbox).await {
             Ok(room) => {
                 self.joined = Some(Joined {
                     room,
                     participant_id,
                     outbox: receiver,
+                    media,
                 });
                 let db = self.state.db.clone();
                 let (meeting_id, user_id) = (meeting.id, self.user.id);

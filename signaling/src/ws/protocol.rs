@@ -22,6 +22,36 @@ pub enum ClientMessage {
         #[serde(rename = "ref", default)]
         reference: Option<serde_json::Value>,
     },
+    /// WebRTC negotiation with the SFU on one of the two connections.
+    Signal {
+        /// `publish` (the browser offers) or `subscribe` (the SFU offers).
+        pc: PcName,
+        /// An offer (publish) or an answer (subscribe).
+        #[serde(default)]
+        sdp: Option<SessionDescription>,
+        /// A trickled ICE candidate.
+        #[serde(default)]
+        candidate: Option<CandidateInit>,
+        /// With a publish offer: what each m-line carries.
+        #[serde(default)]
+        tracks: Option<Vec<TrackLabelIn>>,
+        /// Echoed in errors.
+        #[serde(rename = "ref", default)]
+        reference: Option<serde_json::Value>,
+    },
+    /// The participant's microphone, camera or screen changed.
+    MediaState {
+        /// Microphone live.
+        audio: bool,
+        /// Camera on.
+        video: bool,
+        /// Sharing the screen.
+        #[serde(default)]
+        screen: bool,
+        /// Echoed in errors.
+        #[serde(rename = "ref", default)]
+        reference: Option<serde_json::Value>,
+    },
     /// Post a chat message to the meeting.
     ChatMessage {
         /// The text; rendered as text by clients, never as HTML.
@@ -33,7 +63,77 @@ pub enum ClientMessage {
 }
 
 /// The `type` values a client may send, for the `unknown_type` error.
-pub const CLIENT_TYPES: &[&str] = &["join-meeting", "leave-meeting", "chat-message"];
+pub const CLIENT_TYPES: &[&str] = &[
+    "join-meeting",
+    "leave-meeting",
+    "signal",
+    "media-state",
+    "chat-message",
+];
+
+/// Which of the participant's two peer connections.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PcName {
+    /// Browser → SFU; the browser offers.
+    Publish,
+    /// SFU → browser; the SFU offers.
+    Subscribe,
+}
+
+/// An SDP offer or answer, as `RTCSessionDescription` serializes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionDescription {
+    /// `offer` or `answer`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The SDP text.
+    pub sdp: String,
+}
+
+/// A trickled candidate: `RTCIceCandidate.toJSON()` or just the line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CandidateInit {
+    /// `{"candidate": "candidate:...", "sdpMid": ..., ...}`.
+    Object {
+        /// The candidate line (empty marks the end of candidates).
+        candidate: String,
+    },
+    /// `"candidate:..."`.
+    Line(String),
+}
+
+impl CandidateInit {
+    /// The candidate line.
+    pub fn line(&self) -> &str {
+        match self {
+            CandidateInit::Object { candidate } | CandidateInit::Line(candidate) => candidate,
+        }
+    }
+}
+
+/// A publisher's label for one of its m-lines.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TrackLabelIn {
+    /// The m-line's mid.
+    pub mid: String,
+    /// `camera`, `microphone`, `screen` or `screen-audio`.
+    pub source: String,
+}
+
+/// A track on the subscribe connection, as the client sees it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TrackOut {
+    /// The m-line's mid in the SFU's offer.
+    pub mid: String,
+    /// Whose track it is.
+    pub participant_id: String,
+    /// `camera`, `microphone`, `screen` or `screen-audio`.
+    pub source: &'static str,
+    /// `audio` or `video`.
+    pub kind: &'static str,
+}
 
 /// A participant's media as others see it. The media plane fills it in.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -98,6 +198,23 @@ pub enum ServerMessage<'a> {
     },
     /// A chat message, stored and broadcast to all (sender included).
     ChatMessage(&'a ChatView),
+    /// Negotiation from the SFU: the publish answer or a subscribe offer.
+    Signal {
+        /// Which connection.
+        pc: PcName,
+        /// The SDP.
+        sdp: SessionDescription,
+        /// With a subscribe offer: whose track each m-line carries.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tracks: Option<Vec<TrackOut>>,
+    },
+    /// A participant's microphone, camera or screen changed.
+    MediaState {
+        /// Whose.
+        participant_id: &'a str,
+        /// The new state.
+        media: &'a MediaState,
+    },
     /// A request was refused. The connection stays usable.
     Error {
         /// Machine-readable code (see `docs/protocol.md`).

@@ -1,0 +1,41 @@
+//! Prometheus metrics: the recorder (installed once per process) and the
+//! `GET /metrics` endpoint. The media plane's counters come from its
+//! workers; signaling adds its own here.
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's Prometheus recorder, installed on first use. (Tests run
+/// several servers in one process; they share it.)
+pub fn handle() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// `GET /metrics`: Prometheus text format; 404 when disabled.
+pub async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let handle = state
+        .metrics
+        .as_ref()
+        .ok_or(ApiError::NotFound("metrics are disabled"))?;
+    metrics::gauge!("zync_meetings_live").set(state.rooms.room_count() as f64);
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    ))
+}

@@ -1,0 +1,238 @@
+//! The media plane over real loopback UDP: headless str0m participants log
+//! in, join through the WebSocket, negotiate via `signal`, and exchange
+//! synthetic Opus and VP8 packets through a running `zync`.
+
+use serde_json::json;
+use std::time::Duration;
+use zync_sfu::Source;
+use zync_sfu::testkit::MediaShape;
+use zync_tests::participant::TestParticipant;
+use zync_tests::{PASSWORD, TestServer};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn watcher() -> MediaShape {
+    MediaShape {
+        audio: false,
+        video: false,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_receive_each_others_media_and_see_a_vanished_one_go() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let host = server.user("host").await?;
+    let slug = host.create_meeting("Media").await?;
+    let mut people = Vec::new();
+    for name in ["ann", "ben", "cat", "dan"] {
+        let client = server.user(name).await?;
+        people.push(TestParticipant::join(&client, &slug, MediaShape::default()).await?);
+    }
+    let ids: Vec<String> = people.iter().map(|p| p.id.clone()).collect();
+    for (i, person) in people.iter().enumerate() {
+        for (j, other) in ids.iter().enumerate().filter(|(j, _)| *j != i) {
+            person
+                .wait_for(
+                    &format!("audio and video from participant {j}"),
+                    WAIT,
+                    |o| {
+                        o.packets_from(other, Source::Microphone) > 20
+                            && o.packets_from(other, Source::Camera) > 20
+                    },
+                )
+                .await?;
+        }
+        let observed = person.observe();
+        for r in observed.peer.received.values() {
+            assert_eq!(
+                r.mislabelled, 0,
+                "every packet carries its labelled sender's stamp"
+            );
+        }
+        assert!(
+            observed.peer.errors.is_empty(),
+            "{:?}",
+            observed.peer.errors
+        );
+    }
+
+    // Dan's machine drops off the network without a goodbye.
+    let dan = people.pop().expect("four people");
+    let dan_id = dan.id.clone();
+    dan.vanish();
+    for person in &people {
+        person
+            .wait_for("Dan's user-left", Duration::from_secs(5), |o| {
+                o.left.contains(&dan_id)
+            })
+            .await?;
+        person
+            .wait_for(
+                "an offer without Dan's tracks",
+                Duration::from_secs(5),
+                |o| !o.has_tracks_of(&dan_id),
+            )
+            .await?;
+    }
+    let before: Vec<u64> = people
+        .iter()
+        .map(|p| p.observe().packets_from(&dan_id, Source::Camera))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after: Vec<u64> = people
+        .iter()
+        .map(|p| p.observe().packets_from(&dan_id, Source::Camera))
+        .collect();
+    assert_eq!(before, after, "nothing more from Dan");
+    // The others still hear each other.
+    let ben = ids[1].clone();
+    let heard = people[0].observe().packets_from(&ben, Source::Microphone);
+    people[0]
+        .wait_for("more audio from Ben", WAIT, |o| {
+            o.packets_from(&ben, Source::Microphone) > heard + 20
+        })
+        .await?;
+
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await?
+        .text()
+        .await?;
+    for name in [
+        "zync_sfu_rtp_packets_out_total",
+        "zync_sfu_participants",
+        "zync_sfu_worker_busy_seconds",
+    ] {
+        assert!(metrics.contains(name), "/metrics lists {name}");
+    }
+    for p in people {
+        p.leave().await;
+    }
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_publishers_are_negotiated_one_offer_at_a_time() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let host = server.user("host").await?;
+    let slug = host.create_meeting("Glare").await?;
+    let viewer = TestParticipant::join(&host, &slug, watcher()).await?;
+    let (a, b) = (server.user("alice").await?, server.user("bob").await?);
+    // Both join and publish at the same moment: the viewer's subscribe
+    // connection must end up with all four tracks, with no crossed offers.
+    let (pa, pb) = tokio::join!(
+        TestParticipant::join(&a, &slug, MediaShape::default()),
+        TestParticipant::join(&b, &slug, MediaShape::default())
+    );
+    let (pa, pb) = (pa?, pb?);
+    for from in [&pa.id, &pb.id] {
+        viewer
+            .wait_for("media from both publishers", WAIT, |o| {
+                o.packets_from(from, Source::Camera) > 20
+                    && o.packets_from(from, Source::Microphone) > 20
+            })
+            .await?;
+    }
+    {
+        let observed = viewer.observe();
+        assert_eq!(observed.peer.tracks.len(), 4, "{:?}", observed.peer.tracks);
+        assert!(
+            observed.peer.errors.is_empty(),
+            "{:?}",
+            observed.peer.errors
+        );
+    }
+    // Each publisher also receives the other.
+    pa.wait_for("video from Bob", WAIT, |o| {
+        o.packets_from(&pb.id, Source::Camera) > 20
+    })
+    .await?;
+    pb.wait_for("video from Alice", WAIT, |o| {
+        o.packets_from(&pa.id, Source::Camera) > 20
+    })
+    .await?;
+    server.stop().await
+}
+
+#[tokio::test]
+async fn bad_signals_get_errors_and_media_state_is_broadcast() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.user("alice").await?;
+    let bob = server.user("bob").await?;
+    let slug = alice.create_meeting("").await?;
+    let mut a = alice.ws().await?;
+
+    a.send(json!({"type": "signal", "pc": "publish", "sdp": {"type": "offer", "sdp": "v=0"}}))
+        .await?;
+    assert_eq!(a.recv().await?["code"], "not_joined");
+    let welcome = a.join(&slug).await?;
+    let a_id = welcome["self"]["id"].clone();
+
+    for (message, code) in [
+        (
+            json!({"type": "signal", "pc": "publish", "sdp": {"type": "offer", "sdp": "this is not sdp"}}),
+            "invalid_sdp",
+        ),
+        (
+            json!({"type": "signal", "pc": "publish", "sdp": {"type": "answer", "sdp": "v=0"}}),
+            "invalid_signal",
+        ),
+        (
+            json!({"type": "signal", "pc": "subscribe", "sdp": {"type": "answer", "sdp": "v=0"}}),
+            "no_offer_pending",
+        ),
+        (
+            json!({"type": "signal", "pc": "sideways"}),
+            "invalid_message",
+        ),
+        (json!({"type": "signal", "pc": "publish"}), "invalid_signal"),
+        (
+            json!({"type": "signal", "pc": "publish", "candidate": "candidate:garbage"}),
+            "invalid_candidate",
+        ),
+        (
+            json!({"type": "signal", "pc": "publish", "sdp": {"type": "offer", "sdp": "v=0"}, "tracks": [{"mid": "0", "source": "hologram"}]}),
+            "invalid_signal",
+        ),
+        (
+            json!({"type": "media-state", "audio": "yes", "video": false}),
+            "invalid_message",
+        ),
+    ] {
+        a.send(message.clone()).await?;
+        let error = a.recv_type("error").await?;
+        assert_eq!(error["code"], code, "{message} → {error}");
+    }
+    // An end-of-candidates marker is accepted silently.
+    a.send(
+        json!({"type": "signal", "pc": "publish", "candidate": {"candidate": "", "sdpMid": "0"}}),
+    )
+    .await?;
+
+    let mut b = bob.ws().await?;
+    b.join(&slug).await?;
+    a.recv_type("user-joined").await?;
+    a.send(json!({"type": "media-state", "audio": false, "video": true, "screen": false}))
+        .await?;
+    let update = b.recv_type("media-state").await?;
+    assert_eq!(update["participant_id"], a_id);
+    assert_eq!(
+        update["media"],
+        json!({"audio": false, "video": true, "screen": false})
+    );
+    // A late joiner sees the state in existing-users.
+    let carol = server.client();
+    carol.register("carol", "Carol", PASSWORD).await?;
+    let mut c = carol.ws().await?;
+    let welcome = c.join(&slug).await?;
+    let alice_entry = welcome["participants"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["id"] == a_id))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        alice_entry["media"],
+        json!({"audio": false, "video": true, "screen": false})
+    );
+    server.stop().await
+}
