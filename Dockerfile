@@ -1,7 +1,7 @@
 # Zync in a container: one static-ish binary on a slim Debian base.
 #
 #   docker build -t zync .
-#   docker run -p 8080:8080 -v zync-data:/var/lib/zync zync
+#   docker run -p 8080:8080 -p 50000-50099:50000-50099/udp -e ZYNC_SFU_PUBLIC_IP=<host ip> -v zync-data:/var/lib/zync zync
 #   docker run -p 8080:8080 -e ZYNC_DATABASE_URL=postgres://... -e ZYNC_HTTP_PUBLIC_URL=https://meet.example.com zync
 #   docker run -v ./zync.toml:/etc/zync/zync.toml:ro zync --config /etc/zync/zync.toml
 
@@ -24,7 +24,11 @@ USER zync
 WORKDIR /var/lib/zync
 # Listen on all interfaces inside the container; SQLite lands in
 # /var/lib/zync/data unless ZYNC_DATABASE_URL says otherwise.
-ENV ZYNC_HTTP_BIND=0.0.0.0:8080
+ENV ZYNC_HTTP_BIND=0.0.0.0:8080 \
+    ZYNC_SFU_BIND_IP=0.0.0.0
 VOLUME ["/var/lib/zync"]
-EXPOSE 8080
+# HTTP, and the media workers' UDP ports. Set ZYNC_SFU_PUBLIC_IP to the
+# address browsers reach (the host's IP), and publish the UDP range:
+#   docker run -p 8080:8080 -p 50000-50099:50000-50099/udp -e ZYNC_SFU_PUBLIC_IP=203.0.113.7 zync
+EXPOSE 8080 50000-50099/udp
 ENTRYPOINT ["/usr/local/bin/zync"]
