@@ -50,6 +50,7 @@ pub fn router(state: AppState, sessions: crate::db::SessionStore) -> Router {
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(health))
         .route("/metrics", get(crate::metrics::render))
+        .fallback(get(crate::web::serve))
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
         .layer(session_layer)
         .layer(SetResponseHeaderLayer::overriding(

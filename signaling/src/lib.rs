@@ -13,6 +13,7 @@ pub mod meetings;
 pub mod metrics;
 pub mod room;
 pub mod state;
+pub mod web;
 pub mod ws;
 
 use anyhow::Context;

@@ -1,0 +1,185 @@
+// @ts-check
+/**
+ * The web client as people use it, in headless Chromium with fake camera,
+ * microphone and screen, against a real zync on loopback. Each scenario
+ * saves a screenshot of the room under target/e2e/.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  createMeeting, expectAudio, expectPlayingVideos, launchBrowser, openAndJoin, requireIsolation,
+  screenshot, signUp, startServer, tile, until,
+} from '../lib/harness.js';
+
+/**
+ * Runs a scenario with a server and a browser, always cleaning up.
+ * @param {import('node:test').TestContext} t
+ * @param {(server: {url: string}, browser: import('playwright-core').Browser) => Promise<void>} body
+ */
+async function scenario(t, body) {
+  if (!requireIsolation(t)) return;
+  const server = await startServer();
+  const browser = await launchBrowser();
+  try {
+    await body(server, browser);
+  } finally {
+    await browser.close();
+    await server.stop();
+  }
+}
+
+test('1. two people see and hear each other', async (t) => {
+  await scenario(t, async (server, browser) => {
+    const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
+    const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
+    const url = await createMeeting(a.page, 'Design review');
+    assert.match(url, /\/[a-z]+-[a-z]+-[a-z]+-\d{5}$/);
+    await openAndJoin(b.page, url);
+
+    await tile(a.page, 'Bob Babbage').waitFor();
+    await tile(b.page, 'Ada Lovelace').waitFor();
+    await expectPlayingVideos(a.page, 1);
+    await expectPlayingVideos(b.page, 1);
+    await expectAudio(a.page, 1);
+    await expectAudio(b.page, 1);
+    await screenshot(a.page, '1-two-people');
+  });
+});
+
+test('2. four people see three videos each; a leaver disappears everywhere', async (t) => {
+  await scenario(t, async (server, browser) => {
+    const names = ['Ada Lovelace', 'Bob Babbage', 'Cy Hopper', 'Di Turing'];
+    const people = [];
+    for (const [i, name] of names.entries()) people.push(await signUp(browser, server.url, `user${i}`, name, { width: 960, height: 600 }));
+    const url = await createMeeting(people[0].page, 'Standup');
+    for (const p of people.slice(1)) await openAndJoin(p.page, url);
+    for (const p of people) {
+      for (const other of names.filter((n) => n !== p.displayName)) await tile(p.page, other).waitFor();
+      await expectPlayingVideos(p.page, 3);
+    }
+    await screenshot(people[0].page, '2-four-people');
+
+    await people[3].page.getByRole('button', { name: 'Leave' }).click();
+    await people[3].page.getByRole('heading', { name: 'You left the meeting' }).waitFor();
+    for (const p of people.slice(0, 3)) {
+      await tile(p.page, 'Di Turing').waitFor({ state: 'detached', timeout: 10_000 });
+      assert.equal(await p.page.locator('.tile').count(), 3);
+    }
+  });
+});
+
+test('3. chat reaches everyone with name, avatar and time, and late joiners see history', async (t) => {
+  await scenario(t, async (server, browser) => {
+    const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
+    const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
+    const c = await signUp(browser, server.url, 'cy', 'Cy Hopper');
+    const url = await createMeeting(a.page, 'Chat');
+    await openAndJoin(b.page, url);
+    await openAndJoin(c.page, url);
+
+    await a.page.getByRole('button', { name: 'Chat' }).click();
+    const text = 'Hello <b>team</b> & welcome';
+    await a.page.getByRole('textbox', { name: 'Message' }).fill(text);
+    await a.page.getByRole('button', { name: 'Send' }).click();
+
+    for (const p of [b, c]) {
+      // Closed panel: an unread badge on the Chat button.
+      await until(p.page, 'unread badge', () => document.querySelector('#unread-count')?.textContent === '1');
+      await p.page.getByRole('button', { name: 'Chat' }).click();
+      const message = p.page.locator('.chat-message').filter({ hasText: text });
+      await message.waitFor();
+      assert.equal(await message.locator('.who').innerText().then((s) => s.split('\n')[0].trim()), 'Ada Lovelace');
+      assert.match(await message.locator('time').innerText(), /\d{1,2}:\d{2}/);
+      assert.ok(await message.locator('img.avatar').getAttribute('src'));
+      // Rendered as text, never as HTML.
+      assert.equal(await message.locator('b').count(), 0);
+    }
+    await screenshot(b.page, '3-chat');
+
+    const d = await signUp(browser, server.url, 'di', 'Di Turing');
+    await openAndJoin(d.page, url);
+    await d.page.getByRole('button', { name: 'Chat' }).click();
+    await d.page.locator('.chat-message').filter({ hasText: text }).waitFor();
+  });
+});
+
+test('4. a shared screen is spotlighted for the others and goes away when stopped', async (t) => {
+  await scenario(t, async (server, browser) => {
+    const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
+    const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
+    const c = await signUp(browser, server.url, 'cy', 'Cy Hopper');
+    const url = await createMeeting(a.page, 'Demo');
+    await openAndJoin(b.page, url);
+    await openAndJoin(c.page, url);
+    for (const p of [b, c]) await expectPlayingVideos(p.page, 2);
+
+    await a.page.getByRole('button', { name: 'Share screen' }).click();
+    assert.equal(await a.page.getByRole('button', { name: 'Share screen' }).getAttribute('aria-pressed'), 'true');
+    for (const p of [b, c]) {
+      const screen = tile(p.page, "Ada Lovelace's screen");
+      await screen.waitFor();
+      await until(p.page, 'spotlight layout', () => document.querySelector('.grid')?.getAttribute('data-layout') === 'spotlight');
+      assert.equal(await p.page.locator('.spotlight').getByRole('group', { name: "Ada Lovelace's screen" }).count(), 1);
+      // The presenter's camera is still visible next to it.
+      await tile(p.page, 'Ada Lovelace').waitFor();
+      await expectPlayingVideos(p.page, 3);
+    }
+    await screenshot(b.page, '4-screen-share');
+
+    await a.page.getByRole('button', { name: 'Share screen' }).click();
+    for (const p of [b, c]) {
+      await tile(p.page, "Ada Lovelace's screen").waitFor({ state: 'detached', timeout: 10_000 });
+      await until(p.page, 'grid layout', () => document.querySelector('.grid')?.getAttribute('data-layout') === 'grid');
+    }
+  });
+});
+
+test('5. camera off shows the avatar; a muted microphone shows the indicator', async (t) => {
+  await scenario(t, async (server, browser) => {
+    const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
+    const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
+    const url = await createMeeting(a.page, 'Quiet');
+    await openAndJoin(b.page, url);
+    await expectPlayingVideos(b.page, 1);
+    const ada = tile(b.page, 'Ada Lovelace');
+    assert.equal(await ada.getAttribute('data-video'), 'on');
+
+    const camera = a.page.getByRole('button', { name: 'Camera' });
+    await camera.click();
+    assert.equal(await camera.getAttribute('aria-pressed'), 'false');
+    await until(b.page, 'camera-off state', () => document.querySelector('[aria-label="Ada Lovelace"]')?.getAttribute('data-video') === 'off');
+    assert.ok(await ada.locator('img.tile-avatar').isVisible(), 'the avatar shows instead of video');
+
+    const microphone = a.page.getByRole('button', { name: 'Microphone' });
+    await microphone.click();
+    assert.equal(await microphone.getAttribute('aria-pressed'), 'false');
+    await ada.getByRole('img', { name: 'Microphone muted' }).waitFor({ state: 'visible' });
+    await screenshot(b.page, '5-camera-off-muted');
+
+    // And back on, with the keyboard shortcut for the camera.
+    await a.page.keyboard.press('Control+e');
+    await until(b.page, 'camera back on', () => document.querySelector('[aria-label="Ada Lovelace"]')?.getAttribute('data-video') === 'on');
+  });
+});
+
+test("6. when someone's network drops, the others see them leave and they see a reconnect banner", async (t) => {
+  await scenario(t, async (server, browser) => {
+    const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
+    const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
+    const url = await createMeeting(a.page, 'Flaky');
+    await openAndJoin(b.page, url);
+    await expectPlayingVideos(a.page, 1);
+
+    await b.context.setOffline(true);
+    const started = Date.now();
+    await tile(a.page, 'Bob Babbage').waitFor({ state: 'detached', timeout: 15_000 });
+    const seconds = (Date.now() - started) / 1000;
+    assert.ok(seconds < 15, `left after ${seconds} s`);
+    await b.page.getByRole('alert').filter({ hasText: 'Reconnecting' }).waitFor({ timeout: 10_000 });
+    await screenshot(b.page, '6-reconnecting');
+
+    // Back online: Bob rejoins by himself.
+    await b.context.setOffline(false);
+    await tile(a.page, 'Bob Babbage').waitFor({ timeout: 20_000 });
+  });
+});

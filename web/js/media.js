@@ -1,0 +1,215 @@
+// @ts-check
+/**
+ * The participant's two peer connections with the SFU (see
+ * docs/protocol.md): `publish` carries our microphone, camera and screen,
+ * and only we offer on it; `subscribe` carries everyone else's tracks, and
+ * only the server offers on it. Offers can therefore never cross.
+ *
+ * Events (CustomEvent):
+ * - `remote-track`: `{mid, participantId, source, kind, track, receiver}`
+ * - `remote-track-removed`: `{mid, participantId, source, kind}`
+ * - `error`: `{message}` for a negotiation that failed.
+ */
+
+/** @typedef {'camera'|'microphone'|'screen'|'screen-audio'} Source */
+/** @typedef {{mid: string, participant_id: string, source: Source, kind: 'audio'|'video'}} TrackLabel */
+/** @typedef {{mid: string, participantId: string, source: Source, kind: string, track: MediaStreamTrack, receiver: RTCRtpReceiver}} RemoteTrack */
+
+const PC_CONFIG = /** @type {RTCConfiguration} */ ({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+
+/** Upper bitrates that keep a room of many comfortable. */
+const MAX_BITRATE = { camera: 1_200_000, screen: 2_500_000, microphone: 64_000, 'screen-audio': 96_000 };
+
+export class MediaSession extends EventTarget {
+  /** @param {{send: (message: Record<string, unknown>) => boolean}} signaling */
+  constructor(signaling) {
+    super();
+    this.signaling = signaling;
+    this.publish = new RTCPeerConnection(PC_CONFIG);
+    this.subscribe = new RTCPeerConnection(PC_CONFIG);
+    /** Our transceivers by source. @type {Map<Source, RTCRtpTransceiver>} */
+    this.senders = new Map();
+    /** Labels of the latest subscribe offer, by mid. @type {Map<string, TrackLabel>} */
+    this.labels = new Map();
+    /** Remote tracks announced to the UI, by mid. @type {Map<string, RemoteTrack>} */
+    this.remote = new Map();
+    this.negotiating = false;
+    this.negotiateAgain = false;
+    this.closed = false;
+    /** A queue so subscribe offers are applied one after another. */
+    this.subscribeQueue = Promise.resolve();
+
+    this.publish.onicecandidate = (e) => {
+      if (e.candidate) this.signaling.send({ type: 'signal', pc: 'publish', candidate: e.candidate.toJSON() });
+    };
+    this.subscribe.onicecandidate = (e) => {
+      if (e.candidate) this.signaling.send({ type: 'signal', pc: 'subscribe', candidate: e.candidate.toJSON() });
+    };
+  }
+
+  /**
+   * Sends `track` as `source` (or stops sending it when null). Microphone
+   * and camera keep their m-line and swap tracks without renegotiating; a
+   * screen share adds an m-line and removing it renegotiates.
+   * @param {Source} source
+   * @param {MediaStreamTrack|null} track
+   */
+  async setTrack(source, track) {
+    if (this.closed) return;
+    const existing = this.senders.get(source);
+    if (existing && source !== 'screen' && source !== 'screen-audio') {
+      await existing.sender.replaceTrack(track);
+      return;
+    }
+    if (existing && !track) {
+      this.senders.delete(source);
+      await existing.sender.replaceTrack(null);
+      existing.stop();
+      await this.negotiate();
+      return;
+    }
+    if (existing && track) {
+      await existing.sender.replaceTrack(track);
+      return;
+    }
+    if (!track) return;
+    if (source === 'screen' && 'contentHint' in track) track.contentHint = 'detail';
+    const transceiver = this.publish.addTransceiver(track, {
+      direction: 'sendonly',
+      sendEncodings: [{ maxBitrate: MAX_BITRATE[source] }],
+    });
+    this.senders.set(source, transceiver);
+    await this.negotiate();
+  }
+
+  /** Offers our current tracks on `publish`; changes during a negotiation
+   * trigger one more round after the answer. */
+  async negotiate() {
+    if (this.closed) return;
+    if (this.negotiating) {
+      this.negotiateAgain = true;
+      return;
+    }
+    this.negotiating = true;
+    this.negotiateAgain = false;
+    try {
+      const offer = await this.publish.createOffer();
+      await this.publish.setLocalDescription(offer);
+      const tracks = [];
+      for (const [source, transceiver] of this.senders) {
+        if (transceiver.mid) tracks.push({ mid: transceiver.mid, source });
+      }
+      const local = this.publish.localDescription;
+      this.signaling.send({ type: 'signal', pc: 'publish', sdp: { type: local?.type, sdp: local?.sdp }, tracks });
+    } catch (e) {
+      this.negotiating = false;
+      this.fail(`Could not start sending media: ${e}`);
+    }
+  }
+
+  /**
+   * Applies a `signal` message from the server.
+   * @param {{pc: string, sdp?: {type: RTCSdpType, sdp: string}, tracks?: TrackLabel[]}} message
+   */
+  async onSignal(message) {
+    if (this.closed || !message.sdp) return;
+    if (message.pc === 'publish' && message.sdp.type === 'answer') {
+      try {
+        await this.publish.setRemoteDescription(message.sdp);
+      } catch (e) {
+        this.fail(`The server's answer was refused: ${e}`);
+      }
+      this.negotiating = false;
+      if (this.negotiateAgain) await this.negotiate();
+    } else if (message.pc === 'subscribe' && message.sdp.type === 'offer') {
+      const offer = message.sdp;
+      const labels = message.tracks ?? [];
+      this.subscribeQueue = this.subscribeQueue.then(() => this.applySubscribeOffer(offer, labels));
+      await this.subscribeQueue;
+    }
+  }
+
+  /**
+   * @param {RTCSessionDescriptionInit} offer
+   * @param {TrackLabel[]} labels
+   */
+  async applySubscribeOffer(offer, labels) {
+    if (this.closed) return;
+    try {
+      this.labels = new Map(labels.map((t) => [t.mid, t]));
+      await this.subscribe.setRemoteDescription(offer);
+      const answer = await this.subscribe.createAnswer();
+      await this.subscribe.setLocalDescription(answer);
+      const local = this.subscribe.localDescription;
+      this.signaling.send({ type: 'signal', pc: 'subscribe', sdp: { type: local?.type, sdp: local?.sdp } });
+      this.reconcile();
+    } catch (e) {
+      this.fail(`Could not receive the others' media: ${e}`);
+    }
+  }
+
+  /** Announces new remote tracks and withdraws the ones no longer offered. */
+  reconcile() {
+    for (const transceiver of this.subscribe.getTransceivers()) {
+      const mid = transceiver.mid;
+      if (!mid) continue;
+      const label = this.labels.get(mid);
+      const live = label && transceiver.currentDirection !== 'inactive' && !transceiver.stopped;
+      const known = this.remote.get(mid);
+      if (live && !known) {
+        const remote = {
+          mid,
+          participantId: label.participant_id,
+          source: label.source,
+          kind: label.kind,
+          track: transceiver.receiver.track,
+          receiver: transceiver.receiver,
+        };
+        this.remote.set(mid, remote);
+        this.dispatchEvent(new CustomEvent('remote-track', { detail: remote }));
+      } else if (!live && known) {
+        this.remote.delete(mid);
+        this.dispatchEvent(new CustomEvent('remote-track-removed', { detail: known }));
+      }
+    }
+  }
+
+  /** @param {string} message */
+  fail(message) {
+    console.warn(message);
+    this.dispatchEvent(new CustomEvent('error', { detail: { message } }));
+  }
+
+  /**
+   * Numbers a person (or a test) can check: per incoming track, whose it
+   * is, frames decoded and packets received.
+   */
+  async stats() {
+    const report = await this.subscribe.getStats();
+    const inbound = [];
+    for (const entry of report.values()) {
+      if (entry.type !== 'inbound-rtp') continue;
+      const label = entry.mid ? this.labels.get(entry.mid) : undefined;
+      inbound.push({
+        kind: entry.kind,
+        mid: entry.mid,
+        participantId: label?.participant_id,
+        source: label?.source,
+        packetsReceived: entry.packetsReceived ?? 0,
+        packetsLost: entry.packetsLost ?? 0,
+        framesDecoded: entry.framesDecoded ?? 0,
+        frameWidth: entry.frameWidth,
+        frameHeight: entry.frameHeight,
+      });
+    }
+    return { inbound, publishState: this.publish.connectionState, subscribeState: this.subscribe.connectionState };
+  }
+
+  /** Closes both connections (tracks are the caller's to stop). */
+  close() {
+    this.closed = true;
+    this.publish.close();
+    this.subscribe.close();
+    this.remote.clear();
+  }
+}

@@ -1,0 +1,94 @@
+// @ts-check
+/**
+ * The signaling WebSocket (see docs/protocol.md): JSON messages with a
+ * `type`, reconnection with backoff, and events for the UI.
+ *
+ * Events (CustomEvent on the client):
+ * - `message`: `detail` is one server message.
+ * - `state`: `detail` is `'open' | 'reconnecting' | 'closed'`.
+ */
+
+/** @typedef {'connecting'|'open'|'reconnecting'|'closed'} SignalingState */
+
+const BACKOFF_MS = [500, 1000, 2000, 3000, 5000];
+
+export class SignalingClient extends EventTarget {
+  constructor() {
+    super();
+    /** @type {WebSocket|null} */
+    this.ws = null;
+    /** @type {SignalingState} */
+    this.state = 'connecting';
+    this.attempt = 0;
+    this.stopped = false;
+    /** @type {ReturnType<typeof setTimeout>|undefined} */
+    this.retryTimer = undefined;
+  }
+
+  /** Opens the connection; resolves once it is open (or rejects). */
+  connect() {
+    return new Promise((resolve, reject) => {
+      const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+      const ws = new WebSocket(url);
+      this.ws = ws;
+      let opened = false;
+      ws.onopen = () => {
+        opened = true;
+        this.attempt = 0;
+        this.setState('open');
+        resolve(undefined);
+      };
+      ws.onmessage = (e) => {
+        let message;
+        try { message = JSON.parse(e.data); } catch { return; }
+        this.dispatchEvent(new CustomEvent('message', { detail: message }));
+      };
+      ws.onclose = () => {
+        if (this.ws !== ws) return;
+        this.ws = null;
+        if (!opened) reject(new Error('Cannot connect to the meeting server.'));
+        if (this.stopped) {
+          this.setState('closed');
+        } else {
+          this.scheduleReconnect();
+        }
+      };
+    });
+  }
+
+  scheduleReconnect() {
+    this.setState('reconnecting');
+    const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+    this.attempt += 1;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      if (this.stopped) return;
+      this.connect().catch(() => { /* onclose schedules the next try */ });
+    }, delay);
+  }
+
+  /** @param {SignalingState} state */
+  setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this.dispatchEvent(new CustomEvent('state', { detail: state }));
+  }
+
+  /**
+   * Sends a message; returns false when the connection is down.
+   * @param {Record<string, unknown>} message
+   */
+  send(message) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(message));
+    return true;
+  }
+
+  /** Closes for good (no reconnect). */
+  close() {
+    this.stopped = true;
+    clearTimeout(this.retryTimer);
+    this.ws?.close(1000, 'bye');
+    this.setState('closed');
+  }
+}

@@ -1,0 +1,595 @@
+// @ts-check
+/**
+ * The meeting room: tiles, controls, chat and participants, the reconnect
+ * banner, and leaving. State lives in one `Room` object; the DOM is updated
+ * in place as events arrive.
+ */
+import { MediaSession } from '../media.js';
+import { SignalingClient } from '../signaling.js';
+import { openDevices, stopStream, watchLevel } from '../devices.js';
+import { clock, h, icon, replace, toast } from '../dom.js';
+import { ChatPanel } from './chat.js';
+
+/** @typedef {{audio: boolean, video: boolean, screen: boolean}} MediaFlags */
+/** @typedef {{id: string, user_id: number, display_name: string, avatar_url: string, media: MediaFlags}} Participant */
+/** @typedef {import('./prejoin.js').JoinChoice} JoinChoice */
+
+/** Tiles per page in the grid before paging. */
+const PAGE_SIZE = 16;
+/** Audio level above which a participant counts as speaking. */
+const SPEAKING = 0.04;
+
+/**
+ * @param {HTMLElement} root
+ * @param {{me: import('../api.js').Me, navigate: (path: string) => void}} app
+ * @param {import('../api.js').Meeting} meeting
+ * @param {JoinChoice} choice
+ * @param {(reason: 'left'|'error', message?: string) => void} onEnd
+ */
+export function renderRoom(root, app, meeting, choice, onEnd) {
+  const room = new Room(root, app, meeting, choice, onEnd);
+  room.start();
+  return () => room.destroy();
+}
+
+class Tile {
+  /**
+   * @param {string} key
+   * @param {string} label accessible name
+   * @param {string} name shown name
+   * @param {string} avatarUrl
+   * @param {{self?: boolean, screen?: boolean}} kind
+   */
+  constructor(key, label, name, avatarUrl, kind) {
+    this.key = key;
+    this.video = /** @type {HTMLVideoElement} */ (h('video', { autoplay: true, playsinline: true }));
+    this.video.muted = true; // Sound plays from separate audio elements.
+    this.avatar = /** @type {HTMLImageElement} */ (h('img', { class: 'avatar tile-avatar', src: avatarUrl, alt: '' }));
+    this.nameEl = h('span', {}, name);
+    /** The remote camera track, kept while the camera is off. @type {MediaStreamTrack|null} */
+    this.track = null;
+    this.el = h('div', {
+      class: `tile${kind.self ? ' self' : ''}${kind.screen ? ' screen' : ''}`,
+      role: 'group', 'aria-label': label, 'data-video': 'off', 'data-audio': 'on',
+    }, this.video, this.avatar,
+      h('div', { class: 'tile-label' }, h('span', { class: 'muted', title: 'Microphone muted', 'aria-label': 'Microphone muted', role: 'img' }, icon('micOff')), this.nameEl));
+  }
+
+  /** @param {MediaStreamTrack|null} track */
+  setVideo(track) {
+    this.video.srcObject = track ? new MediaStream([track]) : null;
+    this.el.dataset.video = track ? 'on' : 'off';
+    if (track) this.video.play().catch(() => {});
+  }
+
+  /** @param {string} name @param {string} label */
+  rename(name, label) {
+    this.nameEl.textContent = name;
+    this.el.setAttribute('aria-label', label);
+  }
+}
+
+class Room {
+  /**
+   * @param {HTMLElement} root
+   * @param {{me: import('../api.js').Me, navigate: (path: string) => void}} app
+   * @param {import('../api.js').Meeting} meeting
+   * @param {JoinChoice} choice
+   * @param {(reason: 'left'|'error', message?: string) => void} onEnd
+   */
+  constructor(root, app, meeting, choice, onEnd) {
+    this.root = root;
+    this.app = app;
+    this.meeting = meeting;
+    this.choice = choice;
+    this.onEnd = onEnd;
+    this.signaling = new SignalingClient();
+    /** @type {MediaSession|null} */
+    this.media = null;
+    /** @type {string|null} */
+    this.selfId = null;
+    /** @type {Map<string, Participant>} */
+    this.participants = new Map();
+    /** @type {Map<string, Tile>} by `${participantId}:camera|screen` */
+    this.tiles = new Map();
+    /** @type {Map<string, {el: HTMLAudioElement, receiver: RTCRtpReceiver, participantId: string}>} by mid */
+    this.audio = new Map();
+    /** Local tracks we send. */
+    this.local = {
+      /** @type {MediaStreamTrack|null} */ microphone: choice.stream?.getAudioTracks()[0] ?? null,
+      /** @type {MediaStreamTrack|null} */ camera: choice.stream?.getVideoTracks()[0] ?? null,
+      /** @type {MediaStream|null} */ screen: null,
+    };
+    this.flags = { audio: choice.audio && !!this.local.microphone, video: choice.video && !!this.local.camera, screen: false };
+    this.page = 0;
+    /** @type {'chat'|'people'|null} */
+    this.panel = null;
+    this.ended = false;
+    /** @type {(() => void)[]} */
+    this.cleanups = [];
+    this.speaking = new Set();
+    this.build();
+  }
+
+  build() {
+    const control = (/** @type {string} */ label, /** @type {any} */ iconName, /** @type {string} */ cls, /** @type {() => void} */ onclick, /** @type {string} */ shortcut = '') =>
+      h('button', { class: `control ${cls}`, type: 'button', 'aria-label': label, title: shortcut ? `${label} (${shortcut})` : label, onclick }, icon(iconName));
+    this.micButton = control('Microphone', 'mic', 'toggle', () => this.toggleMic(), 'Ctrl+D');
+    this.camButton = control('Camera', 'cam', 'toggle', () => this.toggleCamera(), 'Ctrl+E');
+    this.shareButton = control('Share screen', 'screen', 'share', () => this.toggleScreen());
+    this.unread = h('span', { class: 'badge', id: 'unread-count', hidden: true, 'aria-hidden': 'true' });
+    this.unreadText = h('span', { class: 'visually-hidden', id: 'unread-text' });
+    this.chatButton = control('Chat', 'chat', 'panel', () => this.togglePanel('chat'));
+    this.chatButton.setAttribute('aria-describedby', 'unread-text');
+    this.chatButton.append(this.unread, this.unreadText);
+    this.peopleButton = control('Participants', 'people', 'panel', () => this.togglePanel('people'));
+    this.peopleCount = h('span', { class: 'badge', 'aria-hidden': 'true' }, '1');
+    this.peopleButton.append(this.peopleCount);
+    const copyButton = control('Copy link', 'link', '', () => this.copyLink());
+    const leaveButton = control('Leave', 'leave', 'leave', () => this.leave());
+
+    this.grid = h('div', { class: 'grid', 'aria-label': 'Participants', role: 'region' });
+    this.pager = h('div', { class: 'pager', hidden: true });
+    this.stage = h('section', { class: 'stage', 'aria-label': 'Meeting stage' }, this.grid, this.pager);
+    this.chat = new ChatPanel(this.meeting.slug, (text) => this.sendChat(text), () => this.togglePanel(null));
+    this.peopleList = h('ul', { class: 'people', 'aria-label': 'People in the meeting' });
+    this.peoplePanel = h('aside', { class: 'side', 'aria-label': 'Participants panel', hidden: true },
+      h('div', { class: 'side-header' }, h('h2', {}, 'People'),
+        h('button', { class: 'btn btn-ghost btn-icon', type: 'button', 'aria-label': 'Close participants', onclick: () => this.togglePanel(null) }, icon('close'))),
+      this.peopleList);
+    this.banner = h('div', { class: 'banner', role: 'alert', hidden: true }, h('div', { class: 'spinner', 'aria-hidden': 'true' }), 'Connection lost. Reconnecting…');
+    this.audioBox = h('div', { hidden: true });
+
+    replace(this.root, h('div', { class: 'room' },
+      h('header', { class: 'room-header' },
+        h('img', { src: '/img/logo.svg', alt: 'Zync', width: 26, height: 26 }),
+        h('h1', {}, this.meeting.title || 'Meeting'),
+        h('span', { class: 'slug' }, this.meeting.slug),
+        h('div', { class: 'spacer' }),
+        h('span', { class: 'slug', id: 'clock' }, clock(new Date()))),
+      this.banner,
+      h('div', { class: 'room-body' }, this.stage, this.chat.el, this.peoplePanel),
+      h('nav', { class: 'controls', 'aria-label': 'Meeting controls' },
+        this.micButton, this.camButton, this.shareButton, this.chatButton, this.peopleButton, copyButton, leaveButton),
+      this.audioBox));
+
+    const onKey = (/** @type {KeyboardEvent} */ e) => {
+      if (!(e.ctrlKey || e.metaKey) || e.altKey || e.shiftKey) return;
+      const key = e.key.toLowerCase();
+      if (key === 'd') { e.preventDefault(); this.toggleMic(); }
+      if (key === 'e') { e.preventDefault(); this.toggleCamera(); }
+    };
+    document.addEventListener('keydown', onKey);
+    this.cleanups.push(() => document.removeEventListener('keydown', onKey));
+    const clockTimer = setInterval(() => {
+      const el = document.getElementById('clock');
+      if (el) el.textContent = clock(new Date());
+    }, 15_000);
+    this.cleanups.push(() => clearInterval(clockTimer));
+    this.updateControls();
+  }
+
+  async start() {
+    this.signaling.addEventListener('message', (e) => this.onMessage(/** @type {CustomEvent} */ (e).detail));
+    this.signaling.addEventListener('state', (e) => this.onState(/** @type {CustomEvent} */ (e).detail));
+    try {
+      await this.signaling.connect();
+    } catch (e) {
+      this.end('error', e instanceof Error ? e.message : String(e));
+      return;
+    }
+    this.join();
+    const speakingTimer = setInterval(() => this.pollSpeaking(), 250);
+    this.cleanups.push(() => clearInterval(speakingTimer));
+    if (this.local.microphone) {
+      this.cleanups.push(watchLevel(this.local.microphone, (level) => { this.localLevel = level; }));
+    }
+    // For people and tests checking what is received.
+    /** @type {any} */ (window).zync = { stats: () => this.media?.stats(), room: this };
+  }
+
+  /** (Re)joins the meeting on a fresh media session. */
+  join() {
+    this.media?.close();
+    this.media = new MediaSession(this.signaling);
+    this.media.addEventListener('remote-track', (e) => this.onRemoteTrack(/** @type {CustomEvent} */ (e).detail));
+    this.media.addEventListener('remote-track-removed', (e) => this.onRemoteTrackRemoved(/** @type {CustomEvent} */ (e).detail));
+    this.media.addEventListener('error', (e) => toast(/** @type {CustomEvent} */ (e).detail.message, 'error'));
+    this.joining = true;
+    this.signaling.send({ type: 'join-meeting', slug: this.meeting.slug });
+  }
+
+  /** Starts sending our tracks once we are in. */
+  async publish() {
+    if (!this.media) return;
+    if (this.local.microphone) {
+      this.local.microphone.enabled = this.flags.audio;
+      await this.media.setTrack('microphone', this.local.microphone);
+    }
+    if (this.local.camera && this.flags.video) await this.media.setTrack('camera', this.local.camera);
+    const screenTrack = this.local.screen?.getVideoTracks()[0];
+    if (screenTrack && screenTrack.readyState === 'live') await this.media.setTrack('screen', screenTrack);
+    else this.flags.screen = false;
+    this.sendMediaState();
+  }
+
+  /** @param {any} message */
+  onMessage(message) {
+    switch (message.type) {
+      case 'existing-users': {
+        this.joining = false;
+        this.selfId = message.self.id;
+        for (const key of [...this.tiles.keys()]) this.removeTile(key);
+        this.participants.clear();
+        this.addParticipant({ ...message.self, media: this.flags });
+        for (const p of message.participants) this.addParticipant(p);
+        this.chat.setHistory(message.history);
+        this.publish();
+        this.layout();
+        break;
+      }
+      case 'user-joined':
+        this.addParticipant(message.participant);
+        this.layout();
+        break;
+      case 'user-left':
+        this.removeParticipant(message.participant_id);
+        this.layout();
+        break;
+      case 'media-state': {
+        const p = this.participants.get(message.participant_id);
+        if (p && message.participant_id !== this.selfId) {
+          p.media = message.media;
+          this.updateTileState(p);
+          this.renderPeople();
+        }
+        break;
+      }
+      case 'chat-message':
+        this.chat.add(message, this.panel !== 'chat');
+        this.updateUnread();
+        break;
+      case 'signal':
+        this.media?.onSignal(message);
+        break;
+      case 'error':
+        this.onError(message);
+        break;
+    }
+  }
+
+  /** @param {{code: string, message: string}} error */
+  onError(error) {
+    if (this.joining && ['room_full', 'meeting_not_found', 'unavailable'].includes(error.code)) {
+      this.end('error', error.code === 'room_full' ? 'This meeting is full.' : error.message);
+      return;
+    }
+    if (error.code === 'media_failed') {
+      toast('The media connection failed. Reconnecting…', 'error');
+      this.join();
+      return;
+    }
+    toast(error.message, 'error');
+  }
+
+  /** @param {string} state */
+  onState(state) {
+    if (this.ended) return;
+    if (state === 'reconnecting') {
+      this.banner.hidden = false;
+    } else if (state === 'open') {
+      this.banner.hidden = true;
+      if (this.selfId !== null) {
+        // A new connection is a new participant: join again.
+        this.join();
+      }
+    }
+  }
+
+  /** @param {Participant} p */
+  addParticipant(p) {
+    this.participants.set(p.id, p);
+    const self = p.id === this.selfId;
+    const tile = new Tile(`${p.id}:camera`, self ? `${p.display_name} (you)` : p.display_name, self ? `${p.display_name} (you)` : p.display_name, p.avatar_url, { self });
+    this.tiles.set(tile.key, tile);
+    if (self) tile.setVideo(this.flags.video ? this.local.camera : null);
+    this.updateTileState(p);
+    this.renderPeople();
+  }
+
+  /** @param {string} id */
+  removeParticipant(id) {
+    this.participants.delete(id);
+    this.removeTile(`${id}:camera`);
+    this.removeTile(`${id}:screen`);
+    for (const [mid, a] of this.audio) {
+      if (a.participantId === id) {
+        a.el.remove();
+        this.audio.delete(mid);
+      }
+    }
+    this.renderPeople();
+  }
+
+  /** @param {string} key */
+  removeTile(key) {
+    const tile = this.tiles.get(key);
+    if (!tile) return;
+    tile.setVideo(null);
+    tile.el.remove();
+    this.tiles.delete(key);
+  }
+
+  /** @param {Participant} p */
+  updateTileState(p) {
+    const tile = this.tiles.get(`${p.id}:camera`);
+    if (!tile) return;
+    tile.el.dataset.audio = p.media.audio ? 'on' : 'off';
+    if (p.id !== this.selfId && !p.media.video) tile.setVideo(null);
+    if (p.id !== this.selfId && p.media.video && tile.track) tile.setVideo(tile.track);
+  }
+
+  /** @param {import('../media.js').RemoteTrack} remote */
+  onRemoteTrack(remote) {
+    const p = this.participants.get(remote.participantId);
+    if (remote.kind === 'audio') {
+      const el = /** @type {HTMLAudioElement} */ (h('audio', { autoplay: true }));
+      el.srcObject = new MediaStream([remote.track]);
+      if (this.choice.speakerId && 'setSinkId' in el) /** @type {any} */ (el).setSinkId(this.choice.speakerId).catch(() => {});
+      this.audioBox.append(el);
+      el.play().catch(() => {});
+      this.audio.set(remote.mid, { el, receiver: remote.receiver, participantId: remote.participantId });
+      return;
+    }
+    if (!p) return;
+    if (remote.source === 'screen') {
+      const key = `${p.id}:screen`;
+      this.removeTile(key);
+      const tile = new Tile(key, `${p.display_name}'s screen`, `${p.display_name}'s screen`, p.avatar_url, { screen: true });
+      this.tiles.set(key, tile);
+      tile.setVideo(remote.track);
+    } else {
+      const tile = this.tiles.get(`${p.id}:camera`);
+      if (!tile) return;
+      tile.track = remote.track;
+      if (p.media.video || !this.sawMediaState(p)) tile.setVideo(remote.track);
+    }
+    this.layout();
+  }
+
+  /** Whether we know `p`'s media state from the server (not just defaults).
+   * @param {Participant} p */
+  sawMediaState(p) {
+    return p.media.audio || p.media.video || p.media.screen;
+  }
+
+  /** @param {import('../media.js').RemoteTrack} remote */
+  onRemoteTrackRemoved(remote) {
+    if (remote.kind === 'audio') {
+      this.audio.get(remote.mid)?.el.remove();
+      this.audio.delete(remote.mid);
+      return;
+    }
+    if (remote.source === 'screen') {
+      this.removeTile(`${remote.participantId}:screen`);
+    } else {
+      const tile = this.tiles.get(`${remote.participantId}:camera`);
+      if (tile) {
+        tile.track = null;
+        tile.setVideo(null);
+      }
+    }
+    this.layout();
+  }
+
+  /** Places tiles: a spotlight for a shared screen, otherwise a grid that
+   * adapts to the count and pages past 16. */
+  layout() {
+    const screens = [...this.tiles.values()].filter((t) => t.key.endsWith(':screen'));
+    const cameras = [...this.tiles.values()].filter((t) => t.key.endsWith(':camera'));
+    this.peopleCount.textContent = String(this.participants.size);
+    if (screens.length) {
+      const spotlight = h('div', { class: 'spotlight' }, screens[0].el);
+      const strip = h('div', { class: 'filmstrip', role: 'list', 'aria-label': 'Cameras' }, ...screens.slice(1).map((t) => t.el), ...cameras.map((t) => t.el));
+      replace(this.grid, h('div', { class: 'spotlight-layout' }, spotlight, strip));
+      this.grid.dataset.cols = '1';
+      this.grid.dataset.layout = 'spotlight';
+      this.pager.hidden = true;
+      return;
+    }
+    this.grid.dataset.layout = 'grid';
+    const pages = Math.max(1, Math.ceil(cameras.length / PAGE_SIZE));
+    this.page = Math.min(this.page, pages - 1);
+    const shown = cameras.slice(this.page * PAGE_SIZE, (this.page + 1) * PAGE_SIZE);
+    const n = shown.length;
+    this.grid.dataset.cols = String(n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4);
+    this.grid.dataset.count = String(n);
+    replace(this.grid, ...shown.map((t) => t.el));
+    this.pager.hidden = pages <= 1;
+    if (pages > 1) {
+      replace(this.pager,
+        h('button', { class: 'btn btn-ghost btn-icon', type: 'button', 'aria-label': 'Previous page', disabled: this.page === 0, onclick: () => { this.page -= 1; this.layout(); } }, icon('chevronLeft')),
+        `Page ${this.page + 1} of ${pages}`,
+        h('button', { class: 'btn btn-ghost btn-icon', type: 'button', 'aria-label': 'Next page', disabled: this.page >= pages - 1, onclick: () => { this.page += 1; this.layout(); } }, icon('chevronRight')));
+    }
+  }
+
+  renderPeople() {
+    const people = [...this.participants.values()];
+    replace(this.peopleList, ...people.map((p) => h('li', {},
+      h('img', { class: 'avatar', src: p.avatar_url, alt: '' }),
+      h('span', { class: 'name' }, p.id === this.selfId ? `${p.display_name} (you)` : p.display_name),
+      h('span', { class: 'state' },
+        h('span', { class: p.media.audio ? '' : 'off', role: 'img', 'aria-label': p.media.audio ? 'Microphone on' : 'Microphone muted' }, icon(p.media.audio ? 'mic' : 'micOff')),
+        h('span', { class: p.media.video ? '' : 'off', role: 'img', 'aria-label': p.media.video ? 'Camera on' : 'Camera off' }, icon(p.media.video ? 'cam' : 'camOff'))))));
+  }
+
+  pollSpeaking() {
+    /** @type {Set<string>} */
+    const now = new Set();
+    for (const a of this.audio.values()) {
+      const level = a.receiver.getSynchronizationSources?.()[0]?.audioLevel ?? 0;
+      if (level > SPEAKING) now.add(a.participantId);
+    }
+    if (this.selfId && this.flags.audio && (this.localLevel ?? 0) > SPEAKING * 2) now.add(this.selfId);
+    for (const tile of this.tiles.values()) {
+      const id = tile.key.split(':')[0];
+      tile.el.classList.toggle('speaking', now.has(id) && tile.key.endsWith(':camera'));
+    }
+  }
+
+  updateControls() {
+    const set = (/** @type {HTMLElement} */ b, /** @type {boolean} */ on, /** @type {any} */ onIcon, /** @type {any} */ offIcon) => {
+      b.setAttribute('aria-pressed', String(on));
+      b.querySelector('svg')?.replaceWith(icon(on ? onIcon : offIcon));
+    };
+    set(this.micButton, this.flags.audio, 'mic', 'micOff');
+    set(this.camButton, this.flags.video, 'cam', 'camOff');
+    set(this.shareButton, this.flags.screen, 'screen', 'screen');
+    this.chatButton.setAttribute('aria-pressed', String(this.panel === 'chat'));
+    this.peopleButton.setAttribute('aria-pressed', String(this.panel === 'people'));
+  }
+
+  sendMediaState() {
+    this.signaling.send({ type: 'media-state', ...this.flags });
+    const self = this.selfId ? this.participants.get(this.selfId) : null;
+    if (self) {
+      self.media = { ...this.flags };
+      this.updateTileState(self);
+      this.renderPeople();
+    }
+    this.updateControls();
+  }
+
+  async toggleMic() {
+    if (!this.local.microphone) {
+      const { stream, error } = await openDevices({ audio: true, video: false, microphoneId: this.choice.microphoneId });
+      if (!stream) return toast(error ?? 'No microphone', 'error');
+      this.local.microphone = stream.getAudioTracks()[0];
+      this.flags.audio = true;
+      await this.media?.setTrack('microphone', this.local.microphone);
+      this.cleanups.push(watchLevel(this.local.microphone, (level) => { this.localLevel = level; }));
+    } else {
+      this.flags.audio = !this.flags.audio;
+      this.local.microphone.enabled = this.flags.audio;
+    }
+    this.sendMediaState();
+  }
+
+  async toggleCamera() {
+    if (this.flags.video) {
+      this.flags.video = false;
+      await this.media?.setTrack('camera', null);
+      this.local.camera?.stop(); // Turns the camera light off.
+      this.local.camera = null;
+    } else {
+      const { stream, error } = await openDevices({ audio: false, video: true, cameraId: this.choice.cameraId });
+      const track = stream?.getVideoTracks()[0];
+      if (!track) return toast(error ?? 'No camera', 'error');
+      this.local.camera = track;
+      this.flags.video = true;
+      await this.media?.setTrack('camera', track);
+    }
+    const self = this.selfId ? this.tiles.get(`${this.selfId}:camera`) : null;
+    self?.setVideo(this.flags.video ? this.local.camera : null);
+    this.sendMediaState();
+  }
+
+  async toggleScreen() {
+    if (this.flags.screen) return this.stopScreen();
+    if (!navigator.mediaDevices?.getDisplayMedia) return toast('This browser cannot share the screen.', 'error');
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false });
+    } catch (e) {
+      if (e instanceof DOMException && e.name === 'NotAllowedError') return;
+      return toast(`Could not share the screen: ${e instanceof Error ? e.message : e}`, 'error');
+    }
+    const track = stream.getVideoTracks()[0];
+    this.local.screen = stream;
+    this.flags.screen = true;
+    // The browser's own "Stop sharing" button ends the track.
+    track.addEventListener('ended', () => this.stopScreen());
+    await this.media?.setTrack('screen', track);
+    const selfScreen = new Tile(`${this.selfId}:screen`, 'Your screen', 'Your screen', this.app.me.avatar_url, { screen: true });
+    selfScreen.setVideo(track);
+    this.tiles.set(selfScreen.key, selfScreen);
+    this.layout();
+    this.sendMediaState();
+  }
+
+  async stopScreen() {
+    if (!this.flags.screen) return;
+    this.flags.screen = false;
+    stopStream(this.local.screen);
+    this.local.screen = null;
+    this.removeTile(`${this.selfId}:screen`);
+    this.layout();
+    this.sendMediaState();
+    await this.media?.setTrack('screen', null);
+  }
+
+  /** @param {'chat'|'people'|null} panel */
+  togglePanel(panel) {
+    this.panel = this.panel === panel ? null : panel;
+    this.chat.el.hidden = this.panel !== 'chat';
+    this.peoplePanel.hidden = this.panel !== 'people';
+    if (this.panel === 'chat') {
+      this.chat.opened();
+      this.updateUnread();
+    }
+    this.updateControls();
+  }
+
+  updateUnread() {
+    const n = this.chat.unread;
+    this.unread.hidden = n === 0;
+    this.unread.textContent = n > 99 ? '99+' : String(n);
+    this.unreadText.textContent = n ? `${n} unread ${n === 1 ? 'message' : 'messages'}` : '';
+  }
+
+  /** @param {string} text */
+  sendChat(text) {
+    if (!this.signaling.send({ type: 'chat-message', text })) {
+      toast('Not connected; the message was not sent.', 'error');
+      return false;
+    }
+    return true;
+  }
+
+  async copyLink() {
+    const url = this.meeting.url || `${location.origin}/${this.meeting.slug}`;
+    try {
+      await navigator.clipboard.writeText(url);
+      toast('Meeting link copied');
+    } catch {
+      toast(`Share this link: ${url}`);
+    }
+  }
+
+  leave() {
+    this.signaling.send({ type: 'leave-meeting' });
+    this.end('left');
+  }
+
+  /** @param {'left'|'error'} reason @param {string} [message] */
+  end(reason, message) {
+    if (this.ended) return;
+    this.ended = true;
+    this.destroy();
+    this.onEnd(reason, message);
+  }
+
+  destroy() {
+    this.ended = true;
+    this.cleanups.forEach((f) => f());
+    this.cleanups = [];
+    this.media?.close();
+    this.signaling.close();
+    stopStream(this.local.screen);
+    this.local.microphone?.stop();
+    this.local.camera?.stop();
+    for (const a of this.audio.values()) a.el.remove();
+    /** @type {any} */ (window).zync = undefined;
+  }
+}
