@@ -72,7 +72,7 @@ test('3. chat reaches everyone with name, avatar and time, and late joiners see 
   await scenario(t, async (server, browser) => {
     const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
     const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
-    const c = await signUp(browser, server.url, 'cy', 'Cy Hopper');
+    const c = await signUp(browser, server.url, 'cyh', 'Cy Hopper');
     const url = await createMeeting(a.page, 'Chat');
     await openAndJoin(b.page, url);
     await openAndJoin(c.page, url);
@@ -88,7 +88,7 @@ test('3. chat reaches everyone with name, avatar and time, and late joiners see 
       await p.page.getByRole('button', { name: 'Chat' }).click();
       const message = p.page.locator('.chat-message').filter({ hasText: text });
       await message.waitFor();
-      assert.equal(await message.locator('.who').innerText().then((s) => s.split('\n')[0].trim()), 'Ada Lovelace');
+      assert.equal(await message.locator('.who .name').innerText(), 'Ada Lovelace');
       assert.match(await message.locator('time').innerText(), /\d{1,2}:\d{2}/);
       assert.ok(await message.locator('img.avatar').getAttribute('src'));
       // Rendered as text, never as HTML.
@@ -96,7 +96,7 @@ test('3. chat reaches everyone with name, avatar and time, and late joiners see 
     }
     await screenshot(b.page, '3-chat');
 
-    const d = await signUp(browser, server.url, 'di', 'Di Turing');
+    const d = await signUp(browser, server.url, 'dit', 'Di Turing');
     await openAndJoin(d.page, url);
     await d.page.getByRole('button', { name: 'Chat' }).click();
     await d.page.locator('.chat-message').filter({ hasText: text }).waitFor();
@@ -107,14 +107,14 @@ test('4. a shared screen is spotlighted for the others and goes away when stoppe
   await scenario(t, async (server, browser) => {
     const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
     const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
-    const c = await signUp(browser, server.url, 'cy', 'Cy Hopper');
+    const c = await signUp(browser, server.url, 'cyh', 'Cy Hopper');
     const url = await createMeeting(a.page, 'Demo');
     await openAndJoin(b.page, url);
     await openAndJoin(c.page, url);
     for (const p of [b, c]) await expectPlayingVideos(p.page, 2);
 
     await a.page.getByRole('button', { name: 'Share screen' }).click();
-    assert.equal(await a.page.getByRole('button', { name: 'Share screen' }).getAttribute('aria-pressed'), 'true');
+    await until(a.page, 'share button on', () => document.querySelector('[aria-label="Share screen"]')?.getAttribute('aria-pressed') === 'true');
     for (const p of [b, c]) {
       const screen = tile(p.page, "Ada Lovelace's screen");
       await screen.waitFor();
@@ -146,13 +146,13 @@ test('5. camera off shows the avatar; a muted microphone shows the indicator', a
 
     const camera = a.page.getByRole('button', { name: 'Camera' });
     await camera.click();
-    assert.equal(await camera.getAttribute('aria-pressed'), 'false');
+    await until(a.page, 'camera button off', () => document.querySelector('[aria-label="Camera"]')?.getAttribute('aria-pressed') === 'false');
     await until(b.page, 'camera-off state', () => document.querySelector('[aria-label="Ada Lovelace"]')?.getAttribute('data-video') === 'off');
     assert.ok(await ada.locator('img.tile-avatar').isVisible(), 'the avatar shows instead of video');
 
     const microphone = a.page.getByRole('button', { name: 'Microphone' });
     await microphone.click();
-    assert.equal(await microphone.getAttribute('aria-pressed'), 'false');
+    await until(a.page, 'microphone button off', () => document.querySelector('[aria-label="Microphone"]')?.getAttribute('aria-pressed') === 'false');
     await ada.getByRole('img', { name: 'Microphone muted' }).waitFor({ state: 'visible' });
     await screenshot(b.page, '5-camera-off-muted');
 
@@ -167,18 +167,33 @@ test("6. when someone's network drops, the others see them leave and they see a 
     const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
     const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
     const url = await createMeeting(a.page, 'Flaky');
+    // Bob's signaling connection runs through a switch the test can cut,
+    // as a dropped network would.
+    let offline = false;
+    /** @type {{page: import('playwright-core').WebSocketRoute, server: import('playwright-core').WebSocketRoute}[]} */
+    const links = [];
+    await b.context.routeWebSocket(/\/ws$/, (ws) => {
+      if (offline) return ws.close({ code: 4000, reason: 'offline' });
+      links.push({ page: ws, server: ws.connectToServer() });
+    });
     await openAndJoin(b.page, url);
     await expectPlayingVideos(a.page, 1);
 
+    offline = true;
     await b.context.setOffline(true);
     const started = Date.now();
+    for (const link of links) {
+      await link.server.close();
+      await link.page.close({ code: 4000, reason: 'network lost' });
+    }
     await tile(a.page, 'Bob Babbage').waitFor({ state: 'detached', timeout: 15_000 });
     const seconds = (Date.now() - started) / 1000;
-    assert.ok(seconds < 15, `left after ${seconds} s`);
+    assert.ok(seconds < 10, `left after ${seconds} s`);
     await b.page.getByRole('alert').filter({ hasText: 'Reconnecting' }).waitFor({ timeout: 10_000 });
     await screenshot(b.page, '6-reconnecting');
 
     // Back online: Bob rejoins by himself.
+    offline = false;
     await b.context.setOffline(false);
     await tile(a.page, 'Bob Babbage').waitFor({ timeout: 20_000 });
   });

@@ -72,7 +72,7 @@ export class ChatPanel {
     const el = h('div', { class: 'chat-message', dataset: { id: String(m.id) } },
       h('img', { class: 'avatar', src: m.user.avatar_url, alt: '' }),
       h('div', {},
-        h('div', { class: 'who' }, m.user.display_name, h('time', { datetime: m.sent_at }, clock(m.sent_at))),
+        h('div', { class: 'who' }, h('span', { class: 'name' }, m.user.display_name), h('time', { datetime: m.sent_at }, clock(m.sent_at))),
         h('div', { class: 'text' }, m.text)));
     this.log.insertBefore(el, before);
   }
