@@ -7,6 +7,11 @@
 #   ZYNC_TEST_POSTGRES_URL=postgres://user:pw@127.0.0.1:5432/postgres scripts/test.sh
 #                                # use your own PostgreSQL (the role needs CREATEDB)
 #   ZYNC_TEST_SKIP_POSTGRES=1 scripts/test.sh   # SQLite only
+#   ZYNC_TEST_SKIP_BROWSER=1 scripts/test.sh    # without the Chromium tests
+#
+# The browser tests (tests/e2e) drive the web client in headless Chromium
+# (Debian's package, installed here when missing) with Playwright, inside a
+# network namespace that has only loopback.
 #
 # Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
@@ -49,11 +54,50 @@ start_throwaway_postgres() {
   PG_STOP=("${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast stop)
 }
 
+ensure_browser_tools() {
+  local missing=()
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  command -v ip >/dev/null || missing+=(iproute2)
+  command -v node >/dev/null || missing+=(nodejs npm)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+      echo "The browser tests need: ${missing[*]}. Install them, or set ZYNC_TEST_SKIP_BROWSER=1." >&2
+      exit 1
+    fi
+    log "installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+    log "installing the browser test driver (npm ci)"
+    (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
+
+run_browser_tests() {
+  local target="${CARGO_TARGET_DIR:-$PWD/target}"
+  export ZYNC_BIN="$target/debug/zync"
+  # Chromium and zync run in a fresh network namespace with only loopback,
+  # so no packet can leave this machine (see ../shared/TESTING.md).
+  local ns=(unshare -n)
+  [ "$(id -u)" -eq 0 ] || ns=(unshare -rn)
+  "${ns[@]}" bash -c 'ip link set lo up && cd tests/e2e && node --test --test-concurrency=1 --test-timeout=300000 specs/'
+}
+
 log "building tests"
 cargo test --workspace --no-run --quiet
+cargo build -p zync --quiet
 
 log "test suite on SQLite"
 cargo test --workspace "$@"
+
+if [ -n "${ZYNC_TEST_SKIP_BROWSER:-}" ]; then
+  log "skipping the browser tests (ZYNC_TEST_SKIP_BROWSER is set)"
+else
+  ensure_browser_tools
+  log "browser tests (headless Chromium; screenshots in target/e2e/)"
+  run_browser_tests
+fi
 
 if [ -n "${ZYNC_TEST_SKIP_POSTGRES:-}" ]; then
   log "skipping PostgreSQL (ZYNC_TEST_SKIP_POSTGRES is set)"

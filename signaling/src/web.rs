@@ -22,7 +22,10 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data: 
 /// Serves a static file, or `index.html` for app routes.
 pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
     let path = uri.path().trim_start_matches('/');
-    if path.split('/').any(|part| part == ".." || part.starts_with('.')) {
+    if path
+        .split('/')
+        .any(|part| part == ".." || part.starts_with('.'))
+    {
         return StatusCode::NOT_FOUND.into_response();
     }
     match Assets::get(path).filter(|_| !path.is_empty()) {
@@ -30,7 +33,11 @@ pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
         None if path.contains('.') => StatusCode::NOT_FOUND.into_response(),
         None => match Assets::get("index.html") {
             Some(index) => respond(index, &headers),
-            None => (StatusCode::INTERNAL_SERVER_ERROR, "the web client is missing").into_response(),
+            None => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the web client is missing",
+            )
+                .into_response(),
         },
     }
 }
@@ -55,7 +62,10 @@ fn respond(file: rust_embed::EmbeddedFile, request: &HeaderMap) -> Response {
     }
     // Revalidate every time: files have no hashed names, and a 304 is cheap.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
     h.insert(
         header::HeaderName::from_static("permissions-policy"),
         HeaderValue::from_static("camera=(self), microphone=(self), display-capture=(self)"),
