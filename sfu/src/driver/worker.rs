@@ -68,6 +68,7 @@ impl Worker {
         }
         let mut events = Events::with_capacity(16);
         let mut receiver = udp::Receiver::default();
+        let mut sender = udp::Sender::default();
         let mut sinks: HashMap<ParticipantId, tokio::sync::mpsc::Sender<Event>> = HashMap::new();
         let mut exported = CoreStats::default();
         let mut last_export = Instant::now();
@@ -108,7 +109,7 @@ impl Worker {
                     core.handle_datagram(now, source, data)
                 }) {
                     Ok(0) => break,
-                    Ok(_) => self.flush(),
+                    Ok(_) => self.flush(&mut sender),
                     Err(e) => {
                         tracing::warn!(worker = self.index, error = %e, "receive failed");
                         break;
@@ -117,7 +118,7 @@ impl Worker {
             }
 
             self.core.handle_timeout(Instant::now());
-            self.flush();
+            self.flush(&mut sender);
             while let Some((id, event)) = self.core.poll_event() {
                 let failed = matches!(event, Event::Failed { .. });
                 if let Some(sink) = sinks.get(&id) {
@@ -142,7 +143,7 @@ impl Worker {
                     sinks.remove(&id);
                 }
             }
-            self.flush();
+            self.flush(&mut sender);
 
             self.load
                 .participants
@@ -158,13 +159,16 @@ impl Worker {
     }
 
     /// Sends everything the core produced.
-    fn flush(&mut self) {
+    fn flush(&mut self, sender: &mut udp::Sender) {
         let transmits = self.core.transmits();
         if transmits.is_empty() {
             return;
         }
-        let datagrams = transmits.iter().map(|t| (t.destination, &t.contents[..]));
-        if let Err(e) = udp::send_all(&self.socket, datagrams) {
+        let datagrams: Vec<_> = transmits
+            .iter()
+            .map(|t| (t.destination, &t.contents[..]))
+            .collect();
+        if let Err(e) = sender.send(&self.socket, &datagrams) {
             tracing::warn!(worker = self.index, error = %e, "send failed");
         }
         transmits.clear();

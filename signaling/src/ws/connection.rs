@@ -453,6 +453,13 @@ impl Connection {
         };
         match self.state.rooms.join(&meeting, participant, outbox).await {
             Ok(room) => {
+                // The room queued `existing-users` before answering; send it
+                // now, so it is the first message after the join even if the
+                // media plane already has an offer waiting.
+                let mut receiver = receiver;
+                if let Ok(welcome) = receiver.try_recv() {
+                    let _ = self.socket.send(Message::Text(welcome)).await;
+                }
                 self.joined = Some(Joined {
                     room,
                     participant_id,
