@@ -313,7 +313,7 @@ mod tests {
         let payloads: Vec<Vec<u8>> = (0..6u8)
             .map(|i| vec![i; if i == 5 { 300 } else { 1000 }])
             .collect();
-        let odd = vec![9u8; 50];
+        let odd = [9u8; 50];
         let mut datagrams: Vec<(SocketAddr, &[u8])> =
             payloads.iter().map(|p| (to, &p[..])).collect();
         datagrams.insert(2, (elsewhere, &odd[..]));
