@@ -113,6 +113,55 @@ impl Received {
     }
 }
 
+/// What arrived of one incoming stream, counted from RTP headers (which
+/// SRTP leaves in the clear) without decrypting.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeaderLedger {
+    /// Packets seen.
+    pub packets: u64,
+    /// Bytes seen (encrypted, on the wire).
+    pub bytes: u64,
+    /// First extended sequence number.
+    pub first: u64,
+    /// Highest extended sequence number.
+    pub highest: u64,
+}
+
+impl HeaderLedger {
+    /// Packets the sender sent between the first and highest seen.
+    pub fn expected(&self) -> u64 {
+        if self.packets == 0 { 0 } else { self.highest - self.first + 1 }
+    }
+
+    /// Packets missing in that span.
+    pub fn lost(&self) -> u64 {
+        self.expected().saturating_sub(self.packets)
+    }
+
+    fn record(&mut self, seq: u16, bytes: usize) -> u64 {
+        let ext = if self.packets == 0 {
+            u64::from(seq) + (1 << 16)
+        } else {
+            // The extended number closest to the highest seen.
+            let base = self.highest & !0xffff;
+            [base.wrapping_sub(1 << 16), base, base + (1 << 16)]
+                .into_iter()
+                .map(|b| b + u64::from(seq))
+                .min_by_key(|c| c.abs_diff(self.highest))
+                .unwrap_or(base)
+        };
+        if self.packets == 0 {
+            self.first = ext;
+            self.highest = ext;
+        }
+        self.packets += 1;
+        self.bytes += bytes as u64;
+        self.first = self.first.min(ext);
+        self.highest = self.highest.max(ext);
+        ext
+    }
+}
+
 /// A datagram a peer wants sent.
 #[derive(Debug, Clone)]
 pub struct Datagram {
@@ -201,6 +250,12 @@ pub struct SimPeer {
     pub first_media_at: Option<Instant>,
     /// Events for signaling from str0m errors, for tests to assert on.
     pub errors: Vec<String>,
+    /// Light receiving (for load tests): count incoming RTP from its clear
+    /// headers and hand only one packet in this many per stream to str0m
+    /// for decryption (latency samples). `None` decrypts everything.
+    pub sample_every: Option<u64>,
+    /// Header-level counts per incoming SSRC (light receiving only).
+    pub headers: HashMap<u32, HeaderLedger>,
     outgoing: VecDeque<Datagram>,
 }
 
@@ -250,6 +305,8 @@ impl SimPeer {
             offers_answered: 0,
             first_media_at: None,
             errors: Vec::new(),
+            sample_every: None,
+            headers: HashMap::new(),
             outgoing: VecDeque::new(),
         }
     }
@@ -324,6 +381,15 @@ impl SimPeer {
                     }
                 };
                 self.drain();
+                if self.sample_every.is_some() {
+                    // Skipped packets are not lost; asking for them again
+                    // would only add load.
+                    for track in &tracks {
+                        if let Some(stream) = self.subscribe.direct_api().stream_rx_by_mid(track.mid.as_str().into(), None) {
+                            stream.suppress_nack(true);
+                        }
+                    }
+                }
                 self.tracks = tracks.into_iter().map(|t| (t.mid.clone(), t)).collect();
                 self.offers_answered += 1;
                 Some(Command::SubscribeAnswer {
@@ -387,6 +453,17 @@ impl SimPeer {
         destination: SocketAddr,
         data: &[u8],
     ) {
+        if let Some(every) = self.sample_every
+            && destination == self.subscribe_addr
+            && let Some((ssrc, seq)) = rtp_header(data)
+        {
+            let ledger = self.headers.entry(ssrc).or_default();
+            let ext = ledger.record(seq, data.len());
+            self.first_media_at.get_or_insert(now);
+            if ext % every.max(1) != 0 {
+                return;
+            }
+        }
         let Ok(contents) = data.try_into() else {
             return;
         };
@@ -595,6 +672,21 @@ impl SimPeer {
             self.keyframe_wanted = true;
         }
     }
+}
+
+/// SSRC and sequence number of an RTP (not RTCP) datagram.
+fn rtp_header(data: &[u8]) -> Option<(u32, u16)> {
+    if data.len() < 12 || data[0] >> 6 != 2 {
+        return None;
+    }
+    // RTCP packet types 200-204 share the second byte's range with RTP
+    // payload types 72-76 plus the marker bit (RFC 5761).
+    if (200..=204).contains(&data[1]) {
+        return None;
+    }
+    let seq = u16::from_be_bytes([data[2], data[3]]);
+    let ssrc = u32::from_be_bytes([data[8], data[9], data[10], data[11]]);
+    Some((ssrc, seq))
 }
 
 fn write(

@@ -226,6 +226,16 @@ pub struct Client {
 }
 
 impl Client {
+    /// A new browser (empty cookie jar) for the server at `base`.
+    pub fn new(base: &str) -> Self {
+        let jar = Arc::new(Jar::default());
+        let http = reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .build()
+            .unwrap_or_default();
+        Client { http, jar, base: base.to_string() }
+    }
+
     /// `POST` a JSON body; returns the status and the JSON answer (or Null).
     pub async fn post(&self, path: &str, body: Value) -> Result<(StatusCode, Value)> {
         let r = self

@@ -79,6 +79,20 @@ impl TestParticipant {
         shape: MediaShape,
         epoch: Instant,
     ) -> Result<Self> {
+        Self::join_with(client, slug, shape, epoch, None).await
+    }
+
+    /// Like [`TestParticipant::join_at`], receiving lightly: incoming RTP
+    /// is counted from its headers and only one packet in `sample_every`
+    /// per stream is decrypted (see `SimPeer::sample_every`). Load tests
+    /// use this so the simulated browsers cost less than the SFU.
+    pub async fn join_with(
+        client: &Client,
+        slug: &str,
+        shape: MediaShape,
+        epoch: Instant,
+        sample_every: Option<u64>,
+    ) -> Result<Self> {
         let opened_at = Instant::now();
         let mut ws = client.ws().await?;
         let welcome = ws.join(slug).await?;
@@ -89,7 +103,7 @@ impl TestParticipant {
         let numeric = u64::from_str_radix(&id, 16).context("participant id is not hex")?;
         let publish_socket = UdpSocket::bind("127.0.0.1:0").await?;
         let subscribe_socket = UdpSocket::bind("127.0.0.1:0").await?;
-        let peer = SimPeer::new(
+        let mut peer = SimPeer::new(
             ParticipantId(numeric),
             Instant::now(),
             epoch,
@@ -97,6 +111,7 @@ impl TestParticipant {
             subscribe_socket.local_addr()?,
             shape,
         );
+        peer.sample_every = sample_every;
         let observed = Arc::new(Mutex::new(Observed {
             peer,
             joined: HashSet::new(),
