@@ -92,6 +92,8 @@ pub struct LegRtc {
     pub connected: bool,
     /// Cumulative NACKs per outgoing m-line, as last reported by str0m.
     nacks: Vec<(Mid, u64)>,
+    /// Packets were written since the last drain (see [`LegRtc::write`]).
+    pub undrained: bool,
 }
 
 impl LegRtc {
@@ -105,7 +107,11 @@ impl LegRtc {
             // Once a second: how we learn NACK counts for metrics.
             .set_stats_interval(Some(std::time::Duration::from_secs(1)))
             // Forwarded packets keep the browser's size; don't warn on them.
-            .set_mtu(str0m::DATAGRAM_MTU_TARGET..=1500);
+            .set_mtu(str0m::DATAGRAM_MTU_TARGET..=1500)
+            // Resends (NACK) come from here: ~3 s of 1 Mbit/s video is
+            // plenty, and 1000 (the default) per subscribed track costs
+            // megabytes per participant in a large room.
+            .set_send_buffer_video(300);
         let config = match codec {
             VideoCodec::Vp8 => config.enable_vp8(true),
             VideoCodec::H264 => config.enable_h264(true),
@@ -123,6 +129,7 @@ impl LegRtc {
             last_heard: now,
             connected: false,
             nacks: Vec::new(),
+            undrained: false,
         };
         leg.drain(&mut Vec::new(), &mut Vec::new())?;
         Ok(leg)
@@ -139,6 +146,7 @@ impl LegRtc {
         transmits: &mut Vec<Transmit>,
         events: &mut Vec<LegEvent>,
     ) -> Result<bool, LegError> {
+        self.drain_writes(transmits, events)?;
         let Ok(contents) = contents.try_into() else {
             return Ok(false);
         };
@@ -166,6 +174,7 @@ impl LegRtc {
         transmits: &mut Vec<Transmit>,
         events: &mut Vec<LegEvent>,
     ) -> Result<(), LegError> {
+        self.drain_writes(transmits, events)?;
         guarded(|| self.rtc.handle_input(Input::Timeout(now)))??;
         self.drain(transmits, events)
     }
@@ -177,9 +186,33 @@ impl LegRtc {
         events: &mut Vec<LegEvent>,
         change: impl FnOnce(&mut Rtc) -> T,
     ) -> Result<T, LegError> {
+        self.drain_writes(transmits, events)?;
         let result = guarded(|| change(&mut self.rtc))?;
         self.drain(transmits, events)?;
         Ok(result)
+    }
+
+    /// Writes outgoing packets without draining: forwarding a batch of
+    /// datagrams queues all its packets per subscriber, then drains each
+    /// subscriber once ([`LegRtc::drain_writes`]), instead of once per
+    /// packet. Every other entry point drains pending writes first, so no
+    /// other mutation ever follows an undrained write.
+    pub fn write<T>(&mut self, write: impl FnOnce(&mut Rtc) -> T) -> Result<T, LegError> {
+        self.undrained = true;
+        guarded(|| write(&mut self.rtc))
+    }
+
+    /// Drains if packets were written since the last drain.
+    pub fn drain_writes(
+        &mut self,
+        transmits: &mut Vec<Transmit>,
+        events: &mut Vec<LegEvent>,
+    ) -> Result<(), LegError> {
+        if self.undrained {
+            self.undrained = false;
+            self.drain(transmits, events)?;
+        }
+        Ok(())
     }
 
     /// Asks the browser for a keyframe on the incoming m-line `mid`.

@@ -16,7 +16,8 @@ pub use stun::local_ufrag;
 
 use crate::api::{Command, Event, Leg, ParticipantId};
 use room::Room;
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::net::Transmit;
@@ -86,13 +87,17 @@ impl CoreConfig {
 /// The rooms of one worker and the demultiplexing of its socket.
 pub struct Core {
     config: RoomConfig,
-    rooms: HashMap<String, Room>,
-    room_of: HashMap<ParticipantId, String>,
-    by_addr: HashMap<SocketAddr, (ParticipantId, Leg)>,
-    by_ufrag: HashMap<String, (ParticipantId, Leg)>,
+    // Fx hashing: these are looked up per datagram, and keys are not
+    // attacker-chosen in a way that matters (addresses, our own ids).
+    rooms: FxHashMap<String, Room>,
+    room_of: FxHashMap<ParticipantId, String>,
+    by_addr: FxHashMap<SocketAddr, (ParticipantId, Leg)>,
+    by_ufrag: FxHashMap<String, (ParticipantId, Leg)>,
     transmits: Vec<Transmit>,
     events: VecDeque<(ParticipantId, Event)>,
     stats: CoreStats,
+    /// Time of the latest input.
+    now: Instant,
 }
 
 impl Core {
@@ -105,13 +110,14 @@ impl Core {
                 keyframe_throttle: config.keyframe_throttle,
                 media_timeout: config.media_timeout,
             },
-            rooms: HashMap::new(),
-            room_of: HashMap::new(),
-            by_addr: HashMap::new(),
-            by_ufrag: HashMap::new(),
+            rooms: FxHashMap::default(),
+            room_of: FxHashMap::default(),
+            by_addr: FxHashMap::default(),
+            by_ufrag: FxHashMap::default(),
             transmits: Vec::new(),
             events: VecDeque::new(),
             stats: CoreStats::default(),
+            now: Instant::now(),
         }
     }
 
@@ -146,12 +152,32 @@ impl Core {
     }
 
     /// Datagrams to send, oldest first. The caller drains the vector.
+    /// Packets forwarded since the last call are turned into datagrams
+    /// first (see [`Core::flush`]).
     pub fn transmits(&mut self) -> &mut Vec<Transmit> {
+        self.flush();
         &mut self.transmits
+    }
+
+    /// Drains every connection that had packets written since the last
+    /// flush. Forwarding queues a batch's packets per subscriber and
+    /// drains each subscriber once, which is most of the per-packet cost
+    /// saved; [`Core::transmits`] flushes, so callers rarely need this.
+    pub fn flush(&mut self) {
+        // The core has no clock: the time of the latest input stands in.
+        let now = self.now;
+        let dirty: Vec<String> =
+            self.rooms.iter().filter(|(_, r)| r.has_undrained()).map(|(n, _)| n.clone()).collect();
+        for name in dirty {
+            self.in_room(&name, |room, config, out| room.flush(now, config, out));
+        }
     }
 
     /// The next event for a participant.
     pub fn poll_event(&mut self) -> Option<(ParticipantId, Event)> {
+        if self.events.is_empty() {
+            self.flush();
+        }
         self.events.pop_front()
     }
 
@@ -165,6 +191,7 @@ impl Core {
 
     /// Applies a command from signaling.
     pub fn handle_command(&mut self, now: Instant, command: Command) {
+        self.now = now;
         match command {
             Command::Join { room, participant } => self.join(now, room, participant),
             Command::Leave { participant } => {
@@ -201,6 +228,7 @@ impl Core {
     /// Feeds one datagram that arrived from `source` on the socket whose
     /// advertised address is `destination`.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
+        self.now = now;
         let route = match self.by_addr.get(&source) {
             Some(route) => Some(*route),
             None => stun::local_ufrag(contents).and_then(|ufrag| self.by_ufrag.get(ufrag).copied()),
@@ -238,6 +266,7 @@ impl Core {
 
     /// Advances time for every connection that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
         let names: Vec<String> = self
             .rooms
             .iter()

@@ -3,7 +3,7 @@
 use super::leg::{LegError, LegEvent, LegRtc};
 use super::room::{RoomConfig, TrackKey};
 use crate::api::{Kind, Leg, ParticipantId, Source, TrackLabel};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::time::{Duration, Instant};
 use str0m::change::SdpPendingOffer;
 use str0m::media::{Direction, MediaKind, Mid};
@@ -28,9 +28,9 @@ pub struct Participant {
     /// SFU → browser.
     pub subscribe: LegRtc,
     /// What the browser says each of its m-lines carries.
-    labels: HashMap<String, Source>,
+    labels: FxHashMap<String, Source>,
     /// Incoming SSRC → the m-line it belongs to (cache of str0m's lookup).
-    ssrc_mid: HashMap<Ssrc, Mid>,
+    ssrc_mid: FxHashMap<Ssrc, Mid>,
     /// The subscribe offer awaiting the browser's answer.
     pending_offer: Option<SdpPendingOffer>,
     /// The room changed while an offer was out; offer again after it.
@@ -50,8 +50,8 @@ impl Participant {
             id,
             publish: LegRtc::new(now, config.candidate, config.codec)?,
             subscribe: LegRtc::new(now, config.candidate, config.codec)?,
-            labels: HashMap::new(),
-            ssrc_mid: HashMap::new(),
+            labels: FxHashMap::default(),
+            ssrc_mid: FxHashMap::default(),
             pending_offer: None,
             renegotiate_after_answer: false,
             offered: Vec::new(),

@@ -11,7 +11,8 @@ use super::leg::{LegError, LegEvent, VideoCodec};
 use super::participant::Participant;
 use super::rewrite::Rewriter;
 use crate::api::{Event, Kind, Leg, OfferedTrack, ParticipantId, Source, TrackLabel};
-use std::collections::{HashMap, VecDeque};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer};
@@ -64,8 +65,8 @@ pub struct RoomConfig {
 /// A room and everything in it.
 pub struct Room {
     name: String,
-    participants: HashMap<ParticipantId, Participant>,
-    tracks: HashMap<TrackKey, Track>,
+    participants: FxHashMap<ParticipantId, Participant>,
+    tracks: FxHashMap<TrackKey, Track>,
     /// Leg events waiting to be acted on.
     pending: VecDeque<(ParticipantId, Leg, LegEvent)>,
     /// Scratch buffer for one drain's events.
@@ -74,6 +75,8 @@ pub struct Room {
     failed: Vec<(ParticipantId, String)>,
     /// Participants removed, for the core to unregister.
     removed: Vec<Participant>,
+    /// Subscribers with packets written but not yet drained.
+    undrained: Vec<ParticipantId>,
 }
 
 impl Room {
@@ -81,12 +84,13 @@ impl Room {
     pub fn new(name: String) -> Self {
         Self {
             name,
-            participants: HashMap::new(),
-            tracks: HashMap::new(),
+            participants: FxHashMap::default(),
+            tracks: FxHashMap::default(),
             pending: VecDeque::new(),
             scratch: Vec::new(),
             failed: Vec::new(),
             removed: Vec::new(),
+            undrained: Vec::new(),
         }
     }
 
@@ -192,7 +196,14 @@ impl Room {
             Ok(false) => out.stats.dropped_datagrams += 1,
             Err(e) => self.failed.push((id, e.to_string())),
         }
-        self.pending.extend(events.drain(..).map(|e| (id, leg, e)));
+        self.scratch = Vec::new();
+        for event in events.drain(..) {
+            match (leg, event) {
+                // Media goes straight out, the hot path.
+                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(id, packet, out),
+                (leg, event) => self.pending.push_back((id, leg, event)),
+            }
+        }
         self.scratch = events;
         self.settle(now, config, out);
     }
@@ -618,7 +629,6 @@ impl Room {
             video_orientation: packet.header.ext_vals.video_orientation,
             ..Default::default()
         };
-        let mut events = std::mem::take(&mut self.scratch);
         for sub in &mut track.subscriptions {
             let Some(subscriber) = self.participants.get_mut(&sub.subscriber) else {
                 continue;
@@ -634,26 +644,23 @@ impl Room {
             else {
                 continue;
             };
-            let written = subscriber
-                .subscribe
-                .mutate(out.transmits, &mut events, |rtc| {
-                    let mut api = rtc.direct_api();
-                    let Some(stream) = api.stream_tx_by_mid(sub.mid, None) else {
-                        return false;
-                    };
-                    let write = RtpWrite::new(
-                        pt,
-                        seq.into(),
-                        time,
-                        packet.timestamp,
-                        packet.payload.clone(),
-                    )
-                    .marker(packet.header.marker)
-                    .ext_vals(exts.clone())
-                    .nackable(nackable);
-                    stream.write_rtp(write);
-                    true
-                });
+            if !subscriber.subscribe.undrained {
+                self.undrained.push(sub.subscriber);
+            }
+            // Queued now, drained once per batch of datagrams (`flush`).
+            let written = subscriber.subscribe.write(|rtc| {
+                let mut api = rtc.direct_api();
+                let Some(stream) = api.stream_tx_by_mid(sub.mid, None) else {
+                    return false;
+                };
+                let write =
+                    RtpWrite::new(pt, seq.into(), time, packet.timestamp, packet.payload.clone())
+                        .marker(packet.header.marker)
+                        .ext_vals(exts.clone())
+                        .nackable(nackable);
+                stream.write_rtp(write);
+                true
+            });
             match written {
                 Ok(true) => {
                     out.stats.rtp_out += 1;
@@ -662,13 +669,27 @@ impl Room {
                 Ok(false) => {}
                 Err(e) => self.failed.push((sub.subscriber, e.to_string())),
             }
-            self.pending.extend(
-                events
-                    .drain(..)
-                    .map(|e| (sub.subscriber, Leg::Subscribe, e)),
-            );
+        }
+    }
+
+    /// Whether packets wait in some subscriber's connection.
+    pub fn has_undrained(&self) -> bool {
+        !self.undrained.is_empty()
+    }
+
+    /// Drains every subscriber connection that was written to since the
+    /// last flush, turning queued packets into datagrams.
+    pub fn flush(&mut self, now: Instant, config: &RoomConfig, out: &mut Outputs) {
+        let mut events = std::mem::take(&mut self.scratch);
+        while let Some(id) = self.undrained.pop() {
+            let Some(participant) = self.participants.get_mut(&id) else { continue };
+            if let Err(e) = participant.subscribe.drain_writes(out.transmits, &mut events) {
+                self.failed.push((id, e.to_string()));
+            }
+            self.pending.extend(events.drain(..).map(|e| (id, Leg::Subscribe, e)));
         }
         self.scratch = events;
+        self.settle(now, config, out);
     }
 
     /// Takes a participant out: its tracks stop everywhere, its
