@@ -19,6 +19,10 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
 
+/// Resend buffer per outgoing video stream: packets and age.
+const RTX_CACHE_PACKETS: usize = 128;
+const RTX_CACHE_AGE: Duration = Duration::from_millis(1000);
+
 /// Identifies a published track: its publisher and the publisher's mid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TrackKey {
@@ -538,6 +542,7 @@ impl Room {
             return;
         };
         let newly = participant.take_newly_offered();
+        let mut video_mids = Vec::new();
         for (key, mid) in newly {
             let Some(publisher) = self.participants.get(&key.publisher) else {
                 continue;
@@ -559,6 +564,27 @@ impl Room {
                 // A new viewer needs a keyframe to start decoding.
                 self.pending
                     .push_back((id, Leg::Subscribe, LegEvent::KeyframeRequest(mid)));
+                video_mids.push(mid);
+            }
+        }
+        // str0m keeps 2000 packets / 3 s per outgoing stream for resends by
+        // default; in a big room that is most of the memory. A second covers
+        // any NACK that can still help a live stream.
+        if let Some(subscriber) = self.participants.get_mut(&id)
+            && !video_mids.is_empty()
+        {
+            if !subscriber.subscribe.undrained {
+                self.undrained.push(id);
+            }
+            let resized = subscriber.subscribe.write(|rtc| {
+                for mid in video_mids {
+                    if let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None) {
+                        stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, None);
+                    }
+                }
+            });
+            if let Err(e) = resized {
+                self.failed.push((id, e.to_string()));
             }
         }
     }
