@@ -34,12 +34,24 @@ fn demux(c: &mut Criterion) {
     let mut group = c.benchmark_group("demux");
     group.throughput(Throughput::Elements(1));
     let routes: HashMap<SocketAddr, u64> = (0..1000u64)
-        .map(|i| (SocketAddr::from(([127, 0, (i / 250) as u8, (i % 250) as u8], 40_000 + i as u16)), i))
+        .map(|i| {
+            (
+                SocketAddr::from((
+                    [127, 0, (i / 250) as u8, (i % 250) as u8],
+                    40_000 + i as u16,
+                )),
+                i,
+            )
+        })
         .collect();
     let known = SocketAddr::from(([127, 0, 2, 17], 40_517));
-    group.bench_function("by address (1000 flows)", |b| b.iter(|| routes.get(black_box(&known)).copied()));
+    group.bench_function("by address (1000 flows)", |b| {
+        b.iter(|| routes.get(black_box(&known)).copied())
+    });
     let stun = stun_request();
-    group.bench_function("STUN username (new flow)", |b| b.iter(|| local_ufrag(black_box(&stun)).map(str::len)));
+    group.bench_function("STUN username (new flow)", |b| {
+        b.iter(|| local_ufrag(black_box(&stun)).map(str::len))
+    });
     group.finish();
 }
 
@@ -48,15 +60,26 @@ fn forward_decision(c: &mut Criterion) {
     for n in [1usize, 10, 100] {
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {
-            let mut subscribers: Vec<(Rewriter, Vec<(Pt, Pt)>)> =
-                (0..n).map(|i| (Rewriter::new(i as u16), vec![(Pt::from(111), Pt::from(111)), (Pt::from(96), Pt::from(100))])).collect();
+            let mut subscribers: Vec<(Rewriter, Vec<(Pt, Pt)>)> = (0..n)
+                .map(|i| {
+                    (
+                        Rewriter::new(i as u16),
+                        vec![
+                            (Pt::from(111), Pt::from(111)),
+                            (Pt::from(96), Pt::from(100)),
+                        ],
+                    )
+                })
+                .collect();
             let mut seq = 10_000u64;
             b.iter(|| {
                 seq += 1;
                 let incoming = Pt::from(96);
                 let mut sum = 0u64;
                 for (rewriter, pts) in &mut subscribers {
-                    let Some(&(_, pt)) = pts.iter().find(|(from, _)| *from == incoming) else { continue };
+                    let Some(&(_, pt)) = pts.iter().find(|(from, _)| *from == incoming) else {
+                        continue;
+                    };
                     if let Some((s, t)) = rewriter.map(seq, (seq * 3000) as u32) {
                         sum += s + u64::from(t) + u64::from(*pt);
                     }
@@ -72,7 +95,13 @@ fn forward_decision(c: &mut Criterion) {
 fn connected_pair() -> (Rtc, Rtc, str0m::media::Mid, Pt, Instant) {
     let mut now = Instant::now();
     let build = |lite: bool| {
-        Rtc::builder().set_rtp_mode(true).set_ice_lite(lite).clear_codecs().enable_vp8(true).set_stats_interval(None).build(Instant::now())
+        Rtc::builder()
+            .set_rtp_mode(true)
+            .set_ice_lite(lite)
+            .clear_codecs()
+            .enable_vp8(true)
+            .set_stats_interval(None)
+            .build(Instant::now())
     };
     let (mut l, mut r) = (build(false), build(true));
     let la: SocketAddr = "10.0.0.1:1000".parse().expect("addr");
@@ -88,14 +117,21 @@ fn connected_pair() -> (Rtc, Rtc, str0m::media::Mid, Pt, Instant) {
     for _ in 0..10_000 {
         pump(&mut l, &mut r, now);
         pump(&mut r, &mut l, now);
-        if l.is_connected() && r.is_connected() && l.direct_api().stream_tx_by_mid(mid, None).is_some() {
+        if l.is_connected()
+            && r.is_connected()
+            && l.direct_api().stream_tx_by_mid(mid, None).is_some()
+        {
             break;
         }
         now += Duration::from_millis(5);
         l.handle_input(Input::Timeout(now)).expect("timeout");
         r.handle_input(Input::Timeout(now)).expect("timeout");
     }
-    let pt = l.codec_config().find(|p| p.spec().codec == Codec::Vp8).expect("vp8").pt();
+    let pt = l
+        .codec_config()
+        .find(|p| p.spec().codec == Codec::Vp8)
+        .expect("vp8")
+        .pt();
     (l, r, mid, pt, now)
 }
 
@@ -106,12 +142,15 @@ fn pump(from: &mut Rtc, to: &mut Rtc, now: Instant) {
             Output::Timeout(_) => break,
             Output::Transmit(t) => {
                 let contents = t.contents.to_vec();
-                let input = Input::Receive(now, Receive {
-                    proto: Protocol::Udp,
-                    source: t.source,
-                    destination: t.destination,
-                    contents: contents.as_slice().try_into().expect("datagram"),
-                });
+                let input = Input::Receive(
+                    now,
+                    Receive {
+                        proto: Protocol::Udp,
+                        source: t.source,
+                        destination: t.destination,
+                        contents: contents.as_slice().try_into().expect("datagram"),
+                    },
+                );
                 to.handle_input(input).expect("input");
             }
             Output::Event(_) => {}
@@ -130,7 +169,16 @@ fn protect(c: &mut Criterion) {
             seq += 1;
             let mut api = l.direct_api();
             let stream = api.stream_tx_by_mid(mid, None).expect("stream");
-            stream.write_rtp(RtpWrite::new(pt, SeqNo::from(seq), (seq * 3000) as u32, now, payload.clone()).nackable(true));
+            stream.write_rtp(
+                RtpWrite::new(
+                    pt,
+                    SeqNo::from(seq),
+                    (seq * 3000) as u32,
+                    now,
+                    payload.clone(),
+                )
+                .nackable(true),
+            );
             let mut bytes = 0;
             while let Ok(out) = l.poll_output() {
                 match out {

@@ -55,12 +55,37 @@ impl Plan {
         };
         Some(match name {
             // Seconds-long, for CI: keeps the tool working.
-            "tiny" => Plan { participants: 3, publishers: 3, duration: Duration::from_secs(3), ..base },
-            "small" => Plan { rooms: 4, participants: 5, publishers: 5, ..base },
-            "meeting" => Plan { participants: 25, publishers: 25, duration: Duration::from_secs(30), ..base },
+            "tiny" => Plan {
+                participants: 3,
+                publishers: 3,
+                duration: Duration::from_secs(3),
+                ..base
+            },
+            "small" => Plan {
+                rooms: 4,
+                participants: 5,
+                publishers: 5,
+                ..base
+            },
+            "meeting" => Plan {
+                participants: 25,
+                publishers: 25,
+                duration: Duration::from_secs(30),
+                ..base
+            },
             // 10 publish camera and microphone; 90 watch with microphones muted.
-            "large" => Plan { participants: 100, publishers: 10, duration: Duration::from_secs(60), ..base },
-            "fanout" => Plan { participants: 201, publishers: 1, duration: Duration::from_secs(30), ..base },
+            "large" => Plan {
+                participants: 100,
+                publishers: 10,
+                duration: Duration::from_secs(60),
+                ..base
+            },
+            "fanout" => Plan {
+                participants: 201,
+                publishers: 1,
+                duration: Duration::from_secs(30),
+                ..base
+            },
             _ => return None,
         })
     }
@@ -88,7 +113,9 @@ impl Plan {
 
     /// Packets per second the forwarder should send, when all is well.
     pub fn expected_forward_rate(&self) -> f64 {
-        let per_room = self.publishers as f64 * self.packets_per_publisher() * (self.participants as f64 - 1.0);
+        let per_room = self.publishers as f64
+            * self.packets_per_publisher()
+            * (self.participants as f64 - 1.0);
         per_room * self.rooms as f64
     }
 }

@@ -31,7 +31,11 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
             .and_then(|v| v.parse::<u64>().ok())
             .map_or(0, |v| v * 1024)
     };
-    Some(ProcSample { cpu, rss: kib("VmRSS:"), peak_rss: kib("VmHWM:") })
+    Some(ProcSample {
+        cpu,
+        rss: kib("VmRSS:"),
+        peak_rss: kib("VmHWM:"),
+    })
 }
 
 /// Clock ticks per second of `/proc` CPU times (`getconf CLK_TCK`; 100 on

@@ -23,8 +23,14 @@ impl Percentiles {
             return Self::default();
         }
         samples.sort_unstable();
-        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
-        Self { p50: at(0.50), p95: at(0.95), p99: at(0.99), samples: samples.len() }
+        let at =
+            |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+        Self {
+            p50: at(0.50),
+            p95: at(0.95),
+            p99: at(0.99),
+            samples: samples.len(),
+        }
     }
 }
 
@@ -95,7 +101,10 @@ impl Report {
             self.plan.video_bitrate / 1000,
             self.machine
         );
-        let sides: Vec<&Side> = [self.sfu.as_ref(), self.baseline.as_ref()].into_iter().flatten().collect();
+        let sides: Vec<&Side> = [self.sfu.as_ref(), self.baseline.as_ref()]
+            .into_iter()
+            .flatten()
+            .collect();
         let row = |label: &str, f: &dyn Fn(&Side) -> String| {
             let mut line = format!("{label:<34}");
             for side in &sides {
@@ -106,22 +115,47 @@ impl Report {
         };
         out.push_str(&row("", &|s| s.forwarder.clone()));
         out.push_str(&row("participants joined", &|s| s.joined.to_string()));
-        out.push_str(&row("forwarded packets/s (server)", &|s| format!("{:.0}", s.forwarded_pps)));
-        out.push_str(&row("received packets/s (subscribers)", &|s| format!("{:.0}", s.received_pps)));
-        out.push_str(&row("received Mbit/s (subscribers)", &|s| format!("{:.1}", s.received_bps / 1e6)));
-        out.push_str(&row("CPU us per forwarded packet", &|s| format!("{:.2}", s.cpu_us_per_packet)));
-        out.push_str(&row("CPU % of one core", &|s| format!("{:.0}", s.cpu_percent)));
-        out.push_str(&row("peak RSS MiB", &|s| format!("{:.1}", s.peak_rss_mib)));
-        out.push_str(&row("memory per participant KiB", &|s| format!("{:.0}", s.memory_per_participant_kib)));
-        out.push_str(&row("loss mean / max %", &|s| format!("{:.2}/{:.2}", s.loss_mean_percent, s.loss_max_percent)));
-        out.push_str(&row("latency p50/p95/p99 ms", &|s| {
-            format!("{:.1}/{:.1}/{:.1}", s.latency_ms.p50, s.latency_ms.p95, s.latency_ms.p99)
+        out.push_str(&row("forwarded packets/s (server)", &|s| {
+            format!("{:.0}", s.forwarded_pps)
         }));
-        out.push_str(&row("join p50/p95 ms", &|s| format!("{:.0}/{:.0}", s.join_ms.p50, s.join_ms.p95)));
-        out.push_str(&row("generator CPU us per packet", &|s| format!("{:.2}", s.generator_cpu_us_per_packet)));
-        out.push_str(&row("generator CPU % of one core", &|s| format!("{:.0}", s.generator_cpu_percent)));
+        out.push_str(&row("received packets/s (subscribers)", &|s| {
+            format!("{:.0}", s.received_pps)
+        }));
+        out.push_str(&row("received Mbit/s (subscribers)", &|s| {
+            format!("{:.1}", s.received_bps / 1e6)
+        }));
+        out.push_str(&row("CPU us per forwarded packet", &|s| {
+            format!("{:.2}", s.cpu_us_per_packet)
+        }));
+        out.push_str(&row("CPU % of one core", &|s| {
+            format!("{:.0}", s.cpu_percent)
+        }));
+        out.push_str(&row("peak RSS MiB", &|s| format!("{:.1}", s.peak_rss_mib)));
+        out.push_str(&row("memory per participant KiB", &|s| {
+            format!("{:.0}", s.memory_per_participant_kib)
+        }));
+        out.push_str(&row("loss mean / max %", &|s| {
+            format!("{:.2}/{:.2}", s.loss_mean_percent, s.loss_max_percent)
+        }));
+        out.push_str(&row("latency p50/p95/p99 ms", &|s| {
+            format!(
+                "{:.1}/{:.1}/{:.1}",
+                s.latency_ms.p50, s.latency_ms.p95, s.latency_ms.p99
+            )
+        }));
+        out.push_str(&row("join p50/p95 ms", &|s| {
+            format!("{:.0}/{:.0}", s.join_ms.p50, s.join_ms.p95)
+        }));
+        out.push_str(&row("generator CPU us per packet", &|s| {
+            format!("{:.2}", s.generator_cpu_us_per_packet)
+        }));
+        out.push_str(&row("generator CPU % of one core", &|s| {
+            format!("{:.0}", s.generator_cpu_percent)
+        }));
         if let Some(ratio) = self.cpu_ratio_sfu_to_baseline {
-            out.push_str(&format!("SFU / relay CPU per forwarded packet: {ratio:.2}x\n"));
+            out.push_str(&format!(
+                "SFU / relay CPU per forwarded packet: {ratio:.2}x\n"
+            ));
         }
         out
     }

@@ -31,7 +31,10 @@ impl Server {
         let mut child = Command::new(exe)
             .arg("--internal-server")
             .env("ZYNC_HTTP_BIND", "127.0.0.1:0")
-            .env("ZYNC_DATABASE_URL", format!("sqlite://{}/zync.db", data_dir.display()))
+            .env(
+                "ZYNC_DATABASE_URL",
+                format!("sqlite://{}/zync.db", data_dir.display()),
+            )
             .env("ZYNC_SFU_BIND_IP", "127.0.0.1")
             .env("ZYNC_SFU_UDP_PORT_MIN", "0")
             .env("ZYNC_SFU_UDP_PORT_MAX", "0")
@@ -43,18 +46,28 @@ impl Server {
         let stdout = child.stdout.take().context("server stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let base = loop {
-            let line = lines.next().context("the server exited before listening")??;
+            let line = lines
+                .next()
+                .context("the server exited before listening")??;
             if let Some(url) = line.strip_prefix("ZYNC_LOAD_SERVER ") {
                 break url.trim().to_string();
             }
         };
         let pid = Some(child.id());
-        Ok(Self { base, pid, child: Some(child) })
+        Ok(Self {
+            base,
+            pid,
+            child: Some(child),
+        })
     }
 
     /// A server someone else runs.
     pub fn external(base: &str, pid: Option<u32>) -> Self {
-        Self { base: base.trim_end_matches('/').to_string(), pid, child: None }
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            pid,
+            child: None,
+        }
     }
 
     fn sample(&self) -> Option<ProcSample> {
@@ -63,7 +76,12 @@ impl Server {
 
     /// RTP packets the SFU has sent, from `/metrics`.
     async fn packets_out(&self) -> Option<f64> {
-        let text = reqwest::get(format!("{}/metrics", self.base)).await.ok()?.text().await.ok()?;
+        let text = reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
         Some(
             text.lines()
                 .filter(|l| l.starts_with("zync_sfu_rtp_packets_out_total"))
@@ -108,7 +126,11 @@ pub async fn run(plan: &Plan, server: &Server) -> Result<Side> {
     let clients = sign_up(&server.base, plan.total()).await?;
     let mut slugs = Vec::new();
     for room in 0..plan.rooms {
-        slugs.push(clients[room * plan.participants].create_meeting(&format!("load {room}")).await?);
+        slugs.push(
+            clients[room * plan.participants]
+                .create_meeting(&format!("load {room}"))
+                .await?,
+        );
     }
     // Let the server settle after the argon2 work before measuring memory.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -127,9 +149,10 @@ pub async fn run(plan: &Plan, server: &Server) -> Result<Side> {
             ..Default::default()
         };
         let started = Instant::now();
-        let person = TestParticipant::join_with(client, &slugs[room], shape, epoch, Some(plan.sample_every))
-            .await
-            .with_context(|| format!("participant {i} joining"))?;
+        let person =
+            TestParticipant::join_with(client, &slugs[room], shape, epoch, Some(plan.sample_every))
+                .await
+                .with_context(|| format!("participant {i} joining"))?;
         people.push(person);
         if (i + 1) % 10 == 0 || i + 1 == clients.len() {
             eprintln!("joined {}/{}", i + 1, clients.len());
@@ -161,7 +184,12 @@ pub async fn run(plan: &Plan, server: &Server) -> Result<Side> {
             .filter(|(i, _)| expects_media(*i))
             .filter_map(|(_, p)| {
                 let o = p.observe();
-                Some(o.peer.first_media_at?.saturating_duration_since(o.opened_at).as_micros() as u64)
+                Some(
+                    o.peer
+                        .first_media_at?
+                        .saturating_duration_since(o.opened_at)
+                        .as_micros() as u64,
+                )
             })
             .collect(),
     );
@@ -173,11 +201,20 @@ pub async fn run(plan: &Plan, server: &Server) -> Result<Side> {
             r.latencies_us.clear();
         }
     }
-    let start = (Instant::now(), totals(&people), server.sample(), server.packets_out().await, procstat::sample(std::process::id()));
+    let start = (
+        Instant::now(),
+        totals(&people),
+        server.sample(),
+        server.packets_out().await,
+        procstat::sample(std::process::id()),
+    );
     let mut last = start.1;
     let measure_until = Instant::now() + plan.duration;
     while Instant::now() < measure_until {
-        tokio::time::sleep(Duration::from_secs(1).min(measure_until.saturating_duration_since(Instant::now()))).await;
+        tokio::time::sleep(
+            Duration::from_secs(1).min(measure_until.saturating_duration_since(Instant::now())),
+        )
+        .await;
         let now = totals(&people);
         eprintln!(
             "t={:>3.0}s  received {:>8} packets/s",
@@ -186,7 +223,13 @@ pub async fn run(plan: &Plan, server: &Server) -> Result<Side> {
         );
         last = now;
     }
-    let end = (Instant::now(), totals(&people), server.sample(), server.packets_out().await, procstat::sample(std::process::id()));
+    let end = (
+        Instant::now(),
+        totals(&people),
+        server.sample(),
+        server.packets_out().await,
+        procstat::sample(std::process::id()),
+    );
     let seconds = end.0.duration_since(start.0).as_secs_f64();
     let received = end.1.packets - start.1.packets;
     let forwarded = match (start.3, end.3) {
@@ -210,7 +253,8 @@ pub async fn run(plan: &Plan, server: &Server) -> Result<Side> {
         side.peak_rss_mib = b.peak_rss as f64 / (1 << 20) as f64;
     }
     if let (Some(a), Some(b)) = (before_join, after_join) {
-        side.memory_per_participant_kib = b.rss.saturating_sub(a.rss) as f64 / 1024.0 / people.len() as f64;
+        side.memory_per_participant_kib =
+            b.rss.saturating_sub(a.rss) as f64 / 1024.0 / people.len() as f64;
     }
     if let (Some(a), Some(b)) = (start.4, end.4) {
         let cpu = (b.cpu - a.cpu).as_secs_f64();
@@ -221,7 +265,11 @@ pub async fn run(plan: &Plan, server: &Server) -> Result<Side> {
     let mut latencies = Vec::new();
     for p in &people {
         let o = p.observe();
-        let (lost, expected) = o.peer.headers.values().fold((0, 0), |(l, e), h| (l + h.lost(), e + h.expected()));
+        let (lost, expected) = o
+            .peer
+            .headers
+            .values()
+            .fold((0, 0), |(l, e), h| (l + h.lost(), e + h.expected()));
         if expected > 0 {
             losses.push(lost as f64 / expected as f64 * 100.0);
         }
@@ -240,14 +288,19 @@ pub async fn run(plan: &Plan, server: &Server) -> Result<Side> {
 
 /// Signs up `n` users, a few at a time (argon2 is deliberately slow).
 async fn sign_up(base: &str, n: usize) -> Result<Vec<Client>> {
-    let run = format!("{:x}", std::process::id() ^ (Instant::now().elapsed().subsec_nanos()));
+    let run = format!(
+        "{:x}",
+        std::process::id() ^ (Instant::now().elapsed().subsec_nanos())
+    );
     let mut clients = Vec::with_capacity(n);
     for chunk in (0..n).collect::<Vec<_>>().chunks(8) {
         let batch = chunk.iter().map(|i| {
             let client = Client::new(base);
             let name = format!("load{run}x{i}");
             async move {
-                let (status, body) = client.register(&name, &format!("Load {i}"), PASSWORD).await?;
+                let (status, body) = client
+                    .register(&name, &format!("Load {i}"), PASSWORD)
+                    .await?;
                 if !status.is_success() {
                     bail!("sign-up failed: {status} {body}");
                 }

@@ -16,18 +16,34 @@ fn tiny_preset_runs_through_the_sfu_and_the_baseline() {
         .expect("zync-load runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "zync-load failed:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success(),
+        "zync-load failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("CPU us per forwarded packet"), "{stdout}");
 
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("json");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("report")).expect("json");
     for side in ["sfu", "baseline"] {
         let s = &report[side];
         assert_eq!(s["joined"], 3, "{side}: {s}");
         // 3 publishers, each heard by 2: several hundred packets a second.
-        assert!(s["received_pps"].as_f64().unwrap_or(0.0) > 100.0, "{side}: {s}");
-        assert!(s["cpu_us_per_packet"].as_f64().unwrap_or(0.0) > 0.0, "{side}: {s}");
-        assert!(s["loss_mean_percent"].as_f64().unwrap_or(100.0) < 5.0, "{side}: {s}");
-        assert!(s["latency_ms"]["samples"].as_u64().unwrap_or(0) > 0, "{side}: {s}");
+        assert!(
+            s["received_pps"].as_f64().unwrap_or(0.0) > 100.0,
+            "{side}: {s}"
+        );
+        assert!(
+            s["cpu_us_per_packet"].as_f64().unwrap_or(0.0) > 0.0,
+            "{side}: {s}"
+        );
+        assert!(
+            s["loss_mean_percent"].as_f64().unwrap_or(100.0) < 5.0,
+            "{side}: {s}"
+        );
+        assert!(
+            s["latency_ms"]["samples"].as_u64().unwrap_or(0) > 0,
+            "{side}: {s}"
+        );
     }
     assert!(report["cpu_ratio_sfu_to_baseline"].as_f64().is_some());
     let _ = std::fs::remove_dir_all(&dir);

@@ -130,7 +130,11 @@ pub struct HeaderLedger {
 impl HeaderLedger {
     /// Packets the sender sent between the first and highest seen.
     pub fn expected(&self) -> u64 {
-        if self.packets == 0 { 0 } else { self.highest - self.first + 1 }
+        if self.packets == 0 {
+            0
+        } else {
+            self.highest - self.first + 1
+        }
     }
 
     /// Packets missing in that span.
@@ -385,7 +389,11 @@ impl SimPeer {
                     // Skipped packets are not lost; asking for them again
                     // would only add load.
                     for track in &tracks {
-                        if let Some(stream) = self.subscribe.direct_api().stream_rx_by_mid(track.mid.as_str().into(), None) {
+                        if let Some(stream) = self
+                            .subscribe
+                            .direct_api()
+                            .stream_rx_by_mid(track.mid.as_str().into(), None)
+                        {
                             stream.suppress_nack(true);
                         }
                     }

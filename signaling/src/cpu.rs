@@ -43,7 +43,11 @@ impl CpuPool {
 
     /// A pool with one thread per core.
     pub fn per_core() -> Self {
-        Self::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+        Self::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
     }
 
     /// Runs `job` on a pool thread and returns its result.

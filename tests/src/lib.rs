@@ -233,7 +233,11 @@ impl Client {
             .cookie_provider(jar.clone())
             .build()
             .unwrap_or_default();
-        Client { http, jar, base: base.to_string() }
+        Client {
+            http,
+            jar,
+            base: base.to_string(),
+        }
     }
 
     /// `POST` a JSON body; returns the status and the JSON answer (or Null).

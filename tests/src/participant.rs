@@ -103,6 +103,8 @@ impl TestParticipant {
         let numeric = u64::from_str_radix(&id, 16).context("participant id is not hex")?;
         let publish_socket = UdpSocket::bind("127.0.0.1:0").await?;
         let subscribe_socket = UdpSocket::bind("127.0.0.1:0").await?;
+        // Room for bursts (a keyframe to many, GSO runs) while this task waits.
+        zync_sfu::driver::udp::tune_socket(&subscribe_socket);
         let mut peer = SimPeer::new(
             ParticipantId(numeric),
             Instant::now(),

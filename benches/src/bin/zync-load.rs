@@ -63,7 +63,9 @@ fn main() -> Result<()> {
     if args.internal_relay {
         return relay::serve();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     if args.internal_server {
         return runtime.block_on(internal_server());
     }
@@ -72,14 +74,22 @@ fn main() -> Result<()> {
 }
 
 fn plan(args: &Args) -> Result<Plan> {
-    let mut plan = Plan::preset(&args.preset)
-        .with_context(|| format!("unknown preset {:?}; use one of {:?}", args.preset, Plan::PRESETS))?;
+    let mut plan = Plan::preset(&args.preset).with_context(|| {
+        format!(
+            "unknown preset {:?}; use one of {:?}",
+            args.preset,
+            Plan::PRESETS
+        )
+    })?;
     if args.rooms.is_some() || args.participants.is_some() || args.publishers.is_some() {
         plan.name = "custom".into();
     }
     plan.rooms = args.rooms.unwrap_or(plan.rooms);
     plan.participants = args.participants.unwrap_or(plan.participants);
-    plan.publishers = args.publishers.unwrap_or(plan.publishers).min(plan.participants);
+    plan.publishers = args
+        .publishers
+        .unwrap_or(plan.publishers)
+        .min(plan.participants);
     plan.video &= !args.no_video;
     plan.video_bitrate = args.bitrate_kbps.map_or(plan.video_bitrate, |k| k * 1000);
     if let Some(d) = args.duration {
@@ -102,7 +112,10 @@ async fn run(args: Args, plan: Plan) -> Result<()> {
         let data = tempdir()?;
         let server = match &args.url {
             Some(url) => {
-                if !(url.starts_with("http://127.") || url.starts_with("http://localhost") || url.starts_with("http://[::1]")) {
+                if !(url.starts_with("http://127.")
+                    || url.starts_with("http://localhost")
+                    || url.starts_with("http://[::1]"))
+                {
                     bail!("--url must be a loopback address: load runs never leave this machine");
                 }
                 sfu_run::Server::external(url, args.server_pid)
@@ -122,7 +135,9 @@ async fn run(args: Args, plan: Plan) -> Result<()> {
         None
     };
     let ratio = match (&sfu, &baseline) {
-        (Some(s), Some(b)) if b.cpu_us_per_packet > 0.0 => Some(s.cpu_us_per_packet / b.cpu_us_per_packet),
+        (Some(s), Some(b)) if b.cpu_us_per_packet > 0.0 => {
+            Some(s.cpu_us_per_packet / b.cpu_us_per_packet)
+        }
         _ => None,
     };
     let report = Report {

@@ -166,8 +166,12 @@ impl Core {
     pub fn flush(&mut self) {
         // The core has no clock: the time of the latest input stands in.
         let now = self.now;
-        let dirty: Vec<String> =
-            self.rooms.iter().filter(|(_, r)| r.has_undrained()).map(|(n, _)| n.clone()).collect();
+        let dirty: Vec<String> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.has_undrained())
+            .map(|(n, _)| n.clone())
+            .collect();
         for name in dirty {
             self.in_room(&name, |room, config, out| room.flush(now, config, out));
         }

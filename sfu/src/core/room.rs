@@ -679,11 +679,16 @@ impl Room {
                 let Some(stream) = api.stream_tx_by_mid(sub.mid, None) else {
                     return false;
                 };
-                let write =
-                    RtpWrite::new(pt, seq.into(), time, packet.timestamp, packet.payload.clone())
-                        .marker(packet.header.marker)
-                        .ext_vals(exts.clone())
-                        .nackable(nackable);
+                let write = RtpWrite::new(
+                    pt,
+                    seq.into(),
+                    time,
+                    packet.timestamp,
+                    packet.payload.clone(),
+                )
+                .marker(packet.header.marker)
+                .ext_vals(exts.clone())
+                .nackable(nackable);
                 stream.write_rtp(write);
                 true
             });
@@ -708,11 +713,17 @@ impl Room {
     pub fn flush(&mut self, now: Instant, config: &RoomConfig, out: &mut Outputs) {
         let mut events = std::mem::take(&mut self.scratch);
         while let Some(id) = self.undrained.pop() {
-            let Some(participant) = self.participants.get_mut(&id) else { continue };
-            if let Err(e) = participant.subscribe.drain_writes(out.transmits, &mut events) {
+            let Some(participant) = self.participants.get_mut(&id) else {
+                continue;
+            };
+            if let Err(e) = participant
+                .subscribe
+                .drain_writes(out.transmits, &mut events)
+            {
                 self.failed.push((id, e.to_string()));
             }
-            self.pending.extend(events.drain(..).map(|e| (id, Leg::Subscribe, e)));
+            self.pending
+                .extend(events.drain(..).map(|e| (id, Leg::Subscribe, e)));
         }
         self.scratch = events;
         self.settle(now, config, out);

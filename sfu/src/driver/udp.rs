@@ -21,8 +21,14 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// Asks for larger kernel socket buffers (best effort: the kernel caps them
 /// at `net.core.rmem_max`/`wmem_max`).
 pub fn tune_socket(socket: &impl AsFd) {
-    let _ = setsockopt(socket, sockopt::RcvBuf, &SOCKET_BUFFER);
-    let _ = setsockopt(socket, sockopt::SndBuf, &SOCKET_BUFFER);
+    // As root the *Force variants pass the sysctl caps (which default to
+    // ~200 KiB, too small for a burst to a few hundred subscribers).
+    if setsockopt(socket, sockopt::RcvBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::RcvBuf, &SOCKET_BUFFER);
+    }
+    if setsockopt(socket, sockopt::SndBufForce, &SOCKET_BUFFER).is_err() {
+        let _ = setsockopt(socket, sockopt::SndBuf, &SOCKET_BUFFER);
+    }
 }
 
 /// Reusable buffers for batched receives.
