@@ -111,6 +111,12 @@ impl Plan {
         audio + video
     }
 
+    /// Whether participant `i` should receive media (a lone publisher
+    /// hears nobody).
+    pub fn receives_media(&self, i: usize) -> bool {
+        self.publishers > 1 || !i.is_multiple_of(self.participants)
+    }
+
     /// Packets per second the forwarder should send, when all is well.
     pub fn expected_forward_rate(&self) -> f64 {
         let per_room = self.publishers as f64

@@ -201,8 +201,7 @@ pub async fn run(plan: &Plan) -> Result<Side> {
     }
     let after_join = relay.sample();
     let deadline = Instant::now() + Duration::from_secs(10);
-    // A lone publisher hears nobody; everyone else must receive something.
-    let expects_media = |i: usize| plan.publishers > 1 || i % plan.participants != 0;
+    let expects_media = |i: usize| plan.receives_media(i);
     while ledgers
         .iter()
         .enumerate()

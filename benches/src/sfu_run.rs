@@ -162,7 +162,7 @@ pub async fn run(plan: &Plan, server: &Server) -> Result<Side> {
 
     // Everyone who should receive media gets some.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let expects_media = |i: usize| plan.publishers > 1 || i % plan.participants != 0;
+    let expects_media = |i: usize| plan.receives_media(i);
     loop {
         let waiting = people
             .iter()

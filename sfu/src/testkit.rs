@@ -468,7 +468,7 @@ impl SimPeer {
             let ledger = self.headers.entry(ssrc).or_default();
             let ext = ledger.record(seq, data.len());
             self.first_media_at.get_or_insert(now);
-            if ext % every.max(1) != 0 {
+            if !ext.is_multiple_of(every.max(1)) {
                 return;
             }
         }
