@@ -186,16 +186,7 @@ impl TestServer {
 
     /// A new HTTP client with its own cookie jar (one browser).
     pub fn client(&self) -> Client {
-        let jar = Arc::new(Jar::default());
-        let http = reqwest::Client::builder()
-            .cookie_provider(jar.clone())
-            .build()
-            .unwrap_or_default();
-        Client {
-            http,
-            jar,
-            base: self.base.clone(),
-        }
+        Client::new(&self.base)
     }
 
     /// A client already registered as `username` (display name capitalized).
