@@ -9,7 +9,7 @@ use crate::core::{Core, CoreConfig, VideoCodec};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -17,6 +17,8 @@ use worker::{Worker, WorkerLoad, WorkerMessage};
 
 /// Events one participant may have queued before it is considered stuck.
 const EVENT_QUEUE: usize = 64;
+/// Messages a worker may have queued before signaling is told it is busy.
+const WORKER_QUEUE: usize = 4096;
 
 /// How the SFU is set up.
 #[derive(Debug, Clone)]
@@ -62,10 +64,13 @@ pub enum SfuError {
     /// The worker is gone (shutting down).
     #[error("the media plane is shutting down")]
     Stopped,
+    /// The worker's queue is full; try again.
+    #[error("the media plane is overloaded")]
+    Busy,
 }
 
 struct WorkerHandle {
-    messages: Sender<WorkerMessage>,
+    messages: SyncSender<WorkerMessage>,
     waker: Arc<mio::Waker>,
     addr: SocketAddr,
     load: Arc<WorkerLoad>,
@@ -73,8 +78,12 @@ struct WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// Queues a message without blocking (signaling runs on async threads).
     fn send(&self, message: WorkerMessage) -> Result<(), SfuError> {
-        self.messages.send(message).map_err(|_| SfuError::Stopped)?;
+        self.messages.try_send(message).map_err(|e| match e {
+            TrySendError::Full(_) => SfuError::Busy,
+            TrySendError::Disconnected(_) => SfuError::Stopped,
+        })?;
         self.waker.wake().map_err(SfuError::Io)
     }
 }
@@ -125,7 +134,7 @@ impl Sfu {
             let candidate = SocketAddr::new(advertised, port);
             let poll = mio::Poll::new()?;
             let waker = Worker::waker(&poll)?;
-            let (messages, receiver) = std::sync::mpsc::channel();
+            let (messages, receiver) = std::sync::mpsc::sync_channel(WORKER_QUEUE);
             let load = Arc::new(WorkerLoad::default());
             let mut core_config = CoreConfig::new(candidate);
             core_config.codec = config.codec;

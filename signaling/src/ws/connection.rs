@@ -345,13 +345,10 @@ impl Connection {
                     .await;
             }
         };
-        if joined.media.send(command).is_err() {
-            self.send_error(
-                "unavailable",
-                "the media server is shutting down",
-                reference.as_ref(),
-            )
-            .await;
+        if let Err(e) = joined.media.send(command) {
+            let message = format!("{e}; try again shortly");
+            self.send_error("unavailable", &message, reference.as_ref())
+                .await;
         }
     }
 
