@@ -217,9 +217,10 @@ pub async fn run(plan: &Plan, server: &Server) -> Result<Side> {
         .await;
         let now = totals(&people);
         eprintln!(
-            "t={:>3.0}s  received {:>8} packets/s",
+            "t={:>3.0}s  received {:>8} packets/s (expected ~{:.0})",
             start.0.elapsed().as_secs_f64(),
-            now.packets - last.packets
+            now.packets - last.packets,
+            plan.expected_forward_rate()
         );
         last = now;
     }

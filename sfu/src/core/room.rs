@@ -200,7 +200,6 @@ impl Room {
             Ok(false) => out.stats.dropped_datagrams += 1,
             Err(e) => self.failed.push((id, e.to_string())),
         }
-        self.scratch = Vec::new();
         for event in events.drain(..) {
             match (leg, event) {
                 // Media goes straight out, the hot path.
