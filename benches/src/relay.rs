@@ -337,8 +337,11 @@ async fn receive(
         entry.0 = entry.0.min(seq);
         entry.1 = entry.1.max(seq);
         entry.2 += 1;
-        let now_us = now.saturating_duration_since(epoch).as_micros() as u64;
-        l.latencies_us.push(now_us.saturating_sub(sent));
+        // Sampled like the SFU side (one packet in 16 per stream).
+        if seq.is_multiple_of(16) {
+            let now_us = now.saturating_duration_since(epoch).as_micros() as u64;
+            l.latencies_us.push(now_us.saturating_sub(sent));
+        }
     }
 }
 

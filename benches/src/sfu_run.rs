@@ -289,10 +289,11 @@ pub async fn run(plan: &Plan, server: &Server) -> Result<Side> {
 
 /// Signs up `n` users, a few at a time (argon2 is deliberately slow).
 async fn sign_up(base: &str, n: usize) -> Result<Vec<Client>> {
-    let run = format!(
-        "{:x}",
-        std::process::id() ^ (Instant::now().elapsed().subsec_nanos())
-    );
+    // Unique per run, so runs against one long-lived server don't collide.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let run = format!("{:x}{nanos:x}", std::process::id());
     let mut clients = Vec::with_capacity(n);
     for chunk in (0..n).collect::<Vec<_>>().chunks(8) {
         let batch = chunk.iter().map(|i| {

@@ -325,20 +325,16 @@ impl SimPeer {
     pub fn publish_offer(&mut self) -> Option<Command> {
         let mut api = self.publish.sdp_api();
         let mut tracks = Vec::new();
-        if self.shape.audio {
-            let mid = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-            self.published.push((mid, MediaKind::Audio));
+        let wanted = [
+            (self.shape.audio, MediaKind::Audio, Source::Microphone),
+            (self.shape.video, MediaKind::Video, Source::Camera),
+        ];
+        for (_, kind, source) in wanted.into_iter().filter(|(on, _, _)| *on) {
+            let mid = api.add_media(kind, Direction::SendOnly, None, None, None);
+            self.published.push((mid, kind));
             tracks.push(TrackLabel {
                 mid: mid.to_string(),
-                source: Source::Microphone,
-            });
-        }
-        if self.shape.video {
-            let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
-            self.published.push((mid, MediaKind::Video));
-            tracks.push(TrackLabel {
-                mid: mid.to_string(),
-                source: Source::Camera,
+                source,
             });
         }
         let (offer, pending) = api.apply()?;
@@ -492,7 +488,7 @@ impl SimPeer {
         if let Err(e) = rtc.handle_input(input) {
             self.errors.push(format!("handle_input: {e}"));
         }
-        self.drain_at(now);
+        self.drain();
     }
 
     /// Sends media that is due and advances both connections' clocks.
@@ -503,12 +499,12 @@ impl SimPeer {
                 self.errors.push(format!("timeout: {e}"));
             }
         }
-        self.drain_at(now);
+        self.drain();
     }
 
     /// When the peer next needs [`SimPeer::handle_timeout`].
     pub fn next_timeout(&mut self) -> Instant {
-        let mut t = self.drain_at(self.epoch);
+        let mut t = self.drain();
         for out in [&self.audio, &self.video].into_iter().flatten() {
             t = t.min(out.next_at);
         }
@@ -616,12 +612,8 @@ impl SimPeer {
         }
     }
 
-    fn drain(&mut self) {
-        self.drain_at(self.epoch);
-    }
-
     /// Drains both connections; returns the earlier of their timeouts.
-    fn drain_at(&mut self, _now: Instant) -> Instant {
+    fn drain(&mut self) -> Instant {
         let a = drain_publish(
             &mut self.publish,
             &mut self.outgoing,

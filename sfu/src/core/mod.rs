@@ -11,7 +11,6 @@ mod stun;
 
 pub use leg::VideoCodec;
 pub use rewrite::Rewriter;
-pub use room::RoomConfig;
 pub use stun::local_ufrag;
 
 use crate::api::{Command, Event, Leg, ParticipantId};
@@ -59,7 +58,7 @@ impl Outputs<'_> {
     }
 }
 
-/// Settings of one core.
+/// Settings of one core (and of every room on it).
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
     /// The address (public IP and worker port) put in ICE candidates.
@@ -86,7 +85,7 @@ impl CoreConfig {
 
 /// The rooms of one worker and the demultiplexing of its socket.
 pub struct Core {
-    config: RoomConfig,
+    config: CoreConfig,
     // Fx hashing: these are looked up per datagram, and keys are not
     // attacker-chosen in a way that matters (addresses, our own ids).
     rooms: FxHashMap<String, Room>,
@@ -104,12 +103,7 @@ impl Core {
     /// An empty core.
     pub fn new(config: CoreConfig) -> Self {
         Self {
-            config: RoomConfig {
-                candidate: config.candidate,
-                codec: config.codec,
-                keyframe_throttle: config.keyframe_throttle,
-                media_timeout: config.media_timeout,
-            },
+            config,
             rooms: FxHashMap::default(),
             room_of: FxHashMap::default(),
             by_addr: FxHashMap::default(),
@@ -326,7 +320,7 @@ impl Core {
     fn with_room(
         &mut self,
         participant: ParticipantId,
-        f: impl FnOnce(&mut Room, &RoomConfig, &mut Outputs),
+        f: impl FnOnce(&mut Room, &CoreConfig, &mut Outputs),
     ) {
         let Some(name) = self.room_of.get(&participant).cloned() else {
             return;
@@ -334,7 +328,7 @@ impl Core {
         self.in_room(&name, f);
     }
 
-    fn in_room(&mut self, name: &str, f: impl FnOnce(&mut Room, &RoomConfig, &mut Outputs)) {
+    fn in_room(&mut self, name: &str, f: impl FnOnce(&mut Room, &CoreConfig, &mut Outputs)) {
         let Some(room) = self.rooms.get_mut(name) else {
             return;
         };

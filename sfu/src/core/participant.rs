@@ -1,7 +1,8 @@
 //! A participant's two connections and the state of its subscriptions.
 
+use super::CoreConfig;
 use super::leg::{LegError, LegEvent, LegRtc};
-use super::room::{RoomConfig, TrackKey};
+use super::room::TrackKey;
 use crate::api::{Kind, Leg, ParticipantId, Source, TrackLabel};
 use rustc_hash::FxHashMap;
 use std::time::{Duration, Instant};
@@ -45,7 +46,7 @@ pub struct Participant {
 
 impl Participant {
     /// Both connections, fresh.
-    pub fn new(now: Instant, id: ParticipantId, config: &RoomConfig) -> Result<Self, LegError> {
+    pub fn new(now: Instant, id: ParticipantId, config: &CoreConfig) -> Result<Self, LegError> {
         Ok(Self {
             id,
             publish: LegRtc::new(now, config.candidate, config.codec)?,

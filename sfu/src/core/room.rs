@@ -6,10 +6,10 @@
 //! `pending` and settled before the room returns, never by re-entering a
 //! connection that is in the middle of being drained.
 
-use super::Outputs;
-use super::leg::{LegError, LegEvent, VideoCodec};
+use super::leg::{LegError, LegEvent};
 use super::participant::Participant;
 use super::rewrite::Rewriter;
+use super::{CoreConfig, Outputs};
 use crate::api::{Event, Kind, Leg, OfferedTrack, ParticipantId, Source, TrackLabel};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
@@ -51,19 +51,6 @@ struct Track {
     last_keyframe_request: Option<Instant>,
     /// A request arrived inside the throttle window; send one when it ends.
     keyframe_owed: bool,
-}
-
-/// Settings rooms share.
-#[derive(Debug, Clone)]
-pub struct RoomConfig {
-    /// The address ICE candidates advertise.
-    pub candidate: SocketAddr,
-    /// The one video codec of the SFU.
-    pub codec: VideoCodec,
-    /// At most one keyframe request per track per this interval.
-    pub keyframe_throttle: Duration,
-    /// A connected participant silent this long is removed.
-    pub media_timeout: Duration,
 }
 
 /// A room and everything in it.
@@ -126,7 +113,7 @@ impl Room {
     }
 
     /// The earliest time any connection here wants attention.
-    pub fn next_timeout(&self, config: &RoomConfig) -> Option<Instant> {
+    pub fn next_timeout(&self, config: &CoreConfig) -> Option<Instant> {
         let connections = self.participants.values().flat_map(|p| {
             let silence = p.silence_deadline(config.media_timeout);
             [
@@ -147,7 +134,7 @@ impl Room {
         &mut self,
         now: Instant,
         id: ParticipantId,
-        config: &RoomConfig,
+        config: &CoreConfig,
         out: &mut Outputs,
     ) -> Result<&Participant, LegError> {
         let participant = Participant::new(now, id, config)?;
@@ -163,7 +150,7 @@ impl Room {
         &mut self,
         now: Instant,
         id: ParticipantId,
-        config: &RoomConfig,
+        config: &CoreConfig,
         out: &mut Outputs,
     ) {
         self.remove(id, None, out);
@@ -180,7 +167,7 @@ impl Room {
         source: SocketAddr,
         destination: SocketAddr,
         contents: &[u8],
-        config: &RoomConfig,
+        config: &CoreConfig,
         out: &mut Outputs,
     ) {
         let Some(participant) = self.participants.get_mut(&id) else {
@@ -213,7 +200,7 @@ impl Room {
 
     /// Advances every connection whose timeout has come, and removes
     /// participants silent for longer than the media timeout.
-    pub fn timeout(&mut self, now: Instant, config: &RoomConfig, out: &mut Outputs) {
+    pub fn timeout(&mut self, now: Instant, config: &CoreConfig, out: &mut Outputs) {
         let mut events = std::mem::take(&mut self.scratch);
         for (id, participant) in &mut self.participants {
             if participant
@@ -259,7 +246,7 @@ impl Room {
         id: ParticipantId,
         sdp: &str,
         labels: Vec<TrackLabel>,
-        config: &RoomConfig,
+        config: &CoreConfig,
         out: &mut Outputs,
     ) {
         let Some(participant) = self.participants.get_mut(&id) else {
@@ -300,7 +287,7 @@ impl Room {
         now: Instant,
         id: ParticipantId,
         sdp: &str,
-        config: &RoomConfig,
+        config: &CoreConfig,
         out: &mut Outputs,
     ) {
         let Some(participant) = self.participants.get_mut(&id) else {
@@ -360,7 +347,7 @@ impl Room {
         id: ParticipantId,
         leg: Leg,
         candidate: &str,
-        config: &RoomConfig,
+        config: &CoreConfig,
         out: &mut Outputs,
     ) {
         let Some(participant) = self.participants.get_mut(&id) else {
@@ -391,7 +378,7 @@ impl Room {
     }
 
     /// Acts on queued leg events and failures until none are left.
-    fn settle(&mut self, now: Instant, config: &RoomConfig, out: &mut Outputs) {
+    fn settle(&mut self, now: Instant, config: &CoreConfig, out: &mut Outputs) {
         loop {
             if let Some((id, reason)) = self.failed.pop() {
                 self.remove(id, Some(reason), out);
@@ -594,7 +581,7 @@ impl Room {
         &mut self,
         now: Instant,
         key: TrackKey,
-        config: &RoomConfig,
+        config: &CoreConfig,
         out: &mut Outputs,
     ) {
         let Some(track) = self.tracks.get_mut(&key) else {
@@ -709,7 +696,7 @@ impl Room {
 
     /// Drains every subscriber connection that was written to since the
     /// last flush, turning queued packets into datagrams.
-    pub fn flush(&mut self, now: Instant, config: &RoomConfig, out: &mut Outputs) {
+    pub fn flush(&mut self, now: Instant, config: &CoreConfig, out: &mut Outputs) {
         let mut events = std::mem::take(&mut self.scratch);
         while let Some(id) = self.undrained.pop() {
             let Some(participant) = self.participants.get_mut(&id) else {

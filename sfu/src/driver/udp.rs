@@ -31,16 +31,21 @@ pub fn tune_socket(socket: &impl AsFd) {
     }
 }
 
-/// Reusable buffers for batched receives.
+/// Reusable buffers for batched receives: the message headers and data
+/// buffers are allocated once, not on every call (which runs at least once
+/// per loop turn, mostly to find the socket empty).
 pub struct Receiver {
     buffers: Vec<[u8; MAX_DATAGRAM]>,
-    received: Vec<(SocketAddr, usize)>,
+    headers: MultiHeaders<SockaddrStorage>,
+    /// (buffer index, sender, length) of the last batch.
+    received: Vec<(usize, SocketAddr, usize)>,
 }
 
 impl Default for Receiver {
     fn default() -> Self {
         Self {
             buffers: vec![[0; MAX_DATAGRAM]; BATCH],
+            headers: MultiHeaders::preallocate(BATCH, None),
             received: Vec::with_capacity(BATCH),
         }
     }
@@ -56,15 +61,18 @@ impl Receiver {
     ) -> std::io::Result<usize> {
         self.received.clear();
         {
-            let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(BATCH, None);
-            let mut slices: Vec<[IoSliceMut<'_>; 1]> = self
-                .buffers
+            let Self {
+                buffers,
+                headers,
+                received,
+            } = self;
+            let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers
                 .iter_mut()
                 .map(|b| [IoSliceMut::new(&mut b[..])])
                 .collect();
             let results = match recvmmsg(
                 socket.as_raw_fd(),
-                &mut headers,
+                headers,
                 slices.iter_mut(),
                 MsgFlags::MSG_DONTWAIT,
                 None,
@@ -73,16 +81,16 @@ impl Receiver {
                 Err(Errno::EAGAIN | Errno::EINTR) => return Ok(0),
                 Err(e) => return Err(e.into()),
             };
-            for message in results {
+            for (i, message) in results.enumerate() {
                 if let Some(addr) = message.address.as_ref().and_then(to_socket_addr) {
-                    self.received.push((addr, message.bytes));
+                    received.push((i, addr, message.bytes));
                 }
             }
         }
-        for (i, (addr, len)) in self.received.iter().enumerate() {
+        for &(i, addr, len) in &self.received {
             // Truncated datagrams (longer than the buffer) are cut at
             // MAX_DATAGRAM; they fail to parse and count as dropped.
-            deliver(*addr, &self.buffers[i][..(*len).min(MAX_DATAGRAM)]);
+            deliver(addr, &self.buffers[i][..len.min(MAX_DATAGRAM)]);
         }
         Ok(self.received.len())
     }

@@ -244,18 +244,9 @@ impl Connection {
                 screen,
                 reference,
             } => {
-                let Some(joined) = &self.joined else {
-                    return self.not_joined(reference).await;
+                let Some(joined) = self.admit_control(&reference).await else {
+                    return;
                 };
-                if !self.control_rate.take() {
-                    return self
-                        .send_error(
-                            "rate_limited",
-                            "too many media-state messages",
-                            reference.as_ref(),
-                        )
-                        .await;
-                }
                 let command = RoomCommand::MediaState {
                     participant_id: joined.participant_id.clone(),
                     media: MediaState {
@@ -269,6 +260,23 @@ impl Connection {
         }
     }
 
+    /// Admits a `signal` or `media-state` message: the connection must be
+    /// in a meeting and within the control rate. Otherwise the client gets
+    /// the error and `None` comes back.
+    async fn admit_control(&mut self, reference: &Option<Value>) -> Option<&Joined> {
+        if self.joined.is_none() {
+            self.not_joined(reference.clone()).await;
+            return None;
+        }
+        if !self.control_rate.take() {
+            let message = "too many signal or media-state messages; slow down";
+            self.send_error("rate_limited", message, reference.as_ref())
+                .await;
+            return None;
+        }
+        self.joined.as_ref()
+    }
+
     /// Passes one negotiation message to the media plane.
     async fn signal(
         &mut self,
@@ -278,18 +286,9 @@ impl Connection {
         tracks: Option<Vec<TrackLabelIn>>,
         reference: Option<Value>,
     ) {
-        let Some(joined) = &self.joined else {
-            return self.not_joined(reference).await;
+        let Some(joined) = self.admit_control(&reference).await else {
+            return;
         };
-        if !self.control_rate.take() {
-            return self
-                .send_error(
-                    "rate_limited",
-                    "too many signal messages",
-                    reference.as_ref(),
-                )
-                .await;
-        }
         let participant = joined.media.participant();
         let command = match (pc, sdp, candidate) {
             (PcName::Publish, Some(sdp), None) if sdp.kind == "offer" => {

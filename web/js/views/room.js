@@ -107,7 +107,10 @@ class Room {
     this.ended = false;
     /** @type {(() => void)[]} */
     this.cleanups = [];
-    this.speaking = new Set();
+    /** Joined but `existing-users` not yet received. */
+    this.joining = false;
+    /** Our microphone level, 0..1. */
+    this.localLevel = 0;
     this.build();
   }
 
@@ -352,14 +355,15 @@ class Room {
       const tile = this.tiles.get(`${p.id}:camera`);
       if (!tile) return;
       tile.track = remote.track;
-      if (p.media.video || !this.sawMediaState(p)) tile.setVideo(remote.track);
+      if (p.media.video || !this.announcedMedia(p)) tile.setVideo(remote.track);
     }
     this.layout();
   }
 
-  /** Whether we know `p`'s media state from the server (not just defaults).
+  /** Whether `p` has announced any media yet. Until then a video track
+   * that arrives is shown (its `media-state` may simply not be here yet).
    * @param {Participant} p */
-  sawMediaState(p) {
+  announcedMedia(p) {
     return p.media.audio || p.media.video || p.media.screen;
   }
 
