@@ -60,8 +60,10 @@ fn three_peers_receive_each_others_audio_and_video() {
         }
     }
     let stats = sim.core.stats();
+    // Packets that arrive before a subscriber's connection is up are not
+    // sent (they would only be a stale burst later): allow for the start.
     assert!(
-        stats.rtp_out >= 2 * stats.rtp_in - 20,
+        stats.rtp_out >= 2 * stats.rtp_in - stats.rtp_in / 10,
         "each packet goes to both others: {stats:?}"
     );
     assert_eq!(sim.core.participant_count(), 3);

@@ -10,8 +10,9 @@ use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
-use str0m::net::{Protocol, Receive, Transmit};
-use str0m::rtp::RtpPacket;
+use super::outbox::Outbox;
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
 
 /// The video codec every participant of this SFU uses, so that anyone can
@@ -131,7 +132,7 @@ impl LegRtc {
             nacks: Vec::new(),
             undrained: false,
         };
-        leg.drain(&mut Vec::new(), &mut Vec::new())?;
+        leg.drain(&mut Outbox::default(), &mut Vec::new())?;
         Ok(leg)
     }
 
@@ -143,7 +144,7 @@ impl LegRtc {
         source: SocketAddr,
         destination: SocketAddr,
         contents: &[u8],
-        transmits: &mut Vec<Transmit>,
+        transmits: &mut Outbox,
         events: &mut Vec<LegEvent>,
     ) -> Result<bool, LegError> {
         self.drain_writes(transmits, events)?;
@@ -171,7 +172,7 @@ impl LegRtc {
     pub fn timeout(
         &mut self,
         now: Instant,
-        transmits: &mut Vec<Transmit>,
+        transmits: &mut Outbox,
         events: &mut Vec<LegEvent>,
     ) -> Result<(), LegError> {
         self.drain_writes(transmits, events)?;
@@ -182,7 +183,7 @@ impl LegRtc {
     /// Runs `change` (a mutation of the `Rtc`), then drains.
     pub fn mutate<T>(
         &mut self,
-        transmits: &mut Vec<Transmit>,
+        transmits: &mut Outbox,
         events: &mut Vec<LegEvent>,
         change: impl FnOnce(&mut Rtc) -> T,
     ) -> Result<T, LegError> {
@@ -202,10 +203,35 @@ impl LegRtc {
         guarded(|| write(&mut self.rtc))
     }
 
+    /// Sends one RTP packet on the send stream `ssrc` at once: str0m writes
+    /// and encrypts it straight into the outbox, without a poll (the patched
+    /// `send_rtp_now`, see vendor/README.md). `Ok(false)` when the
+    /// connection cannot send media yet (ICE or DTLS not up).
+    pub fn send_now(
+        &mut self,
+        now: Instant,
+        ssrc: Ssrc,
+        write: RtpWrite,
+        transmits: &mut Outbox,
+    ) -> Result<bool, LegError> {
+        let rtc = &mut self.rtc;
+        guarded(|| {
+            transmits.push_with(|buf| rtc.direct_api().send_rtp_now(ssrc, write, now, buf))
+        })
+    }
+
+    /// The SSRC str0m sends `mid` with, once the m-line is negotiated.
+    pub fn send_stream_of(&mut self, mid: Mid) -> Option<Ssrc> {
+        self.rtc
+            .direct_api()
+            .stream_tx_by_mid(mid, None)
+            .map(|s| s.ssrc())
+    }
+
     /// Drains if packets were written since the last drain.
     pub fn drain_writes(
         &mut self,
-        transmits: &mut Vec<Transmit>,
+        transmits: &mut Outbox,
         events: &mut Vec<LegEvent>,
     ) -> Result<(), LegError> {
         if self.undrained {
@@ -219,7 +245,7 @@ impl LegRtc {
     pub fn request_keyframe(
         &mut self,
         mid: Mid,
-        transmits: &mut Vec<Transmit>,
+        transmits: &mut Outbox,
         events: &mut Vec<LegEvent>,
     ) -> Result<bool, LegError> {
         self.mutate(transmits, events, |rtc| {
@@ -235,7 +261,7 @@ impl LegRtc {
     /// Polls str0m until it only has a timeout left, sorting its output.
     pub fn drain(
         &mut self,
-        transmits: &mut Vec<Transmit>,
+        transmits: &mut Outbox,
         events: &mut Vec<LegEvent>,
     ) -> Result<(), LegError> {
         loop {
@@ -244,7 +270,7 @@ impl LegRtc {
                     self.next_timeout = at;
                     return Ok(());
                 }
-                Output::Transmit(t) => transmits.push(t),
+                Output::Transmit(t) => transmits.push(&t),
                 Output::Event(event) => self.on_event(event, events)?,
             }
         }

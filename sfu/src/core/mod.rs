@@ -4,12 +4,14 @@
 //! clock: tests drive it with simulated time and a simulated network.
 
 mod leg;
+mod outbox;
 mod participant;
 mod rewrite;
 mod room;
 mod stun;
 
 pub use leg::VideoCodec;
+pub use outbox::Outbox;
 pub use rewrite::Rewriter;
 pub use stun::local_ufrag;
 
@@ -19,7 +21,6 @@ use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use str0m::net::Transmit;
 
 /// Counters the core keeps; the driver exports them as metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +46,7 @@ pub struct CoreStats {
 /// Where room operations put their results.
 pub struct Outputs<'a> {
     /// Datagrams to send.
-    pub transmits: &'a mut Vec<Transmit>,
+    pub transmits: &'a mut Outbox,
     /// Events for participants.
     pub events: &'a mut VecDeque<(ParticipantId, Event)>,
     /// Counters.
@@ -92,7 +93,7 @@ pub struct Core {
     room_of: FxHashMap<ParticipantId, String>,
     by_addr: FxHashMap<SocketAddr, (ParticipantId, Leg)>,
     by_ufrag: FxHashMap<String, (ParticipantId, Leg)>,
-    transmits: Vec<Transmit>,
+    transmits: Outbox,
     events: VecDeque<(ParticipantId, Event)>,
     stats: CoreStats,
     /// Time of the latest input.
@@ -108,7 +109,7 @@ impl Core {
             room_of: FxHashMap::default(),
             by_addr: FxHashMap::default(),
             by_ufrag: FxHashMap::default(),
-            transmits: Vec::new(),
+            transmits: Outbox::default(),
             events: VecDeque::new(),
             stats: CoreStats::default(),
             now: Instant::now(),
@@ -145,12 +146,17 @@ impl Core {
         self.stats
     }
 
-    /// Datagrams to send, oldest first. The caller drains the vector.
+    /// Datagrams to send, oldest first. The caller sends and clears them.
     /// Packets forwarded since the last call are turned into datagrams
     /// first (see [`Core::flush`]).
-    pub fn transmits(&mut self) -> &mut Vec<Transmit> {
+    pub fn transmits(&mut self) -> &mut Outbox {
         self.flush();
         &mut self.transmits
+    }
+
+    /// Datagrams in the outbox now (without draining connections).
+    pub fn queued_datagrams(&self) -> usize {
+        self.transmits.len()
     }
 
     /// Drains every connection that had packets written since the last

@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 use std::time::{Duration, Instant};
 use str0m::change::SdpPendingOffer;
 use str0m::media::{Direction, MediaKind, Mid};
-use str0m::net::Transmit;
+use super::outbox::Outbox;
 use str0m::rtp::Ssrc;
 
 /// An m-line of the subscribe connection that carries a track.
@@ -149,7 +149,7 @@ impl Participant {
     pub fn offer_tracks(
         &mut self,
         wanted: &[(TrackKey, Kind, Source)],
-        transmits: &mut Vec<Transmit>,
+        transmits: &mut Outbox,
         events: &mut Vec<LegEvent>,
     ) -> Result<Option<String>, LegError> {
         if self.pending_offer.is_some() {

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind, Mid, Pt};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 
 /// Resend buffer per outgoing video stream: packets and age.
 const RTX_CACHE_PACKETS: usize = 128;
@@ -37,6 +37,8 @@ struct Subscription {
     subscriber: ParticipantId,
     /// The m-line on the subscriber's subscribe connection.
     mid: Mid,
+    /// The send stream of `mid`, once str0m has made it.
+    ssrc: Option<Ssrc>,
     rewriter: Rewriter,
     /// Publisher payload type → subscriber payload type, by codec.
     pt_map: Vec<(Pt, Pt)>,
@@ -190,7 +192,7 @@ impl Room {
         for event in events.drain(..) {
             match (leg, event) {
                 // Media goes straight out, the hot path.
-                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(id, packet, out),
+                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(now, id, packet, out),
                 (leg, event) => self.pending.push_back((id, leg, event)),
             }
         }
@@ -391,7 +393,7 @@ impl Room {
                 continue;
             }
             match (leg, event) {
-                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(id, packet, out),
+                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(now, id, packet, out),
                 (
                     Leg::Publish,
                     LegEvent::MediaAdded {
@@ -414,6 +416,9 @@ impl Room {
                 (_, LegEvent::Nacks(count)) => out.stats.nacks += count,
                 (leg, LegEvent::Connected) => {
                     tracing::info!(room = %self.name, participant = %id, leg = leg.as_str(), "media: connected");
+                    if leg == Leg::Subscribe {
+                        self.request_keyframes_for(id);
+                    }
                 }
                 _ => {}
             }
@@ -543,6 +548,7 @@ impl Room {
             track.subscriptions.push(Subscription {
                 subscriber: id,
                 mid,
+                ssrc: None,
                 rewriter: Rewriter::new(rand::random()),
                 pt_map,
             });
@@ -571,6 +577,18 @@ impl Room {
             });
             if let Err(e) = resized {
                 self.failed.push((id, e.to_string()));
+            }
+        }
+    }
+
+    /// Queues a keyframe request for every video track `id` receives:
+    /// packets sent before its subscribe connection was up were dropped, and
+    /// the keyframe asked for at subscription time may have been among them.
+    fn request_keyframes_for(&mut self, id: ParticipantId) {
+        for track in self.tracks.values().filter(|t| t.kind == Kind::Video) {
+            for sub in track.subscriptions.iter().filter(|s| s.subscriber == id) {
+                self.pending
+                    .push_back((id, Leg::Subscribe, LegEvent::KeyframeRequest(sub.mid)));
             }
         }
     }
@@ -622,7 +640,11 @@ impl Room {
     }
 
     /// Sends one incoming packet to every subscriber of its track.
-    fn forward(&mut self, id: ParticipantId, packet: RtpPacket, out: &mut Outputs) {
+    ///
+    /// Each copy is written, encrypted and handed to the socket batch right
+    /// here ([`super::leg::LegRtc::send_now`]); the payload itself is shared, not copied,
+    /// between the subscribers' resend caches.
+    fn forward(&mut self, now: Instant, id: ParticipantId, packet: RtpPacket, out: &mut Outputs) {
         out.stats.rtp_in += 1;
         out.stats.rtp_bytes_in += packet.payload.len() as u64;
         let Some(publisher) = self.participants.get_mut(&id) else {
@@ -652,33 +674,28 @@ impl Room {
             else {
                 continue;
             };
+            let Some(ssrc) = sub
+                .ssrc
+                .or_else(|| subscriber.subscribe.send_stream_of(sub.mid))
+            else {
+                continue;
+            };
+            sub.ssrc = Some(ssrc);
             let Some((seq, time)) = sub.rewriter.map(*packet.seq_no, packet.header.timestamp)
             else {
                 continue;
             };
-            if !subscriber.subscribe.undrained {
-                self.undrained.push(sub.subscriber);
-            }
-            // Queued now, drained once per batch of datagrams (`flush`).
-            let written = subscriber.subscribe.write(|rtc| {
-                let mut api = rtc.direct_api();
-                let Some(stream) = api.stream_tx_by_mid(sub.mid, None) else {
-                    return false;
-                };
-                let write = RtpWrite::new(
-                    pt,
-                    seq.into(),
-                    time,
-                    packet.timestamp,
-                    packet.payload.clone(),
-                )
-                .marker(packet.header.marker)
-                .ext_vals(exts.clone())
-                .nackable(nackable);
-                stream.write_rtp(write);
-                true
-            });
-            match written {
+            let write = RtpWrite::new(
+                pt,
+                seq.into(),
+                time,
+                packet.timestamp,
+                packet.payload.clone(),
+            )
+            .marker(packet.header.marker)
+            .ext_vals(exts.clone())
+            .nackable(nackable);
+            match subscriber.subscribe.send_now(now, ssrc, write, out.transmits) {
                 Ok(true) => {
                     out.stats.rtp_out += 1;
                     out.stats.rtp_bytes_out += packet.payload.len() as u64;

@@ -109,7 +109,6 @@ pub struct Sender {
     gso: bool,
     order: Vec<usize>,
     single: Vec<usize>,
-    joined: Vec<u8>,
 }
 
 impl Default for Sender {
@@ -118,7 +117,6 @@ impl Default for Sender {
             gso: true,
             order: Vec::new(),
             single: Vec::new(),
-            joined: Vec::with_capacity(MAX_GSO_BYTES),
         }
     }
 }
@@ -199,16 +197,16 @@ impl Sender {
         start: usize,
         run: usize,
     ) -> Result<(), Errno> {
-        self.joined.clear();
         let indices = &self.order[start..start + run];
-        for &i in indices {
-            self.joined.extend_from_slice(datagrams[i].1);
-        }
+        // One iovec per segment: the kernel joins them, no copy here.
+        let iov: Vec<IoSlice<'_>> = indices
+            .iter()
+            .map(|&i| IoSlice::new(datagrams[i].1))
+            .collect();
         let (destination, first) = datagrams[indices[0]];
         let segment = u16::try_from(first.len()).map_err(|_| Errno::EINVAL)?;
         let address = SockaddrStorage::from(destination);
         let cmsg = [ControlMessage::UdpGsoSegments(&segment)];
-        let iov = [IoSlice::new(&self.joined)];
         sendmsg(
             socket.as_raw_fd(),
             &iov,

@@ -20,6 +20,8 @@ const MAX_SLEEP: Duration = Duration::from_millis(250);
 const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Receive batches handled before timers and sends get a turn.
 const MAX_BATCHES_PER_TURN: usize = 16;
+/// Datagrams queued for sending after which a turn sends before receiving more.
+const FLUSH_AT_DATAGRAMS: usize = 1024;
 
 /// A message to a worker.
 pub enum WorkerMessage {
@@ -109,9 +111,14 @@ impl Worker {
                     core.handle_datagram(now, source, data)
                 }) {
                     Ok(0) => break,
-                    // Sent after the loop: the more packets per subscriber
-                    // per drain, the cheaper each, and GSO can group them.
-                    Ok(_) => {}
+                    // Sent after the loop (GSO groups more packets per
+                    // subscriber), unless the outbox is already large: that
+                    // bounds both its memory and the delay.
+                    Ok(_) => {
+                        if self.core.queued_datagrams() >= FLUSH_AT_DATAGRAMS {
+                            self.flush(&mut sender);
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(worker = self.index, error = %e, "receive failed");
                         break;
@@ -166,10 +173,7 @@ impl Worker {
         if transmits.is_empty() {
             return;
         }
-        let datagrams: Vec<_> = transmits
-            .iter()
-            .map(|t| (t.destination, &t.contents[..]))
-            .collect();
+        let datagrams: Vec<_> = transmits.iter().map(|(_, to, bytes)| (to, bytes)).collect();
         if let Err(e) = sender.send(&self.socket, &datagrams) {
             tracing::warn!(worker = self.index, error = %e, "send failed");
         }

@@ -144,16 +144,16 @@ impl Sim {
                     self.core.handle_command(self.now, reply);
                 }
             }
-            let transmits: Vec<Datagram> = self
-                .core
-                .transmits()
-                .drain(..)
-                .map(|t| Datagram {
-                    source: t.source,
-                    destination: t.destination,
-                    contents: t.contents.into(),
+            let outbox = self.core.transmits();
+            let transmits: Vec<Datagram> = outbox
+                .iter()
+                .map(|(source, destination, bytes)| Datagram {
+                    source,
+                    destination,
+                    contents: bytes.to_vec(),
                 })
                 .collect();
+            outbox.clear();
             for d in transmits {
                 progressed = true;
                 self.send(d);

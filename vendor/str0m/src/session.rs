@@ -1298,6 +1298,44 @@ impl Session {
         Some(protected.into())
     }
 
+    /// Zync patch: writes and protects one RTP packet on the send stream
+    /// `ssrc` right away, bypassing the send queue and the pacer (see
+    /// `StreamTx::send_now`), and appends it to `out`. `None` (and nothing
+    /// appended) before SRTP is up, while closing, or for an unknown stream
+    /// or payload type.
+    pub fn send_rtp_now(
+        &mut self,
+        now: Instant,
+        ssrc: Ssrc,
+        rtp: crate::rtp::RtpWrite,
+        out: &mut Vec<u8>,
+    ) -> Option<()> {
+        if self.rtp_closing {
+            return None;
+        }
+        let srtp_tx = self.srtp_tx.as_mut()?;
+        let stream = self.streams.stream_tx(&ssrc)?;
+        let mid = stream.mid();
+        let media = self.medias.iter().find(|m| m.mid() == mid)?;
+        let exts = media.remote_extmap();
+        let twcc_enabled = exts.id_of(Extension::TransportSequenceNumber).is_some();
+        let twcc_seq = self.twcc;
+        let twcc = twcc_enabled.then_some(&mut self.twcc);
+        let buf = &mut self.poll_packet_buf;
+        let receipt = stream.send_now(now, rtp, exts, twcc, &self.codec_config, buf)?;
+        let len = receipt.header.header_len + receipt.payload_size;
+        srtp_tx.protect_rtp_into(&buf[..len], &receipt.header, *receipt.seq_no, out);
+        if twcc_enabled {
+            self.twcc_tx_register
+                .register_seq(TwccPacketId::new(twcc_seq), now, receipt.payload_size);
+        }
+        if let Some(bwe) = self.bwe.as_mut() {
+            bwe.on_media_sent(receipt.payload_size.into(), false, now);
+        }
+        self.media_bytes_tx += receipt.payload_size as u64;
+        Some(())
+    }
+
     pub fn poll_timeout(&mut self) -> (Option<Instant>, Reason) {
         if self.rtp_closing {
             return if self.feedback_tx.is_empty() {

@@ -358,6 +358,36 @@ impl<'a> DirectApi<'a> {
         self.rtc.session.streams.stream_tx(ssrc)
     }
 
+    /// Zync patch: writes one RTP packet on the send stream `ssrc`, encrypts
+    /// it, and appends the datagram to `out` instead of queueing it for
+    /// [`Rtc::poll_output`]. Returns the (source, destination) addresses
+    /// to send it with.
+    ///
+    /// For an SFU forwarding packets at line rate: a queued packet costs a
+    /// poll that scans every send stream and an allocation; this path does
+    /// only the work the packet needs (header, extensions, SRTP, stats, RTX
+    /// cache, TWCC). The caller still drains [`Rtc::poll_output`] for
+    /// everything else (RTCP, resends, ICE, DTLS). `now` must not be earlier
+    /// than the last input.
+    ///
+    /// `None` (and nothing appended) when the connection is not ready to
+    /// send media (ICE or SRTP not up, closing), or for an unknown stream or
+    /// payload type.
+    pub fn send_rtp_now(
+        &mut self,
+        ssrc: Ssrc,
+        rtp: crate::rtp::RtpWrite,
+        now: std::time::Instant,
+        out: &mut Vec<u8>,
+    ) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+        let send = self.rtc.send_addr.as_ref()?;
+        let addrs = (send.source, send.destination);
+        let start = out.len();
+        self.rtc.session.send_rtp_now(now, ssrc, rtp, out)?;
+        self.rtc.peer_bytes_tx += (out.len() - start) as u64;
+        Some(addrs)
+    }
+
     /// Obtain a send stream by looking it up via mid/rid.
     pub fn stream_tx_by_mid(&mut self, mid: Mid, rid: Option<Rid>) -> Option<&mut StreamTx> {
         let midrid = MidRid(mid, rid);

@@ -345,6 +345,41 @@ impl SrtpContext {
         }
     }
 
+    /// Zync patch: like [`Self::protect_rtp`], but appends the protected
+    /// packet to `out` instead of allocating one per packet.
+    pub fn protect_rtp_into(
+        &mut self,
+        buf: &[u8],
+        header: &RtpHeader,
+        srtp_index: u64,
+        out: &mut Vec<u8>,
+    ) {
+        let hlen = header.header_len;
+        let start = out.len();
+        match &mut self.rtp {
+            Derived::AeadAes128Gcm { salt, enc, .. } => {
+                let roc = (srtp_index >> 16) as u32;
+                let iv = AeadAes128Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
+                out.extend_from_slice(&buf[..hlen]);
+                out.resize(start + buf.len() + AeadAes128Gcm::TAG_LEN, 0);
+                enc.encrypt(&iv, &buf[..hlen], &buf[hlen..], &mut out[start + hlen..])
+                    .expect("rtp encrypt");
+            }
+            Derived::AeadAes256Gcm { salt, enc, .. } => {
+                let roc = (srtp_index >> 16) as u32;
+                let iv = AeadAes256Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
+                out.extend_from_slice(&buf[..hlen]);
+                out.resize(start + buf.len() + AeadAes256Gcm::TAG_LEN, 0);
+                enc.encrypt(&iv, &buf[..hlen], &buf[hlen..], &mut out[start + hlen..])
+                    .expect("rtp encrypt");
+            }
+            _ => {
+                let protected = self.protect_rtp(buf, header, srtp_index);
+                out.extend_from_slice(&protected);
+            }
+        }
+    }
+
     /// Decrypts an SRTP packet into the internal reusable scratch buffer and
     /// returns a slice of the plaintext bytes. The returned slice borrows from
     /// `self` until the next mutable use; the scratch buffer is reused across

@@ -555,6 +555,111 @@ impl StreamTx {
         self.send_queue.push(packet);
     }
 
+    /// Zync patch: the regular-packet half of [`Self::poll_packet`] for a
+    /// packet that never enters the send queue or the pacer. Header
+    /// extensions, stats, SR bookkeeping and the RTX cache are kept exactly
+    /// as for a queued packet, so NACKs and sender reports still work.
+    /// RED and VP8 patching are not supported on this path.
+    pub(crate) fn send_now(
+        &mut self,
+        now: Instant,
+        rtp: RtpWrite,
+        exts: &ExtensionMap,
+        twcc: Option<&mut u64>,
+        params: &[PayloadParams],
+        buf: &mut Vec<u8>,
+    ) -> Option<PacketReceipt> {
+        let RtpWrite {
+            pt,
+            seq_no,
+            time,
+            wallclock,
+            marker,
+            ext_vals,
+            nackable,
+            payload,
+            csrc_count,
+            csrc,
+            vp8_patch: _,
+        } = rtp;
+        let Some(param) = params.iter().find(|p| p.pt() == pt) else {
+            warn!("Media is missing PT ({}) used in RTP packet", pt);
+            return None;
+        };
+        let nackable = nackable && param.resend().is_some();
+        if nackable {
+            self.pt_for_padding = Some(pt);
+        }
+        let clock_rate = param.spec().rtp_clock_rate();
+        self.clock_rate = Some(clock_rate);
+        self.rtp_and_wallclock = Some((time, wallclock));
+
+        let mut header = RtpHeader {
+            csrc_count,
+            sequence_number: *seq_no as u16,
+            marker,
+            payload_type: pt,
+            timestamp: time,
+            ssrc: self.ssrc,
+            csrc,
+            ext_vals,
+            ..Default::default()
+        };
+        if !self.remote_acked_ssrc {
+            header.ext_vals.mid = Some(self.midrid.mid());
+            header.ext_vals.rid = self.midrid.rid();
+        }
+        // The cached copy is what a resend starts from (without send times).
+        let cached_header = nackable.then(|| header.clone());
+
+        if exts.id_of(Extension::AbsoluteSendTime).is_some() {
+            header.ext_vals.abs_send_time = Some(now);
+        }
+        if let Some(twcc) = twcc {
+            header.ext_vals.transport_cc = Some(*twcc as u16);
+            *twcc += 1;
+        }
+
+        // The buffer stays at full size between packets (no memset per
+        // packet); the caller protects `buf[..header_len + payload_size]`.
+        if buf.len() < DATAGRAM_MAX_PACKET_SIZE {
+            buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+        }
+        let header_len = header.write_to(buf, exts);
+        assert!(header_len % 4 == 0, "RTP header must be multiple of 4");
+        header.header_len = header_len;
+        let body_len = payload.len();
+        buf[header_len..header_len + body_len].copy_from_slice(&payload);
+
+        self.stats.update_packet_counts(body_len as u64, false);
+        if let Some(h) = &mut self.stats.bytes_transmitted {
+            h.push(now, body_len as u64)
+        }
+        self.last_sent_seq_no = seq_no;
+        self.last_used = now;
+
+        if let Some(cached_header) = cached_header {
+            let packet = RtpPacket {
+                seq_no,
+                time: MediaTime::new(time as u64, clock_rate),
+                header: cached_header,
+                payload,
+                vp8_patch: None,
+                nackable: true,
+                timestamp: now,
+                last_sender_info: None,
+            };
+            self.rtx_cache.cache_sent_packet(packet, now);
+        }
+
+        Some(PacketReceipt {
+            header,
+            seq_no,
+            is_padding: false,
+            payload_size: body_len,
+        })
+    }
+
     fn padding_enabled(&self) -> bool {
         (self.ssrc.is_probe() || self.rtx.is_some()) && self.pt_for_padding.is_some()
     }
