@@ -33,6 +33,10 @@ where
     pub fn push(&mut self, t: Instant, v: T) {
         self.value += v;
         self.history.push_back((t, v));
+        // Zync patch: keep the history bounded even when nobody reads the
+        // sum (a stream that never resends never called purge_old, so its
+        // history grew by one entry per packet, forever).
+        self.purge_old(t);
     }
 
     /// Returns the sum of all values in the history up to max_time. Might
