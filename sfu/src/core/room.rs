@@ -533,7 +533,7 @@ impl Room {
             return;
         };
         let newly = participant.take_newly_offered();
-        let mut video_mids = Vec::new();
+        let mut resend_caches = Vec::new();
         for (key, mid) in newly {
             let Some(publisher) = self.participants.get(&key.publisher) else {
                 continue;
@@ -556,22 +556,25 @@ impl Room {
                 // A new viewer needs a keyframe to start decoding.
                 self.pending
                     .push_back((id, Leg::Subscribe, LegEvent::KeyframeRequest(mid)));
-                video_mids.push(mid);
+                resend_caches.push((mid, RTX_CACHE_PACKETS));
+            } else {
+                resend_caches.push((mid, 1));
             }
         }
         // str0m keeps 2000 packets / 3 s per outgoing stream for resends by
         // default; in a big room that is most of the memory. A second covers
-        // any NACK that can still help a live stream.
+        // any NACK that can still help a live stream; audio is never resent.
+        // No RTX ratio cap: it costs a per-packet byte history per stream.
         if let Some(subscriber) = self.participants.get_mut(&id)
-            && !video_mids.is_empty()
+            && !resend_caches.is_empty()
         {
             if !subscriber.subscribe.undrained {
                 self.undrained.push(id);
             }
             let resized = subscriber.subscribe.write(|rtc| {
-                for mid in video_mids {
+                for (mid, packets) in resend_caches {
                     if let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None) {
-                        stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, None);
+                        stream.set_rtx_cache(packets, RTX_CACHE_AGE, None);
                     }
                 }
             });

@@ -1322,9 +1322,8 @@ impl Session {
         let twcc_seq = self.twcc;
         let twcc = twcc_enabled.then_some(&mut self.twcc);
         let buf = &mut self.poll_packet_buf;
-        let receipt = stream.send_now(now, rtp, exts, twcc, &self.codec_config, buf)?;
-        let len = receipt.header.header_len + receipt.payload_size;
-        srtp_tx.protect_rtp_into(&buf[..len], &receipt.header, *receipt.seq_no, out);
+        let params = &self.codec_config;
+        let receipt = stream.send_now(now, rtp, exts, twcc, params, buf, srtp_tx, out)?;
         if twcc_enabled {
             self.twcc_tx_register
                 .register_seq(TwccPacketId::new(twcc_seq), now, receipt.payload_size);

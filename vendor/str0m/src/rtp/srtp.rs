@@ -345,36 +345,42 @@ impl SrtpContext {
         }
     }
 
-    /// Zync patch: like [`Self::protect_rtp`], but appends the protected
-    /// packet to `out` instead of allocating one per packet.
-    pub fn protect_rtp_into(
+    /// Zync patch: like [`Self::protect_rtp`] for a packet given as its
+    /// header bytes (`header.header_len` long) and payload, appended to
+    /// `out`: AES-GCM encrypts the payload straight from where it is, with
+    /// no joined plaintext copy and no allocation per packet.
+    pub fn protect_rtp_parts_into(
         &mut self,
-        buf: &[u8],
+        head: &[u8],
+        payload: &[u8],
         header: &RtpHeader,
         srtp_index: u64,
         out: &mut Vec<u8>,
     ) {
-        let hlen = header.header_len;
         let start = out.len();
+        let body = start + head.len();
         match &mut self.rtp {
             Derived::AeadAes128Gcm { salt, enc, .. } => {
                 let roc = (srtp_index >> 16) as u32;
                 let iv = AeadAes128Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
-                out.extend_from_slice(&buf[..hlen]);
-                out.resize(start + buf.len() + AeadAes128Gcm::TAG_LEN, 0);
-                enc.encrypt(&iv, &buf[..hlen], &buf[hlen..], &mut out[start + hlen..])
+                out.extend_from_slice(head);
+                out.resize(body + payload.len() + AeadAes128Gcm::TAG_LEN, 0);
+                enc.encrypt(&iv, head, payload, &mut out[body..])
                     .expect("rtp encrypt");
             }
             Derived::AeadAes256Gcm { salt, enc, .. } => {
                 let roc = (srtp_index >> 16) as u32;
                 let iv = AeadAes256Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
-                out.extend_from_slice(&buf[..hlen]);
-                out.resize(start + buf.len() + AeadAes256Gcm::TAG_LEN, 0);
-                enc.encrypt(&iv, &buf[..hlen], &buf[hlen..], &mut out[start + hlen..])
+                out.extend_from_slice(head);
+                out.resize(body + payload.len() + AeadAes256Gcm::TAG_LEN, 0);
+                enc.encrypt(&iv, head, payload, &mut out[body..])
                     .expect("rtp encrypt");
             }
             _ => {
-                let protected = self.protect_rtp(buf, header, srtp_index);
+                let mut joined = Vec::with_capacity(head.len() + payload.len());
+                joined.extend_from_slice(head);
+                joined.extend_from_slice(payload);
+                let protected = self.protect_rtp(&joined, header, srtp_index);
                 out.extend_from_slice(&protected);
             }
         }

@@ -22,6 +22,7 @@ use crate::rtp_::{MediaTime, Mid, NackEntry, ReportList, Rtcp, RtpHeader};
 use crate::rtp_::{Pt, Rid, RtcpFb, SenderInfo, SenderReport, Ssrc};
 use crate::rtp_::{SRTP_BLOCK_SIZE, SeqNo};
 use crate::session::PacketReceipt;
+use crate::rtp_::SrtpContext;
 use crate::stats::StatsSnapshot;
 use crate::util::value_history::ValueHistory;
 use crate::util::{InstantExt, already_happened, not_happening};
@@ -560,6 +561,7 @@ impl StreamTx {
     /// extensions, stats, SR bookkeeping and the RTX cache are kept exactly
     /// as for a queued packet, so NACKs and sender reports still work.
     /// RED and VP8 patching are not supported on this path.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn send_now(
         &mut self,
         now: Instant,
@@ -568,6 +570,8 @@ impl StreamTx {
         twcc: Option<&mut u64>,
         params: &[PayloadParams],
         buf: &mut Vec<u8>,
+        srtp: &mut SrtpContext,
+        out: &mut Vec<u8>,
     ) -> Option<PacketReceipt> {
         let RtpWrite {
             pt,
@@ -620,8 +624,8 @@ impl StreamTx {
             *twcc += 1;
         }
 
-        // The buffer stays at full size between packets (no memset per
-        // packet); the caller protects `buf[..header_len + payload_size]`.
+        // Only the header goes through `buf` (kept at full size, so no
+        // memset per packet); the payload is encrypted from where it is.
         if buf.len() < DATAGRAM_MAX_PACKET_SIZE {
             buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
         }
@@ -629,7 +633,7 @@ impl StreamTx {
         assert!(header_len % 4 == 0, "RTP header must be multiple of 4");
         header.header_len = header_len;
         let body_len = payload.len();
-        buf[header_len..header_len + body_len].copy_from_slice(&payload);
+        srtp.protect_rtp_parts_into(&buf[..header_len], &payload, &header, *seq_no, out);
 
         self.stats.update_packet_counts(body_len as u64, false);
         if let Some(h) = &mut self.stats.bytes_transmitted {
