@@ -55,6 +55,14 @@ pub enum LegEvent {
     Connected,
     /// The browser sent this many more NACKs (from str0m's egress stats).
     Nacks(u64),
+    /// The browser asks for these packets (its sequence numbers) again on
+    /// our outgoing m-line `mid`.
+    Resend {
+        /// The m-line.
+        mid: Mid,
+        /// Extended sequence numbers of the outgoing stream.
+        seqs: Vec<u64>,
+    },
 }
 
 /// Why a leg gave up.
@@ -220,6 +228,22 @@ impl LegRtc {
         })
     }
 
+    /// Resends a packet the browser NACKed on the RTX stream of `ssrc`
+    /// (`write` carries its original sequence number), straight into the
+    /// outbox. `Ok(false)` when it cannot (not connected, no RTX).
+    pub fn resend_now(
+        &mut self,
+        now: Instant,
+        ssrc: Ssrc,
+        write: RtpWrite,
+        transmits: &mut Outbox,
+    ) -> Result<bool, LegError> {
+        let rtc = &mut self.rtc;
+        guarded(|| {
+            transmits.push_with(|buf| rtc.direct_api().resend_rtp_now(ssrc, write, now, buf))
+        })
+    }
+
     /// The SSRC str0m sends `mid` with, once the m-line is negotiated.
     pub fn send_stream_of(&mut self, mid: Mid) -> Option<Ssrc> {
         self.rtc
@@ -280,6 +304,10 @@ impl LegRtc {
         match event {
             Event::RtpPacket(packet) => events.push(LegEvent::Rtp(packet)),
             Event::KeyframeRequest(request) => events.push(LegEvent::KeyframeRequest(request.mid)),
+            Event::ResendRequest(request) => events.push(LegEvent::Resend {
+                mid: request.mid,
+                seqs: request.seq_nos.iter().map(|s| **s).collect(),
+            }),
             Event::MediaAdded(added) => events.push(LegEvent::MediaAdded {
                 mid: added.mid,
                 kind: match added.kind {

@@ -3,6 +3,7 @@
 //! send, events for signaling, the next timeout). No sockets, threads or
 //! clock: tests drive it with simulated time and a simulated network.
 
+mod history;
 mod leg;
 mod outbox;
 mod participant;
@@ -39,8 +40,12 @@ pub struct CoreStats {
     pub keyframe_requests: u64,
     /// Keyframe requests suppressed by the per-track throttle.
     pub keyframe_requests_throttled: u64,
-    /// NACKs received from subscribers (answered from str0m's send buffer).
+    /// NACKs received from subscribers.
     pub nacks: u64,
+    /// Packets resent to subscribers that NACKed them.
+    pub resends: u64,
+    /// NACKed packets that could not be resent (no longer in the history).
+    pub resends_missed: u64,
 }
 
 /// Where room operations put their results.

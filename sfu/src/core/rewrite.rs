@@ -21,6 +21,9 @@ pub struct Rewriter {
     highest_out: Option<u64>,
     /// Timestamp of the highest packet sent so far.
     last_out_ts: u32,
+    /// First output sequence number of the current anchoring: older ones
+    /// were mapped with other offsets and cannot be mapped back.
+    anchored_at: u64,
 }
 
 impl Rewriter {
@@ -33,6 +36,7 @@ impl Rewriter {
             start_seq: u64::from(start_seq),
             highest_out: None,
             last_out_ts: 0,
+            anchored_at: u64::from(start_seq),
         }
     }
 
@@ -59,6 +63,24 @@ impl Rewriter {
         self.seq_delta = Some(next as i64 - in_seq as i64);
         let target = self.last_out_ts.wrapping_add(ts_advance);
         self.ts_delta = target.wrapping_sub(in_ts);
+        self.anchored_at = next;
+    }
+
+    /// The input sequence number an output one was mapped from (to answer
+    /// a NACK from the source's history), or `None` if it was never sent
+    /// under the current anchoring.
+    pub fn unmap(&self, out_seq: u64) -> Option<u64> {
+        let delta = self.seq_delta?;
+        if out_seq < self.anchored_at || self.highest_out.is_none_or(|h| out_seq > h) {
+            return None;
+        }
+        u64::try_from(out_seq as i64 - delta).ok()
+    }
+
+    /// The output timestamp for an input timestamp, as [`Rewriter::map`]
+    /// gives it (without recording anything).
+    pub fn map_ts(&self, in_ts: u32) -> u32 {
+        in_ts.wrapping_add(self.ts_delta)
     }
 }
 
@@ -85,6 +107,22 @@ mod tests {
         r.rebase(9_000, 1_000_000, 3_000);
         assert_eq!(r.map(9_000, 1_000_000), Some((12, 96_000)));
         assert_eq!(r.map(9_001, 1_003_000), Some((13, 99_000)));
+    }
+
+    #[test]
+    fn unmaps_only_what_the_current_anchoring_sent() {
+        let mut r = Rewriter::new(100);
+        assert_eq!(r.unmap(100), None, "nothing sent yet");
+        r.map(5_000, 10);
+        r.map(5_001, 20);
+        assert_eq!(r.unmap(101), Some(5_001));
+        assert_eq!(r.unmap(102), None, "not sent yet");
+        assert_eq!(r.unmap(99), None);
+        r.rebase(9_000, 500, 10);
+        r.map(9_000, 500);
+        assert_eq!(r.unmap(102), Some(9_000));
+        assert_eq!(r.unmap(101), None, "sent under the old anchoring");
+        assert_eq!(r.map_ts(500), 30);
     }
 
     #[test]

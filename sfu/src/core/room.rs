@@ -7,6 +7,7 @@
 //! connection that is in the middle of being drained.
 
 use super::leg::{LegError, LegEvent};
+use super::history::PacketHistory;
 use super::participant::Participant;
 use super::rewrite::Rewriter;
 use super::{CoreConfig, Outputs};
@@ -19,9 +20,10 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 
-/// Resend buffer per outgoing video stream: packets and age.
-const RTX_CACHE_PACKETS: usize = 128;
-const RTX_CACHE_AGE: Duration = Duration::from_millis(1000);
+/// str0m's own resend cache per outgoing stream: unused (NACKs are answered
+/// from the track's [`PacketHistory`]), so as small as it goes.
+const RTX_CACHE_PACKETS: usize = 1;
+const RTX_CACHE_AGE: Duration = Duration::from_millis(100);
 
 /// Identifies a published track: its publisher and the publisher's mid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,6 +55,8 @@ struct Track {
     last_keyframe_request: Option<Instant>,
     /// A request arrived inside the throttle window; send one when it ends.
     keyframe_owed: bool,
+    /// Recent video packets, for subscribers' NACKs (empty for audio).
+    history: PacketHistory,
 }
 
 /// A room and everything in it.
@@ -414,6 +418,9 @@ impl Room {
                     }
                 }
                 (_, LegEvent::Nacks(count)) => out.stats.nacks += count,
+                (Leg::Subscribe, LegEvent::Resend { mid, seqs }) => {
+                    self.resend(now, id, mid, &seqs, out);
+                }
                 (leg, LegEvent::Connected) => {
                     tracing::info!(room = %self.name, participant = %id, leg = leg.as_str(), "media: connected");
                     if leg == Leg::Subscribe {
@@ -455,6 +462,7 @@ impl Room {
                     subscriptions: Vec::new(),
                     last_keyframe_request: None,
                     keyframe_owed: false,
+                    history: PacketHistory::default(),
                 };
                 self.tracks.insert(key, track);
                 self.renegotiate_others(id, out);
@@ -556,15 +564,13 @@ impl Room {
                 // A new viewer needs a keyframe to start decoding.
                 self.pending
                     .push_back((id, Leg::Subscribe, LegEvent::KeyframeRequest(mid)));
-                resend_caches.push((mid, RTX_CACHE_PACKETS));
-            } else {
-                resend_caches.push((mid, 1));
             }
+            resend_caches.push((mid, track.kind == Kind::Video));
         }
-        // str0m keeps 2000 packets / 3 s per outgoing stream for resends by
-        // default; in a big room that is most of the memory. A second covers
-        // any NACK that can still help a live stream; audio is never resent.
-        // No RTX ratio cap: it costs a per-packet byte history per stream.
+        // Video NACKs come to the room (answered from the track's history,
+        // one for all subscribers); str0m's per-stream resend cache (2000
+        // packets / 3 s by default) and its RTX ratio cap (a per-packet byte
+        // history) would only cost memory.
         if let Some(subscriber) = self.participants.get_mut(&id)
             && !resend_caches.is_empty()
         {
@@ -572,9 +578,10 @@ impl Room {
                 self.undrained.push(id);
             }
             let resized = subscriber.subscribe.write(|rtc| {
-                for (mid, packets) in resend_caches {
+                for (mid, resends) in resend_caches {
                     if let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None) {
-                        stream.set_rtx_cache(packets, RTX_CACHE_AGE, None);
+                        stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, None);
+                        stream.set_external_resends(resends);
                     }
                 }
             });
@@ -659,13 +666,23 @@ impl Room {
         let Some(track) = self.tracks.get_mut(&TrackKey { publisher: id, mid }) else {
             return;
         };
-        let nackable = track.kind == Kind::Video;
         let exts = ExtensionValues {
             audio_level: packet.header.ext_vals.audio_level,
             voice_activity: packet.header.ext_vals.voice_activity,
             video_orientation: packet.header.ext_vals.video_orientation,
             ..Default::default()
         };
+        if track.kind == Kind::Video {
+            track.history.push(
+                *packet.seq_no,
+                packet.header.payload_type,
+                packet.header.timestamp,
+                packet.header.marker,
+                packet.timestamp,
+                packet.payload.clone(),
+                &exts,
+            );
+        }
         for sub in &mut track.subscriptions {
             let Some(subscriber) = self.participants.get_mut(&sub.subscriber) else {
                 continue;
@@ -696,8 +713,7 @@ impl Room {
                 packet.payload.clone(),
             )
             .marker(packet.header.marker)
-            .ext_vals(exts.clone())
-            .nackable(nackable);
+            .ext_vals(exts.clone());
             match subscriber.subscribe.send_now(now, ssrc, write, out.transmits) {
                 Ok(true) => {
                     out.stats.rtp_out += 1;
@@ -705,6 +721,51 @@ impl Room {
                 }
                 Ok(false) => {}
                 Err(e) => self.failed.push((sub.subscriber, e.to_string())),
+            }
+        }
+    }
+
+    /// Answers a subscriber's NACK on its m-line `mid` from the track's
+    /// history, through its RTX stream.
+    fn resend(&mut self, now: Instant, id: ParticipantId, mid: Mid, seqs: &[u64], out: &mut Outputs) {
+        let Some(key) = self.participants.get(&id).and_then(|p| p.track_on_mid(mid)) else {
+            return;
+        };
+        let (Some(track), Some(subscriber)) =
+            (self.tracks.get(&key), self.participants.get_mut(&id))
+        else {
+            return;
+        };
+        let Some(sub) = track.subscriptions.iter().find(|s| s.subscriber == id) else {
+            return;
+        };
+        let Some(ssrc) = sub.ssrc else {
+            return;
+        };
+        for &seq in seqs {
+            let Some(packet) = sub.rewriter.unmap(seq).and_then(|s| track.history.get(s)) else {
+                out.stats.resends_missed += 1;
+                continue;
+            };
+            let Some(&(_, pt)) = sub.pt_map.iter().find(|(from, _)| *from == packet.pt) else {
+                continue;
+            };
+            let write = RtpWrite::new(
+                pt,
+                seq.into(),
+                sub.rewriter.map_ts(packet.time),
+                packet.arrived,
+                packet.payload.clone(),
+            )
+            .marker(packet.marker)
+            .ext_vals(packet.ext_vals());
+            match subscriber.subscribe.resend_now(now, ssrc, write, out.transmits) {
+                Ok(true) => out.stats.resends += 1,
+                Ok(false) => out.stats.resends_missed += 1,
+                Err(e) => {
+                    self.failed.push((id, e.to_string()));
+                    return;
+                }
             }
         }
     }

@@ -218,6 +218,16 @@ impl Worker {
             previous.keyframe_requests_throttled,
         );
         counter("zync_sfu_nacks_total", now.nacks, previous.nacks);
+        counter(
+            "zync_sfu_rtp_resent_total",
+            now.resends,
+            previous.resends,
+        );
+        counter(
+            "zync_sfu_resends_missed_total",
+            now.resends_missed,
+            previous.resends_missed,
+        );
         metrics::gauge!("zync_sfu_rooms", &labels).set(self.core.room_count() as f64);
         metrics::gauge!("zync_sfu_participants", &labels).set(self.core.participant_count() as f64);
         metrics::gauge!("zync_sfu_published_tracks", &labels).set(self.core.track_count() as f64);

@@ -1038,6 +1038,9 @@ pub enum Event {
     /// The request is either PLI (Picture Loss Indication) or FIR (Full Intra Request).
     KeyframeRequest(KeyframeRequest),
 
+    /// Zync patch: a NACK on a send stream with external resends.
+    ResendRequest(media::ResendRequest),
+
     /// Whether an incoming encoded stream is paused.
     ///
     /// This means the stream has not received any data for some time (default 1.5 seconds).
@@ -1602,7 +1605,8 @@ impl Rtc {
                 | Event::PeerStats(_)
                 | Event::ChannelBufferedAmountLow(_)
                 | Event::EgressBitrateEstimate(_)
-                | Event::KeyframeRequest(_) => {
+                | Event::KeyframeRequest(_)
+                | Event::ResendRequest(_) => {
                     trace!("{:?}", e)
                 }
                 _ => debug!("{:?}", e),

@@ -1068,6 +1068,10 @@ impl Session {
             return Some(Event::KeyframeRequest(req));
         }
 
+        if let Some(req) = self.streams.poll_resend_request() {
+            return Some(Event::ResendRequest(req));
+        }
+
         if let Some(report) = self.streams.poll_sender_feedback() {
             return Some(Event::SenderFeedback(report));
         }
@@ -1310,6 +1314,43 @@ impl Session {
         rtp: crate::rtp::RtpWrite,
         out: &mut Vec<u8>,
     ) -> Option<()> {
+        self.send_with(now, ssrc, out, |stream, exts, twcc, params, buf, srtp, out| {
+            stream.send_now(now, rtp, exts, twcc, params, buf, srtp, out)
+        })
+    }
+
+    /// Zync patch: resends `rtp` on the RTX stream of `ssrc` right away
+    /// (see `StreamTx::resend_now`), appended to `out`.
+    pub fn resend_rtp_now(
+        &mut self,
+        now: Instant,
+        ssrc: Ssrc,
+        rtp: crate::rtp::RtpWrite,
+        out: &mut Vec<u8>,
+    ) -> Option<()> {
+        self.send_with(now, ssrc, out, |stream, exts, twcc, params, buf, srtp, out| {
+            stream.resend_now(now, rtp, exts, twcc, params, buf, srtp, out)
+        })
+    }
+
+    /// The session-level half of the immediate sends: stream and extension
+    /// lookup, TWCC, BWE and byte accounting around `write`.
+    #[allow(clippy::type_complexity)]
+    fn send_with(
+        &mut self,
+        now: Instant,
+        ssrc: Ssrc,
+        out: &mut Vec<u8>,
+        write: impl FnOnce(
+            &mut crate::streams::StreamTx,
+            &ExtensionMap,
+            Option<&mut u64>,
+            &[PayloadParams],
+            &mut Vec<u8>,
+            &mut SrtpContext,
+            &mut Vec<u8>,
+        ) -> Option<PacketReceipt>,
+    ) -> Option<()> {
         if self.rtp_closing {
             return None;
         }
@@ -1323,7 +1364,7 @@ impl Session {
         let twcc = twcc_enabled.then_some(&mut self.twcc);
         let buf = &mut self.poll_packet_buf;
         let params = &self.codec_config;
-        let receipt = stream.send_now(now, rtp, exts, twcc, params, buf, srtp_tx, out)?;
+        let receipt = write(stream, exts, twcc, params, buf, srtp_tx, out)?;
         if twcc_enabled {
             self.twcc_tx_register
                 .register_seq(TwccPacketId::new(twcc_seq), now, receipt.payload_size);

@@ -388,6 +388,26 @@ impl<'a> DirectApi<'a> {
         Some(addrs)
     }
 
+    /// Zync patch: resends `rtp` (the packet as first sent on `ssrc`,
+    /// with its original sequence number) on the stream's RTX SSRC,
+    /// encrypted and appended to `out`, like [`DirectApi::send_rtp_now`].
+    /// The answer to an [`Event::ResendRequest`][crate::Event::ResendRequest].
+    /// `None` (and nothing appended) when not ready, or without RTX.
+    pub fn resend_rtp_now(
+        &mut self,
+        ssrc: Ssrc,
+        rtp: crate::rtp::RtpWrite,
+        now: std::time::Instant,
+        out: &mut Vec<u8>,
+    ) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+        let send = self.rtc.send_addr.as_ref()?;
+        let addrs = (send.source, send.destination);
+        let start = out.len();
+        self.rtc.session.resend_rtp_now(now, ssrc, rtp, out)?;
+        self.rtc.peer_bytes_tx += (out.len() - start) as u64;
+        Some(addrs)
+    }
+
     /// Obtain a send stream by looking it up via mid/rid.
     pub fn stream_tx_by_mid(&mut self, mid: Mid, rid: Option<Rid>) -> Option<&mut StreamTx> {
         let midrid = MidRid(mid, rid);

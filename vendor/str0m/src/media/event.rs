@@ -317,6 +317,23 @@ pub struct KeyframeRequest {
     pub kind: KeyframeRequestKind,
 }
 
+/// Zync patch: sequence numbers the remote peer asked to be resent (a
+/// NACK) on a send stream whose resends the application makes itself
+/// (see [`StreamTx::set_external_resends`][crate::rtp::StreamTx::set_external_resends]).
+///
+/// This is obtained via the [`Event::ResendRequest`][crate::Event::ResendRequest].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResendRequest {
+    /// The media identifier of the send stream.
+    pub mid: Mid,
+
+    /// The send stream's (main) SSRC.
+    pub ssrc: crate::rtp::Ssrc,
+
+    /// The sequence numbers, extended from the stream's last sent one.
+    pub seq_nos: Vec<crate::rtp::SeqNo>,
+}
+
 /// Type of keyframe request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyframeRequestKind {

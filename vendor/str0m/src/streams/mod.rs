@@ -503,6 +503,18 @@ impl Streams {
         })
     }
 
+    /// Zync patch: NACKs on streams with external resends.
+    pub(crate) fn poll_resend_request(&mut self) -> Option<crate::media::ResendRequest> {
+        self.streams_tx.values_mut().find_map(|s| {
+            let seq_nos = s.poll_resend_request()?;
+            Some(crate::media::ResendRequest {
+                mid: s.mid(),
+                ssrc: s.ssrc(),
+                seq_nos,
+            })
+        })
+    }
+
     pub(crate) fn poll_sender_feedback(&mut self) -> Option<SenderFeedback> {
         self.streams_rx.values_mut().find_map(|s| {
             let (sender_info, at) = s.poll_sender_info()?;

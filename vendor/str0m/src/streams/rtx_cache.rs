@@ -24,7 +24,8 @@ pub(crate) struct RtxCache {
 impl RtxCache {
     pub fn new(max_packet_count: usize, max_packet_age: Duration) -> Self {
         Self {
-            packet_by_seq_no: EvictingBuffer::new(10, max_packet_age, max_packet_count),
+            // Zync patch: never preallocate more than the cache may hold.
+            packet_by_seq_no: EvictingBuffer::new(10.min(max_packet_count), max_packet_age, max_packet_count),
             seq_no_by_quantized_size: [SeqNo::MAX; RTX_CACHE_QUANTIZE_SLOTS],
         }
     }

@@ -109,6 +109,13 @@ pub struct StreamTx {
     /// If we are using RTX, this is the seq no counter.
     seq_no_rtx: SeqNo,
 
+    /// Zync patch: NACKs are handed to the application, not answered
+    /// from the RTX cache (see `set_external_resends`).
+    external_resends: bool,
+
+    /// Zync patch: NACKed sequence numbers waiting to be polled.
+    resend_requests: Vec<SeqNo>,
+
     /// The last seq_no that we sent, either by increasing seq_no ourselves (media API), or by
     /// direct RTP mode writing.
     last_sent_seq_no: SeqNo,
@@ -371,6 +378,8 @@ impl StreamTx {
             clock_rate: None,
             seq_no: SeqNo::default(),
             seq_no_rtx: SeqNo::default(),
+            external_resends: false,
+            resend_requests: Vec::new(),
             last_sent_seq_no: SeqNo::default(),
             last_used: already_happened(),
             rtp_and_wallclock: None,
@@ -476,6 +485,107 @@ impl StreamTx {
             self.stats.bytes_retransmitted = None;
         }
         self.rtx_ratio_cap = rtx_ratio_cap;
+    }
+
+    /// Zync patch: let the application answer NACKs on this stream.
+    ///
+    /// With this on, incoming NACKs become [`Event::ResendRequest`][crate::Event::ResendRequest]s
+    /// instead of resends from this stream's RTX cache, and the application
+    /// resends with [`DirectApi::resend_rtp_now`][crate::change::DirectApi::resend_rtp_now].
+    /// An SFU keeps one packet history per incoming track instead of one
+    /// cache per outgoing stream (per subscriber).
+    pub fn set_external_resends(&mut self, on: bool) {
+        self.external_resends = on;
+    }
+
+    pub(crate) fn poll_resend_request(&mut self) -> Option<Vec<SeqNo>> {
+        if self.resend_requests.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(&mut self.resend_requests))
+    }
+
+    /// Zync patch: sends `rtp` (as first sent, with its original sequence
+    /// number) again on the RTX stream, protected into `out`, like the
+    /// resend half of [`Self::poll_packet`]. `None` without an RTX SSRC or
+    /// payload type.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn resend_now(
+        &mut self,
+        now: Instant,
+        rtp: RtpWrite,
+        exts: &ExtensionMap,
+        twcc: Option<&mut u64>,
+        params: &[PayloadParams],
+        buf: &mut Vec<u8>,
+        srtp: &mut SrtpContext,
+        out: &mut Vec<u8>,
+    ) -> Option<PacketReceipt> {
+        let RtpWrite {
+            pt,
+            seq_no: original,
+            time,
+            marker,
+            ext_vals,
+            payload,
+            csrc_count,
+            csrc,
+            ..
+        } = rtp;
+        let rtx_ssrc = self.rtx?;
+        let rtx_pt = params.iter().find(|p| p.pt() == pt)?.resend()?;
+        let seq_no = self.seq_no_rtx.inc();
+        let mut header = RtpHeader {
+            csrc_count,
+            sequence_number: *seq_no as u16,
+            marker,
+            payload_type: rtx_pt,
+            timestamp: time,
+            ssrc: rtx_ssrc,
+            csrc,
+            ext_vals,
+            ..Default::default()
+        };
+        header.ext_vals.rid = None;
+        header.ext_vals.rid_repair = self.midrid.rid();
+        if !self.remote_acked_rtx_ssrc {
+            header.ext_vals.mid = Some(self.midrid.mid());
+        }
+        if exts.id_of(Extension::AbsoluteSendTime).is_some() {
+            header.ext_vals.abs_send_time = Some(now);
+        }
+        if let Some(twcc) = twcc {
+            header.ext_vals.transport_cc = Some(*twcc as u16);
+            *twcc += 1;
+        }
+
+        if buf.len() < DATAGRAM_MAX_PACKET_SIZE {
+            buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+        }
+        let header_len = header.write_to(buf, exts);
+        header.header_len = header_len;
+        let osn_len = RtpHeader::write_original_sequence_number(&mut buf[header_len..], original);
+        let body_len = osn_len + payload.len();
+        if header_len + body_len > buf.len() {
+            return None;
+        }
+        buf[header_len + osn_len..header_len + body_len].copy_from_slice(&payload);
+        let (head, body) = buf[..header_len + body_len].split_at(header_len);
+        srtp.protect_rtp_parts_into(head, body, &header, *seq_no, out);
+
+        let len = payload.len() as u64;
+        self.stats.update_packet_counts(len, true);
+        if let Some(h) = &mut self.stats.bytes_retransmitted {
+            h.push(now, len);
+        }
+        self.last_used = now;
+
+        Some(PacketReceipt {
+            header,
+            seq_no,
+            is_padding: false,
+            payload_size: body_len,
+        })
     }
 
     /// Set whether this stream is unpaced or not.
@@ -1166,6 +1276,12 @@ impl StreamTx {
         entries: impl Iterator<Item = NackEntry>,
         now: Instant,
     ) -> Option<()> {
+        if self.external_resends {
+            let last = self.last_sent_seq_no;
+            self.resend_requests
+                .extend(entries.flat_map(|n| n.into_iter(last)));
+            return Some(());
+        }
         // Turning NackEntry into SeqNo we need to know a SeqNo "close by" to lengthen the 16 bit
         // sequence number into the 64 bit we have in SeqNo.
         let seq_no = self.rtx_cache.last_cached_seq_no()?;

@@ -1,0 +1,164 @@
+//! The recent packets of one published track, kept once for all of its
+//! subscribers, so that a subscriber's NACK can be answered.
+//!
+//! str0m would otherwise keep a resend cache per outgoing stream: in a
+//! 25-person meeting that is 24 copies of every video packet's metadata per
+//! participant, most of the memory the SFU used. Here a subscriber's NACK
+//! is mapped back to the publisher's sequence number (its
+//! [`Rewriter`](super::Rewriter)) and the packet is resent from this one
+//! history through str0m's RTX stream of that subscriber.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use str0m::media::Pt;
+use str0m::rtp::{ExtensionValues, VideoOrientation};
+
+/// How long packets stay: a NACK answered later than this cannot help a
+/// live stream any more.
+pub const HISTORY_AGE: Duration = Duration::from_millis(1000);
+/// Most packets kept per track, whatever the bitrate (about 1 s of a
+/// 1.5 Mbit/s stream; a bound on memory for very high bitrates).
+pub const HISTORY_PACKETS: usize = 192;
+
+/// One packet as the publisher sent it.
+#[derive(Debug, Clone)]
+pub struct StoredPacket {
+    /// The publisher's extended sequence number.
+    pub seq: u64,
+    /// Payload type (the publisher's numbering).
+    pub pt: Pt,
+    /// The publisher's RTP timestamp.
+    pub time: u32,
+    /// RTP marker bit.
+    pub marker: bool,
+    /// When it arrived (also the wallclock it was forwarded with).
+    pub arrived: Instant,
+    /// The payload, shared with everything that forwarded it.
+    pub payload: Arc<[u8]>,
+    audio_level: Option<i8>,
+    voice_activity: Option<bool>,
+    video_orientation: Option<VideoOrientation>,
+}
+
+impl StoredPacket {
+    /// The header extension values the SFU forwards.
+    pub fn ext_vals(&self) -> ExtensionValues {
+        ExtensionValues {
+            audio_level: self.audio_level,
+            voice_activity: self.voice_activity,
+            video_orientation: self.video_orientation,
+            ..Default::default()
+        }
+    }
+}
+
+/// Recent packets of one track, in sequence order.
+#[derive(Debug, Default)]
+pub struct PacketHistory {
+    packets: VecDeque<StoredPacket>,
+}
+
+impl PacketHistory {
+    /// Records a packet and forgets what is too old.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        seq: u64,
+        pt: Pt,
+        time: u32,
+        marker: bool,
+        arrived: Instant,
+        payload: Arc<[u8]>,
+        exts: &ExtensionValues,
+    ) {
+        let packet = StoredPacket {
+            seq,
+            pt,
+            time,
+            marker,
+            arrived,
+            payload,
+            audio_level: exts.audio_level,
+            voice_activity: exts.voice_activity,
+            video_orientation: exts.video_orientation,
+        };
+        match self.packets.back() {
+            None => self.packets.push_back(packet),
+            Some(last) if last.seq < seq => self.packets.push_back(packet),
+            // Reordered on the way in: keep the order by sequence number.
+            Some(_) => match self.packets.binary_search_by_key(&seq, |p| p.seq) {
+                Ok(_) => return, // a duplicate
+                Err(at) => self.packets.insert(at, packet),
+            },
+        }
+        while self.packets.len() > HISTORY_PACKETS
+            || self
+                .packets
+                .front()
+                .is_some_and(|p| arrived.saturating_duration_since(p.arrived) > HISTORY_AGE)
+        {
+            self.packets.pop_front();
+        }
+    }
+
+    /// The packet with the publisher's sequence number `seq`, if still kept.
+    pub fn get(&self, seq: u64) -> Option<&StoredPacket> {
+        let at = self.packets.binary_search_by_key(&seq, |p| p.seq).ok()?;
+        self.packets.get(at)
+    }
+
+    /// Packets kept.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.packets.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push(h: &mut PacketHistory, seq: u64, at: Instant) {
+        h.push(
+            seq,
+            96.into(),
+            seq as u32 * 3000,
+            false,
+            at,
+            Arc::from(vec![seq as u8; 10]),
+            &ExtensionValues::default(),
+        );
+    }
+
+    #[test]
+    fn finds_recent_packets_in_and_out_of_order() {
+        let t0 = Instant::now();
+        let mut h = PacketHistory::default();
+        for seq in [10, 11, 13, 12, 12] {
+            push(&mut h, seq, t0);
+        }
+        assert_eq!(h.len(), 4, "the duplicate is not kept twice");
+        for seq in 10..=13 {
+            let p = h.get(seq).expect("kept");
+            assert_eq!(p.seq, seq);
+            assert_eq!(p.payload[0], seq as u8);
+        }
+        assert!(h.get(14).is_none());
+    }
+
+    #[test]
+    fn forgets_by_age_and_by_count() {
+        let t0 = Instant::now();
+        let mut h = PacketHistory::default();
+        push(&mut h, 1, t0);
+        push(&mut h, 2, t0 + HISTORY_AGE + Duration::from_millis(1));
+        assert!(h.get(1).is_none(), "older than the history age");
+        assert!(h.get(2).is_some());
+        for seq in 3..3 + HISTORY_PACKETS as u64 {
+            push(&mut h, seq, t0 + HISTORY_AGE);
+        }
+        assert_eq!(h.len(), HISTORY_PACKETS);
+        assert!(h.get(2).is_none(), "pushed out by newer packets");
+    }
+}
