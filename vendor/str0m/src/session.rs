@@ -1197,6 +1197,11 @@ impl Session {
 
     fn poll_feedback(&mut self) -> Option<net::DatagramSend> {
         if self.feedback_tx.is_empty() {
+            // Zync patch: a burst of sender reports (two entries per send
+            // stream, each ~1 KiB) must not keep its capacity for good.
+            if self.feedback_tx.capacity() > 16 {
+                self.feedback_tx.shrink_to(16);
+            }
             return None;
         }
 
@@ -1357,8 +1362,17 @@ impl Session {
         let srtp_tx = self.srtp_tx.as_mut()?;
         let stream = self.streams.stream_tx(&ssrc)?;
         let mid = stream.mid();
-        let media = self.medias.iter().find(|m| m.mid() == mid)?;
-        let exts = media.remote_extmap();
+        // The stream remembers where its media was: scanning every (large)
+        // Media per packet showed in profiles.
+        let index = match stream.media_index_hint() {
+            Some(i) if self.medias.get(i).is_some_and(|m| m.mid() == mid) => i,
+            _ => {
+                let i = self.medias.iter().position(|m| m.mid() == mid)?;
+                stream.set_media_index_hint(i);
+                i
+            }
+        };
+        let exts = self.medias[index].remote_extmap();
         let twcc_enabled = exts.id_of(Extension::TransportSequenceNumber).is_some();
         let twcc_seq = self.twcc;
         let twcc = twcc_enabled.then_some(&mut self.twcc);

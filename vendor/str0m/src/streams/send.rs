@@ -116,6 +116,9 @@ pub struct StreamTx {
     /// Zync patch: NACKed sequence numbers waiting to be polled.
     resend_requests: Vec<SeqNo>,
 
+    /// Zync patch: where this stream's Media was last found in the session.
+    media_index_hint: Option<usize>,
+
     /// The last seq_no that we sent, either by increasing seq_no ourselves (media API), or by
     /// direct RTP mode writing.
     last_sent_seq_no: SeqNo,
@@ -380,6 +383,7 @@ impl StreamTx {
             seq_no_rtx: SeqNo::default(),
             external_resends: false,
             resend_requests: Vec::new(),
+            media_index_hint: None,
             last_sent_seq_no: SeqNo::default(),
             last_used: already_happened(),
             rtp_and_wallclock: None,
@@ -496,6 +500,14 @@ impl StreamTx {
     /// cache per outgoing stream (per subscriber).
     pub fn set_external_resends(&mut self, on: bool) {
         self.external_resends = on;
+    }
+
+    pub(crate) fn media_index_hint(&self) -> Option<usize> {
+        self.media_index_hint
+    }
+
+    pub(crate) fn set_media_index_hint(&mut self, index: usize) {
+        self.media_index_hint = Some(index);
     }
 
     pub(crate) fn poll_resend_request(&mut self) -> Option<Vec<SeqNo>> {
