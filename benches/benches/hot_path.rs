@@ -190,6 +190,25 @@ fn protect(c: &mut Criterion) {
             black_box(bytes)
         });
     });
+    // The path the SFU forwards on: written, encrypted and appended to an
+    // outbox at once (the vendored str0m's `send_rtp_now`).
+    let ssrc = l
+        .direct_api()
+        .stream_tx_by_mid(mid, None)
+        .expect("stream")
+        .ssrc();
+    let mut outbox = Vec::with_capacity(64 * 1024);
+    group.bench_function("1100-byte video packet, send_rtp_now", |b| {
+        b.iter(|| {
+            seq += 1;
+            if outbox.len() > 60 * 1024 {
+                outbox.clear();
+            }
+            let write = RtpWrite::new(pt, SeqNo::from(seq), (seq * 3000) as u32, now, payload.clone());
+            let sent = l.direct_api().send_rtp_now(ssrc, write, now, &mut outbox);
+            black_box(sent.is_some())
+        });
+    });
     group.finish();
 }
 
