@@ -204,7 +204,13 @@ fn protect(c: &mut Criterion) {
             if outbox.len() > 60 * 1024 {
                 outbox.clear();
             }
-            let write = RtpWrite::new(pt, SeqNo::from(seq), (seq * 3000) as u32, now, payload.clone());
+            let write = RtpWrite::new(
+                pt,
+                SeqNo::from(seq),
+                (seq * 3000) as u32,
+                now,
+                payload.clone(),
+            );
             let sent = l.direct_api().send_rtp_now(ssrc, write, now, &mut outbox);
             black_box(sent.is_some())
         });

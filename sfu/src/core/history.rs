@@ -21,6 +21,36 @@ pub const HISTORY_AGE: Duration = Duration::from_millis(1000);
 /// 1.5 Mbit/s stream; a bound on memory for very high bitrates).
 pub const HISTORY_PACKETS: usize = 192;
 
+/// The header extension values the SFU forwards (a small copy of the
+/// publisher's; str0m's `ExtensionValues` is ~200 bytes).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardedExts {
+    audio_level: Option<i8>,
+    voice_activity: Option<bool>,
+    video_orientation: Option<VideoOrientation>,
+}
+
+impl ForwardedExts {
+    /// The values of `exts` that are forwarded.
+    pub fn from(exts: &ExtensionValues) -> Self {
+        Self {
+            audio_level: exts.audio_level,
+            voice_activity: exts.voice_activity,
+            video_orientation: exts.video_orientation,
+        }
+    }
+
+    /// As str0m's type, for a write.
+    pub fn to_ext_values(self) -> ExtensionValues {
+        ExtensionValues {
+            audio_level: self.audio_level,
+            voice_activity: self.voice_activity,
+            video_orientation: self.video_orientation,
+            ..Default::default()
+        }
+    }
+}
+
 /// One packet as the publisher sent it.
 #[derive(Debug, Clone)]
 pub struct StoredPacket {
@@ -36,21 +66,8 @@ pub struct StoredPacket {
     pub arrived: Instant,
     /// The payload, shared with everything that forwarded it.
     pub payload: Arc<[u8]>,
-    audio_level: Option<i8>,
-    voice_activity: Option<bool>,
-    video_orientation: Option<VideoOrientation>,
-}
-
-impl StoredPacket {
-    /// The header extension values the SFU forwards.
-    pub fn ext_vals(&self) -> ExtensionValues {
-        ExtensionValues {
-            audio_level: self.audio_level,
-            voice_activity: self.voice_activity,
-            video_orientation: self.video_orientation,
-            ..Default::default()
-        }
-    }
+    /// Its header extension values.
+    pub exts: ForwardedExts,
 }
 
 /// Recent packets of one track, in sequence order.
@@ -70,7 +87,7 @@ impl PacketHistory {
         marker: bool,
         arrived: Instant,
         payload: Arc<[u8]>,
-        exts: &ExtensionValues,
+        exts: ForwardedExts,
     ) {
         let packet = StoredPacket {
             seq,
@@ -79,9 +96,7 @@ impl PacketHistory {
             marker,
             arrived,
             payload,
-            audio_level: exts.audio_level,
-            voice_activity: exts.voice_activity,
-            video_orientation: exts.video_orientation,
+            exts,
         };
         match self.packets.back() {
             None => self.packets.push_back(packet),
@@ -127,7 +142,7 @@ mod tests {
             false,
             at,
             Arc::from(vec![seq as u8; 10]),
-            &ExtensionValues::default(),
+            ForwardedExts::default(),
         );
     }
 

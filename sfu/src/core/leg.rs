@@ -5,12 +5,12 @@
 //! failure (an error, or even a panic inside str0m) is caught here and turns
 //! into a [`LegError`] that removes that participant only.
 
+use super::outbox::Outbox;
 use crate::api::Kind;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
-use super::outbox::Outbox;
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
@@ -223,9 +223,7 @@ impl LegRtc {
         transmits: &mut Outbox,
     ) -> Result<bool, LegError> {
         let rtc = &mut self.rtc;
-        guarded(|| {
-            transmits.push_with(|buf| rtc.direct_api().send_rtp_now(ssrc, write, now, buf))
-        })
+        guarded(|| transmits.push_with(|buf| rtc.direct_api().send_rtp_now(ssrc, write, now, buf)))
     }
 
     /// Resends a packet the browser NACKed on the RTX stream of `ssrc`

@@ -164,21 +164,20 @@ impl Core {
         self.transmits.len()
     }
 
-    /// Drains every connection that had packets written since the last
-    /// flush. Forwarding queues a batch's packets per subscriber and
-    /// drains each subscriber once, which is most of the per-packet cost
-    /// saved; [`Core::transmits`] flushes, so callers rarely need this.
+    /// Sends what the rooms forwarded since the last flush (each
+    /// subscriber's packets together) and drains connections with pending
+    /// writes. [`Core::transmits`] flushes; the driver also flushes after
+    /// every batch of received datagrams.
     pub fn flush(&mut self) {
         // The core has no clock: the time of the latest input stands in.
         let now = self.now;
-        let dirty: Vec<String> = self
-            .rooms
-            .iter()
-            .filter(|(_, r)| r.has_undrained())
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in dirty {
-            self.in_room(&name, |room, config, out| room.flush(now, config, out));
+        for room in self.rooms.values_mut().filter(|r| r.has_undrained()) {
+            let mut out = Outputs {
+                transmits: &mut self.transmits,
+                events: &mut self.events,
+                stats: &mut self.stats,
+            };
+            room.flush(now, &self.config, &mut out);
         }
     }
 

@@ -2,13 +2,13 @@
 
 use super::CoreConfig;
 use super::leg::{LegError, LegEvent, LegRtc};
+use super::outbox::Outbox;
 use super::room::TrackKey;
 use crate::api::{Kind, Leg, ParticipantId, Source, TrackLabel};
 use rustc_hash::FxHashMap;
 use std::time::{Duration, Instant};
 use str0m::change::SdpPendingOffer;
 use str0m::media::{Direction, MediaKind, Mid};
-use super::outbox::Outbox;
 use str0m::rtp::Ssrc;
 
 /// An m-line of the subscribe connection that carries a track.

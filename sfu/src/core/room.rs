@@ -6,8 +6,8 @@
 //! `pending` and settled before the room returns, never by re-entering a
 //! connection that is in the middle of being drained.
 
+use super::history::{ForwardedExts, PacketHistory};
 use super::leg::{LegError, LegEvent};
-use super::history::PacketHistory;
 use super::participant::Participant;
 use super::rewrite::Rewriter;
 use super::{CoreConfig, Outputs};
@@ -15,10 +15,11 @@ use crate::api::{Event, Kind, Leg, OfferedTrack, ParticipantId, Source, TrackLab
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind, Mid, Pt};
-use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
+use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
 
 /// str0m's own resend cache per outgoing stream: unused (NACKs are answered
 /// from the track's [`PacketHistory`]), so as small as it goes.
@@ -44,6 +45,22 @@ struct Subscription {
     rewriter: Rewriter,
     /// Publisher payload type → subscriber payload type, by codec.
     pt_map: Vec<(Pt, Pt)>,
+}
+
+/// A packet forwarded to one subscriber, waiting for the end of the
+/// datagram batch: [`Room::flush`] sends each subscriber's packets one after
+/// another, while its connection's state is in the CPU cache, instead of
+/// touching every subscriber's state once per incoming packet.
+struct Queued {
+    subscriber: ParticipantId,
+    ssrc: Ssrc,
+    pt: Pt,
+    seq: u64,
+    time: u32,
+    marker: bool,
+    wallclock: Instant,
+    payload: Arc<[u8]>,
+    exts: ForwardedExts,
 }
 
 /// A track published in the room.
@@ -74,6 +91,8 @@ pub struct Room {
     removed: Vec<Participant>,
     /// Subscribers with packets written but not yet drained.
     undrained: Vec<ParticipantId>,
+    /// Forwarded packets not yet written (see [`Queued`]).
+    queued: Vec<Queued>,
 }
 
 impl Room {
@@ -88,6 +107,7 @@ impl Room {
             failed: Vec::new(),
             removed: Vec::new(),
             undrained: Vec::new(),
+            queued: Vec::new(),
         }
     }
 
@@ -196,7 +216,7 @@ impl Room {
         for event in events.drain(..) {
             match (leg, event) {
                 // Media goes straight out, the hot path.
-                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(now, id, packet, out),
+                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(id, packet, out),
                 (leg, event) => self.pending.push_back((id, leg, event)),
             }
         }
@@ -397,7 +417,7 @@ impl Room {
                 continue;
             }
             match (leg, event) {
-                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(now, id, packet, out),
+                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(id, packet, out),
                 (
                     Leg::Publish,
                     LegEvent::MediaAdded {
@@ -649,12 +669,9 @@ impl Room {
         self.scratch = events;
     }
 
-    /// Sends one incoming packet to every subscriber of its track.
-    ///
-    /// Each copy is written, encrypted and handed to the socket batch right
-    /// here ([`super::leg::LegRtc::send_now`]); the payload itself is shared, not copied,
-    /// between the subscribers' resend caches.
-    fn forward(&mut self, now: Instant, id: ParticipantId, packet: RtpPacket, out: &mut Outputs) {
+    /// Queues one incoming packet for every subscriber of its track
+    /// (renumbered for each); [`Room::flush`] writes them.
+    fn forward(&mut self, id: ParticipantId, packet: RtpPacket, out: &mut Outputs) {
         out.stats.rtp_in += 1;
         out.stats.rtp_bytes_in += packet.payload.len() as u64;
         let Some(publisher) = self.participants.get_mut(&id) else {
@@ -666,12 +683,7 @@ impl Room {
         let Some(track) = self.tracks.get_mut(&TrackKey { publisher: id, mid }) else {
             return;
         };
-        let exts = ExtensionValues {
-            audio_level: packet.header.ext_vals.audio_level,
-            voice_activity: packet.header.ext_vals.voice_activity,
-            video_orientation: packet.header.ext_vals.video_orientation,
-            ..Default::default()
-        };
+        let exts = ForwardedExts::from(&packet.header.ext_vals);
         if track.kind == Kind::Video {
             track.history.push(
                 *packet.seq_no,
@@ -680,13 +692,10 @@ impl Room {
                 packet.header.marker,
                 packet.timestamp,
                 packet.payload.clone(),
-                &exts,
+                exts,
             );
         }
         for sub in &mut track.subscriptions {
-            let Some(subscriber) = self.participants.get_mut(&sub.subscriber) else {
-                continue;
-            };
             let Some(&(_, pt)) = sub
                 .pt_map
                 .iter()
@@ -694,40 +703,93 @@ impl Room {
             else {
                 continue;
             };
-            let Some(ssrc) = sub
-                .ssrc
-                .or_else(|| subscriber.subscribe.send_stream_of(sub.mid))
-            else {
-                continue;
+            let ssrc = match sub.ssrc {
+                Some(ssrc) => ssrc,
+                None => {
+                    let Some(ssrc) = self
+                        .participants
+                        .get_mut(&sub.subscriber)
+                        .and_then(|s| s.subscribe.send_stream_of(sub.mid))
+                    else {
+                        continue;
+                    };
+                    sub.ssrc = Some(ssrc);
+                    ssrc
+                }
             };
-            sub.ssrc = Some(ssrc);
             let Some((seq, time)) = sub.rewriter.map(*packet.seq_no, packet.header.timestamp)
             else {
                 continue;
             };
-            let write = RtpWrite::new(
+            self.queued.push(Queued {
+                subscriber: sub.subscriber,
+                ssrc,
                 pt,
-                seq.into(),
+                seq,
                 time,
-                packet.timestamp,
-                packet.payload.clone(),
-            )
-            .marker(packet.header.marker)
-            .ext_vals(exts.clone());
-            match subscriber.subscribe.send_now(now, ssrc, write, out.transmits) {
-                Ok(true) => {
-                    out.stats.rtp_out += 1;
-                    out.stats.rtp_bytes_out += packet.payload.len() as u64;
+                marker: packet.header.marker,
+                wallclock: packet.timestamp,
+                payload: packet.payload.clone(),
+                exts,
+            });
+        }
+    }
+
+    /// Writes the queued packets, one subscriber at a time: each is
+    /// written, encrypted and handed to the outbox at once
+    /// ([`super::leg::LegRtc::send_now`]); the payload itself is shared,
+    /// not copied.
+    fn send_queued(&mut self, now: Instant, out: &mut Outputs) {
+        // Stable: each subscriber's packets keep their order.
+        self.queued.sort_by_key(|q| q.subscriber);
+        let mut queued = std::mem::take(&mut self.queued);
+        let mut rest = &queued[..];
+        while let Some(first) = rest.first() {
+            let id = first.subscriber;
+            let end = rest
+                .iter()
+                .position(|q| q.subscriber != id)
+                .unwrap_or(rest.len());
+            let (group, tail) = rest.split_at(end);
+            rest = tail;
+            let Some(subscriber) = self.participants.get_mut(&id) else {
+                continue;
+            };
+            for q in group {
+                let write =
+                    RtpWrite::new(q.pt, q.seq.into(), q.time, q.wallclock, q.payload.clone())
+                        .marker(q.marker)
+                        .ext_vals(q.exts.to_ext_values());
+                match subscriber
+                    .subscribe
+                    .send_now(now, q.ssrc, write, out.transmits)
+                {
+                    Ok(true) => {
+                        out.stats.rtp_out += 1;
+                        out.stats.rtp_bytes_out += q.payload.len() as u64;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.failed.push((id, e.to_string()));
+                        break;
+                    }
                 }
-                Ok(false) => {}
-                Err(e) => self.failed.push((sub.subscriber, e.to_string())),
             }
         }
+        queued.clear();
+        self.queued = queued;
     }
 
     /// Answers a subscriber's NACK on its m-line `mid` from the track's
     /// history, through its RTX stream.
-    fn resend(&mut self, now: Instant, id: ParticipantId, mid: Mid, seqs: &[u64], out: &mut Outputs) {
+    fn resend(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        mid: Mid,
+        seqs: &[u64],
+        out: &mut Outputs,
+    ) {
         let Some(key) = self.participants.get(&id).and_then(|p| p.track_on_mid(mid)) else {
             return;
         };
@@ -758,8 +820,11 @@ impl Room {
                 packet.payload.clone(),
             )
             .marker(packet.marker)
-            .ext_vals(packet.ext_vals());
-            match subscriber.subscribe.resend_now(now, ssrc, write, out.transmits) {
+            .ext_vals(packet.exts.to_ext_values());
+            match subscriber
+                .subscribe
+                .resend_now(now, ssrc, write, out.transmits)
+            {
                 Ok(true) => out.stats.resends += 1,
                 Ok(false) => out.stats.resends_missed += 1,
                 Err(e) => {
@@ -770,14 +835,16 @@ impl Room {
         }
     }
 
-    /// Whether packets wait in some subscriber's connection.
+    /// Whether forwarded packets wait, or some subscriber's connection has
+    /// undrained writes.
     pub fn has_undrained(&self) -> bool {
-        !self.undrained.is_empty()
+        !self.queued.is_empty() || !self.undrained.is_empty()
     }
 
-    /// Drains every subscriber connection that was written to since the
-    /// last flush, turning queued packets into datagrams.
+    /// Sends the forwarded packets and drains every subscriber connection
+    /// that was written to since the last flush.
     pub fn flush(&mut self, now: Instant, config: &CoreConfig, out: &mut Outputs) {
+        self.send_queued(now, out);
         let mut events = std::mem::take(&mut self.scratch);
         while let Some(id) = self.undrained.pop() {
             let Some(participant) = self.participants.get_mut(&id) else {

@@ -111,11 +111,13 @@ impl Worker {
                     core.handle_datagram(now, source, data)
                 }) {
                     Ok(0) => break,
-                    // Sent after the loop (GSO groups more packets per
-                    // subscriber), unless the outbox is already large: that
-                    // bounds both its memory and the delay.
+                    // Encrypted per batch (each subscriber's packets
+                    // together), sent after the loop (GSO groups more
+                    // packets per subscriber) unless the outbox is already
+                    // large: that bounds both its memory and the delay.
                     Ok(_) => {
-                        if self.core.queued_datagrams() >= FLUSH_AT_DATAGRAMS {
+                        core.flush();
+                        if core.queued_datagrams() >= FLUSH_AT_DATAGRAMS {
                             self.flush(&mut sender);
                         }
                     }
@@ -218,11 +220,7 @@ impl Worker {
             previous.keyframe_requests_throttled,
         );
         counter("zync_sfu_nacks_total", now.nacks, previous.nacks);
-        counter(
-            "zync_sfu_rtp_resent_total",
-            now.resends,
-            previous.resends,
-        );
+        counter("zync_sfu_rtp_resent_total", now.resends, previous.resends);
         counter(
             "zync_sfu_resends_missed_total",
             now.resends_missed,

@@ -110,7 +110,12 @@ impl PasswordHasher for PooledArgon2 {
                     blocks.resize(needed, Block::default());
                 }
                 argon2
-                    .hash_password_into_with_memory(password, salt_bytes, out, &mut blocks[..needed])
+                    .hash_password_into_with_memory(
+                        password,
+                        salt_bytes,
+                        out,
+                        &mut blocks[..needed],
+                    )
                     .map_err(Into::into)
             })
         })?;
