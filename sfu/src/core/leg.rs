@@ -101,8 +101,6 @@ pub struct LegRtc {
     pub connected: bool,
     /// Cumulative NACKs per outgoing m-line, as last reported by str0m.
     nacks: Vec<(Mid, u64)>,
-    /// Packets were written since the last drain (see [`LegRtc::write`]).
-    pub undrained: bool,
 }
 
 impl LegRtc {
@@ -138,7 +136,6 @@ impl LegRtc {
             last_heard: now,
             connected: false,
             nacks: Vec::new(),
-            undrained: false,
         };
         leg.drain(&mut Outbox::default(), &mut Vec::new())?;
         Ok(leg)
@@ -155,7 +152,6 @@ impl LegRtc {
         transmits: &mut Outbox,
         events: &mut Vec<LegEvent>,
     ) -> Result<bool, LegError> {
-        self.drain_writes(transmits, events)?;
         let Ok(contents) = contents.try_into() else {
             return Ok(false);
         };
@@ -183,7 +179,6 @@ impl LegRtc {
         transmits: &mut Outbox,
         events: &mut Vec<LegEvent>,
     ) -> Result<(), LegError> {
-        self.drain_writes(transmits, events)?;
         guarded(|| self.rtc.handle_input(Input::Timeout(now)))??;
         self.drain(transmits, events)
     }
@@ -195,20 +190,15 @@ impl LegRtc {
         events: &mut Vec<LegEvent>,
         change: impl FnOnce(&mut Rtc) -> T,
     ) -> Result<T, LegError> {
-        self.drain_writes(transmits, events)?;
         let result = guarded(|| change(&mut self.rtc))?;
         self.drain(transmits, events)?;
         Ok(result)
     }
 
-    /// Writes outgoing packets without draining: forwarding a batch of
-    /// datagrams queues all its packets per subscriber, then drains each
-    /// subscriber once ([`LegRtc::drain_writes`]), instead of once per
-    /// packet. Every other entry point drains pending writes first, so no
-    /// other mutation ever follows an undrained write.
-    pub fn write<T>(&mut self, write: impl FnOnce(&mut Rtc) -> T) -> Result<T, LegError> {
-        self.undrained = true;
-        guarded(|| write(&mut self.rtc))
+    /// Changes settings of the `Rtc` that produce no output and so need no
+    /// drain (a send stream's resend cache, say).
+    pub fn configure<T>(&mut self, change: impl FnOnce(&mut Rtc) -> T) -> Result<T, LegError> {
+        guarded(|| change(&mut self.rtc))
     }
 
     /// Sends one RTP packet on the send stream `ssrc` at once: str0m writes
@@ -248,19 +238,6 @@ impl LegRtc {
             .direct_api()
             .stream_tx_by_mid(mid, None)
             .map(|s| s.ssrc())
-    }
-
-    /// Drains if packets were written since the last drain.
-    pub fn drain_writes(
-        &mut self,
-        transmits: &mut Outbox,
-        events: &mut Vec<LegEvent>,
-    ) -> Result<(), LegError> {
-        if self.undrained {
-            self.undrained = false;
-            self.drain(transmits, events)?;
-        }
-        Ok(())
     }
 
     /// Asks the browser for a keyframe on the incoming m-line `mid`.

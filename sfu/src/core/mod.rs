@@ -165,13 +165,12 @@ impl Core {
     }
 
     /// Sends what the rooms forwarded since the last flush (each
-    /// subscriber's packets together) and drains connections with pending
-    /// writes. [`Core::transmits`] flushes; the driver also flushes after
-    /// every batch of received datagrams.
+    /// subscriber's packets together). [`Core::transmits`] flushes; the
+    /// driver also flushes after every batch of received datagrams.
     pub fn flush(&mut self) {
         // The core has no clock: the time of the latest input stands in.
         let now = self.now;
-        for room in self.rooms.values_mut().filter(|r| r.has_undrained()) {
+        for room in self.rooms.values_mut().filter(|r| r.has_queued()) {
             let mut out = Outputs {
                 transmits: &mut self.transmits,
                 events: &mut self.events,

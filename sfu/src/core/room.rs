@@ -90,7 +90,6 @@ pub struct Room {
     /// Participants removed, for the core to unregister.
     removed: Vec<Participant>,
     /// Subscribers with packets written but not yet drained.
-    undrained: Vec<ParticipantId>,
     /// Forwarded packets not yet written (see [`Queued`]).
     queued: Vec<Queued>,
 }
@@ -106,7 +105,6 @@ impl Room {
             scratch: Vec::new(),
             failed: Vec::new(),
             removed: Vec::new(),
-            undrained: Vec::new(),
             queued: Vec::new(),
         }
     }
@@ -594,10 +592,7 @@ impl Room {
         if let Some(subscriber) = self.participants.get_mut(&id)
             && !resend_caches.is_empty()
         {
-            if !subscriber.subscribe.undrained {
-                self.undrained.push(id);
-            }
-            let resized = subscriber.subscribe.write(|rtc| {
+            let resized = subscriber.subscribe.configure(|rtc| {
                 for (mid, resends) in resend_caches {
                     if let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None) {
                         stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, None);
@@ -835,31 +830,14 @@ impl Room {
         }
     }
 
-    /// Whether forwarded packets wait, or some subscriber's connection has
-    /// undrained writes.
-    pub fn has_undrained(&self) -> bool {
-        !self.queued.is_empty() || !self.undrained.is_empty()
+    /// Whether forwarded packets wait to be sent.
+    pub fn has_queued(&self) -> bool {
+        !self.queued.is_empty()
     }
 
-    /// Sends the forwarded packets and drains every subscriber connection
-    /// that was written to since the last flush.
+    /// Sends the forwarded packets (see [`Queued`]).
     pub fn flush(&mut self, now: Instant, config: &CoreConfig, out: &mut Outputs) {
         self.send_queued(now, out);
-        let mut events = std::mem::take(&mut self.scratch);
-        while let Some(id) = self.undrained.pop() {
-            let Some(participant) = self.participants.get_mut(&id) else {
-                continue;
-            };
-            if let Err(e) = participant
-                .subscribe
-                .drain_writes(out.transmits, &mut events)
-            {
-                self.failed.push((id, e.to_string()));
-            }
-            self.pending
-                .extend(events.drain(..).map(|e| (id, Leg::Subscribe, e)));
-        }
-        self.scratch = events;
         self.settle(now, config, out);
     }
 
