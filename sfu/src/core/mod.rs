@@ -170,13 +170,21 @@ impl Core {
     pub fn flush(&mut self) {
         // The core has no clock: the time of the latest input stands in.
         let now = self.now;
-        for room in self.rooms.values_mut().filter(|r| r.has_queued()) {
+        // Rooms where a send failed and removed someone (rare).
+        let mut to_clean = Vec::new();
+        for (name, room) in self.rooms.iter_mut().filter(|(_, r)| r.has_queued()) {
             let mut out = Outputs {
                 transmits: &mut self.transmits,
                 events: &mut self.events,
                 stats: &mut self.stats,
             };
             room.flush(now, &self.config, &mut out);
+            if room.has_removed() {
+                to_clean.push(name.clone());
+            }
+        }
+        for name in to_clean {
+            self.cleanup(&name);
         }
     }
 

@@ -89,7 +89,6 @@ pub struct Room {
     failed: Vec<(ParticipantId, String)>,
     /// Participants removed, for the core to unregister.
     removed: Vec<Participant>,
-    /// Subscribers with packets written but not yet drained.
     /// Forwarded packets not yet written (see [`Queued`]).
     queued: Vec<Queued>,
 }
@@ -122,6 +121,11 @@ impl Room {
     /// Subscriptions being forwarded.
     pub fn forwarded_track_count(&self) -> usize {
         self.tracks.values().map(|t| t.subscriptions.len()).sum()
+    }
+
+    /// Whether participants were removed since the last [`Room::take_removed`].
+    pub fn has_removed(&self) -> bool {
+        !self.removed.is_empty()
     }
 
     /// Participants removed since the last call, for unregistering.
