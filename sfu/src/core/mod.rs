@@ -164,21 +164,30 @@ impl Core {
         self.transmits.len()
     }
 
-    /// Sends what the rooms forwarded since the last flush (each
-    /// subscriber's packets together). [`Core::transmits`] flushes; the
-    /// driver also flushes after every batch of received datagrams.
+    /// Writes everything the rooms forwarded since the last flush into the
+    /// outbox (each subscriber's packets together). [`Core::transmits`]
+    /// flushes.
     pub fn flush(&mut self) {
+        while self.flush_some(usize::MAX) {}
+    }
+
+    /// Writes forwarded packets until the outbox holds `budget` bytes;
+    /// `true` while some remain (the driver sends the outbox, then calls
+    /// again, which bounds the outbox's memory).
+    pub fn flush_some(&mut self, budget: usize) -> bool {
         // The core has no clock: the time of the latest input stands in.
         let now = self.now;
         // Rooms where a send failed and removed someone (rare).
         let mut to_clean = Vec::new();
+        let mut more = false;
         for (name, room) in self.rooms.iter_mut().filter(|(_, r)| r.has_queued()) {
             let mut out = Outputs {
                 transmits: &mut self.transmits,
                 events: &mut self.events,
                 stats: &mut self.stats,
             };
-            room.flush(now, &self.config, &mut out);
+            room.flush(now, budget, &self.config, &mut out);
+            more |= room.has_queued();
             if room.has_removed() {
                 to_clean.push(name.clone());
             }
@@ -186,6 +195,7 @@ impl Core {
         for name in to_clean {
             self.cleanup(&name);
         }
+        more
     }
 
     /// The next event for a participant.

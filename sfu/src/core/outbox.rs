@@ -66,6 +66,11 @@ impl Outbox {
         self.entries.len()
     }
 
+    /// Bytes waiting.
+    pub fn bytes(&self) -> usize {
+        self.arena.len()
+    }
+
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

@@ -91,6 +91,9 @@ pub struct Room {
     removed: Vec<Participant>,
     /// Forwarded packets not yet written (see [`Queued`]).
     queued: Vec<Queued>,
+    /// The batch being written, sorted by subscriber, and how far.
+    sending: Vec<Queued>,
+    sent: usize,
 }
 
 impl Room {
@@ -105,6 +108,8 @@ impl Room {
             failed: Vec::new(),
             removed: Vec::new(),
             queued: Vec::new(),
+            sending: Vec::new(),
+            sent: 0,
         }
     }
 
@@ -734,27 +739,31 @@ impl Room {
         }
     }
 
-    /// Writes the queued packets, one subscriber at a time: each is
-    /// written, encrypted and handed to the outbox at once
+    /// Writes queued packets, one subscriber at a time, until the outbox
+    /// holds `budget` bytes (so its memory stays bounded however large the
+    /// fan-out): each is written, encrypted and handed to the outbox at once
     /// ([`super::leg::LegRtc::send_now`]); the payload itself is shared,
     /// not copied.
-    fn send_queued(&mut self, now: Instant, out: &mut Outputs) {
-        // Stable: each subscriber's packets keep their order.
-        self.queued.sort_by_key(|q| q.subscriber);
-        let mut queued = std::mem::take(&mut self.queued);
-        let mut rest = &queued[..];
-        while let Some(first) = rest.first() {
-            let id = first.subscriber;
+    fn send_queued(&mut self, now: Instant, budget: usize, out: &mut Outputs) {
+        if self.sent == self.sending.len() {
+            self.sending.clear();
+            self.sent = 0;
+            std::mem::swap(&mut self.sending, &mut self.queued);
+            // Stable: each subscriber's packets keep their order.
+            self.sending.sort_by_key(|q| q.subscriber);
+        }
+        while self.sent < self.sending.len() && out.transmits.bytes() < budget {
+            let rest = &self.sending[self.sent..];
+            let id = rest[0].subscriber;
             let end = rest
                 .iter()
                 .position(|q| q.subscriber != id)
                 .unwrap_or(rest.len());
-            let (group, tail) = rest.split_at(end);
-            rest = tail;
+            self.sent += end;
             let Some(subscriber) = self.participants.get_mut(&id) else {
                 continue;
             };
-            for q in group {
+            for q in &rest[..end] {
                 let write =
                     RtpWrite::new(q.pt, q.seq.into(), q.time, q.wallclock, q.payload.clone())
                         .marker(q.marker)
@@ -775,8 +784,11 @@ impl Room {
                 }
             }
         }
-        queued.clear();
-        self.queued = queued;
+        if self.sent == self.sending.len() {
+            // Done: drop the payload references now, keep the capacity.
+            self.sending.clear();
+            self.sent = 0;
+        }
     }
 
     /// Answers a subscriber's NACK on its m-line `mid` from the track's
@@ -836,12 +848,13 @@ impl Room {
 
     /// Whether forwarded packets wait to be sent.
     pub fn has_queued(&self) -> bool {
-        !self.queued.is_empty()
+        !self.queued.is_empty() || self.sent < self.sending.len()
     }
 
-    /// Sends the forwarded packets (see [`Queued`]).
-    pub fn flush(&mut self, now: Instant, config: &CoreConfig, out: &mut Outputs) {
-        self.send_queued(now, out);
+    /// Writes forwarded packets (see [`Queued`]) until the outbox holds
+    /// `budget` bytes.
+    pub fn flush(&mut self, now: Instant, budget: usize, config: &CoreConfig, out: &mut Outputs) {
+        self.send_queued(now, budget, out);
         self.settle(now, config, out);
     }
 

@@ -14,6 +14,9 @@ use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use tower_sessions::Session;
 
+/// Bytes read from the socket at a time, per connection.
+const WS_READ_BUFFER: usize = 8 * 1024;
+
 /// `GET /ws`: requires an allowed `Origin` (403) and a session (401).
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -41,5 +44,9 @@ pub async fn upgrade(
     Ok(upgrade
         .max_message_size(hard_cap)
         .max_frame_size(hard_cap)
+        // tungstenite's default 128 KiB read buffer per connection was the
+        // largest piece of a participant's memory; messages are small and
+        // larger ones still arrive (the buffer is per read, not a limit).
+        .read_buffer_size(WS_READ_BUFFER)
         .on_upgrade(move |socket| connection::run(socket, state, user)))
 }

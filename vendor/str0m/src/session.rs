@@ -200,7 +200,10 @@ impl Session {
             last_twcc: already_happened(),
             twcc: 0,
             twcc_rx_register: TwccRecvRegister::new(100),
-            twcc_tx_register: TwccSendRegister::new(1000),
+            // Zync patch: without BWE the send register only matches
+            // feedback for stats; 1000 records (~56 KiB) per connection was
+            // most of an idle connection's memory.
+            twcc_tx_register: TwccSendRegister::new(if bwe.is_some() { 1000 } else { 256 }),
             max_rx_seq_lookup: HashMap::new(),
             bwe,
             bwe_last_event: None,
