@@ -78,26 +78,8 @@ pub struct PacketHistory {
 
 impl PacketHistory {
     /// Records a packet and forgets what is too old.
-    #[allow(clippy::too_many_arguments)]
-    pub fn push(
-        &mut self,
-        seq: u64,
-        pt: Pt,
-        time: u32,
-        marker: bool,
-        arrived: Instant,
-        payload: Arc<[u8]>,
-        exts: ForwardedExts,
-    ) {
-        let packet = StoredPacket {
-            seq,
-            pt,
-            time,
-            marker,
-            arrived,
-            payload,
-            exts,
-        };
+    pub fn push(&mut self, packet: StoredPacket) {
+        let (seq, arrived) = (packet.seq, packet.arrived);
         match self.packets.back() {
             None => self.packets.push_back(packet),
             Some(last) if last.seq < seq => self.packets.push_back(packet),
@@ -135,15 +117,15 @@ mod tests {
     use super::*;
 
     fn push(h: &mut PacketHistory, seq: u64, at: Instant) {
-        h.push(
+        h.push(StoredPacket {
             seq,
-            96.into(),
-            seq as u32 * 3000,
-            false,
-            at,
-            Arc::from(vec![seq as u8; 10]),
-            ForwardedExts::default(),
-        );
+            pt: 96.into(),
+            time: seq as u32 * 3000,
+            marker: false,
+            arrived: at,
+            payload: Arc::from(vec![seq as u8; 10]),
+            exts: ForwardedExts::default(),
+        });
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::api::Kind;
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
+use str0m::change::DirectApi;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
@@ -212,8 +213,9 @@ impl LegRtc {
         write: RtpWrite,
         transmits: &mut Outbox,
     ) -> Result<bool, LegError> {
-        let rtc = &mut self.rtc;
-        guarded(|| transmits.push_with(|buf| rtc.direct_api().send_rtp_now(ssrc, write, now, buf)))
+        self.push_rtp(transmits, |api, buf| {
+            api.send_rtp_now(ssrc, write, now, buf)
+        })
     }
 
     /// Resends a packet the browser NACKed on the RTX stream of `ssrc`
@@ -226,10 +228,19 @@ impl LegRtc {
         write: RtpWrite,
         transmits: &mut Outbox,
     ) -> Result<bool, LegError> {
-        let rtc = &mut self.rtc;
-        guarded(|| {
-            transmits.push_with(|buf| rtc.direct_api().resend_rtp_now(ssrc, write, now, buf))
+        self.push_rtp(transmits, |api, buf| {
+            api.resend_rtp_now(ssrc, write, now, buf)
         })
+    }
+
+    /// Lets `send` append one datagram to the outbox, guarded.
+    fn push_rtp(
+        &mut self,
+        transmits: &mut Outbox,
+        send: impl FnOnce(&mut DirectApi, &mut Vec<u8>) -> Option<(SocketAddr, SocketAddr)>,
+    ) -> Result<bool, LegError> {
+        let rtc = &mut self.rtc;
+        guarded(|| transmits.push_with(|buf| send(&mut rtc.direct_api(), buf)))
     }
 
     /// The SSRC str0m sends `mid` with, once the m-line is negotiated.

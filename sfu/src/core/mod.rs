@@ -159,11 +159,6 @@ impl Core {
         &mut self.transmits
     }
 
-    /// Datagrams in the outbox now (without draining connections).
-    pub fn queued_datagrams(&self) -> usize {
-        self.transmits.len()
-    }
-
     /// Writes everything the rooms forwarded since the last flush into the
     /// outbox (each subscriber's packets together). [`Core::transmits`]
     /// flushes.

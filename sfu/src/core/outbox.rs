@@ -61,11 +61,6 @@ impl Outbox {
         }
     }
 
-    /// Datagrams waiting.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
     /// Bytes waiting.
     pub fn bytes(&self) -> usize {
         self.arena.len()

@@ -6,7 +6,7 @@
 //! `pending` and settled before the room returns, never by re-entering a
 //! connection that is in the middle of being drained.
 
-use super::history::{ForwardedExts, PacketHistory};
+use super::history::{ForwardedExts, PacketHistory, StoredPacket};
 use super::leg::{LegError, LegEvent};
 use super::participant::Participant;
 use super::rewrite::Rewriter;
@@ -47,6 +47,16 @@ struct Subscription {
     pt_map: Vec<(Pt, Pt)>,
 }
 
+impl Subscription {
+    /// The subscriber's payload type for the publisher's `pt`.
+    fn map_pt(&self, pt: Pt) -> Option<Pt> {
+        self.pt_map
+            .iter()
+            .find(|(from, _)| *from == pt)
+            .map(|&(_, to)| to)
+    }
+}
+
 /// A packet forwarded to one subscriber, waiting for the end of the
 /// datagram batch: [`Room::flush`] sends each subscriber's packets one after
 /// another, while its connection's state is in the CPU cache, instead of
@@ -61,6 +71,21 @@ struct Queued {
     wallclock: Instant,
     payload: Arc<[u8]>,
     exts: ForwardedExts,
+}
+
+impl Queued {
+    /// The write str0m sends it with.
+    fn write(&self) -> RtpWrite {
+        RtpWrite::new(
+            self.pt,
+            self.seq.into(),
+            self.time,
+            self.wallclock,
+            self.payload.clone(),
+        )
+        .marker(self.marker)
+        .ext_vals(self.exts.to_ext_values())
+    }
 }
 
 /// A track published in the room.
@@ -689,22 +714,18 @@ impl Room {
         };
         let exts = ForwardedExts::from(&packet.header.ext_vals);
         if track.kind == Kind::Video {
-            track.history.push(
-                *packet.seq_no,
-                packet.header.payload_type,
-                packet.header.timestamp,
-                packet.header.marker,
-                packet.timestamp,
-                packet.payload.clone(),
+            track.history.push(StoredPacket {
+                seq: *packet.seq_no,
+                pt: packet.header.payload_type,
+                time: packet.header.timestamp,
+                marker: packet.header.marker,
+                arrived: packet.timestamp,
+                payload: packet.payload.clone(),
                 exts,
-            );
+            });
         }
         for sub in &mut track.subscriptions {
-            let Some(&(_, pt)) = sub
-                .pt_map
-                .iter()
-                .find(|(from, _)| *from == packet.header.payload_type)
-            else {
+            let Some(pt) = sub.map_pt(packet.header.payload_type) else {
                 continue;
             };
             let ssrc = match sub.ssrc {
@@ -764,13 +785,9 @@ impl Room {
                 continue;
             };
             for q in &rest[..end] {
-                let write =
-                    RtpWrite::new(q.pt, q.seq.into(), q.time, q.wallclock, q.payload.clone())
-                        .marker(q.marker)
-                        .ext_vals(q.exts.to_ext_values());
                 match subscriber
                     .subscribe
-                    .send_now(now, q.ssrc, write, out.transmits)
+                    .send_now(now, q.ssrc, q.write(), out.transmits)
                 {
                     Ok(true) => {
                         out.stats.rtp_out += 1;
@@ -820,21 +837,23 @@ impl Room {
                 out.stats.resends_missed += 1;
                 continue;
             };
-            let Some(&(_, pt)) = sub.pt_map.iter().find(|(from, _)| *from == packet.pt) else {
+            let Some(pt) = sub.map_pt(packet.pt) else {
                 continue;
             };
-            let write = RtpWrite::new(
+            let again = Queued {
+                subscriber: id,
+                ssrc,
                 pt,
-                seq.into(),
-                sub.rewriter.map_ts(packet.time),
-                packet.arrived,
-                packet.payload.clone(),
-            )
-            .marker(packet.marker)
-            .ext_vals(packet.exts.to_ext_values());
+                seq,
+                time: sub.rewriter.map_ts(packet.time),
+                marker: packet.marker,
+                wallclock: packet.arrived,
+                payload: packet.payload.clone(),
+                exts: packet.exts,
+            };
             match subscriber
                 .subscribe
-                .resend_now(now, ssrc, write, out.transmits)
+                .resend_now(now, ssrc, again.write(), out.transmits)
             {
                 Ok(true) => out.stats.resends += 1,
                 Ok(false) => out.stats.resends_missed += 1,

@@ -20,8 +20,6 @@ const MAX_SLEEP: Duration = Duration::from_millis(250);
 const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Receive batches handled before timers and sends get a turn.
 const MAX_BATCHES_PER_TURN: usize = 16;
-/// Datagrams queued for sending after which a turn sends before receiving more.
-const FLUSH_AT_DATAGRAMS: usize = 1024;
 /// Bytes of encrypted packets the outbox holds before they are sent (a
 /// batch of 64 datagrams to a room of 25 is ~1.8 MB otherwise).
 const OUTBOX_BYTES: usize = 256 * 1024;
@@ -115,14 +113,12 @@ impl Worker {
                 }) {
                     Ok(0) => break,
                     // Encrypted per batch (each subscriber's packets
-                    // together), sent after the loop (GSO groups more
-                    // packets per subscriber) unless the outbox is already
-                    // large: that bounds both its memory and the delay.
+                    // together) and sent whenever the outbox holds
+                    // OUTBOX_BYTES, else after the loop (GSO groups more
+                    // packets per subscriber): that bounds both its memory
+                    // and the delay.
                     Ok(_) => {
                         while self.core.flush_some(OUTBOX_BYTES) {
-                            self.flush(&mut sender);
-                        }
-                        if self.core.queued_datagrams() >= FLUSH_AT_DATAGRAMS {
                             self.flush(&mut sender);
                         }
                     }

@@ -380,12 +380,7 @@ impl<'a> DirectApi<'a> {
         now: std::time::Instant,
         out: &mut Vec<u8>,
     ) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
-        let send = self.rtc.send_addr.as_ref()?;
-        let addrs = (send.source, send.destination);
-        let start = out.len();
-        self.rtc.session.send_rtp_now(now, ssrc, rtp, out)?;
-        self.rtc.peer_bytes_tx += (out.len() - start) as u64;
-        Some(addrs)
+        self.append_now(out, |session, out| session.send_rtp_now(now, ssrc, rtp, out))
     }
 
     /// Zync patch: resends `rtp` (the packet as first sent on `ssrc`,
@@ -400,10 +395,20 @@ impl<'a> DirectApi<'a> {
         now: std::time::Instant,
         out: &mut Vec<u8>,
     ) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+        self.append_now(out, |session, out| session.resend_rtp_now(now, ssrc, rtp, out))
+    }
+
+    /// Zync patch: the shared half of the immediate sends: only once ICE
+    /// chose a pair, and counted like `poll_output`'s transmits.
+    fn append_now(
+        &mut self,
+        out: &mut Vec<u8>,
+        write: impl FnOnce(&mut crate::session::Session, &mut Vec<u8>) -> Option<()>,
+    ) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
         let send = self.rtc.send_addr.as_ref()?;
         let addrs = (send.source, send.destination);
         let start = out.len();
-        self.rtc.session.resend_rtp_now(now, ssrc, rtp, out)?;
+        write(&mut self.rtc.session, out)?;
         self.rtc.peer_bytes_tx += (out.len() - start) as u64;
         Some(addrs)
     }

@@ -563,19 +563,7 @@ impl StreamTx {
         if !self.remote_acked_rtx_ssrc {
             header.ext_vals.mid = Some(self.midrid.mid());
         }
-        if exts.id_of(Extension::AbsoluteSendTime).is_some() {
-            header.ext_vals.abs_send_time = Some(now);
-        }
-        if let Some(twcc) = twcc {
-            header.ext_vals.transport_cc = Some(*twcc as u16);
-            *twcc += 1;
-        }
-
-        if buf.len() < DATAGRAM_MAX_PACKET_SIZE {
-            buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
-        }
-        let header_len = header.write_to(buf, exts);
-        header.header_len = header_len;
+        let header_len = write_send_header(&mut header, now, exts, twcc, buf);
         let osn_len = RtpHeader::write_original_sequence_number(&mut buf[header_len..], original);
         let body_len = osn_len + payload.len();
         if header_len + body_len > buf.len() {
@@ -738,22 +726,9 @@ impl StreamTx {
         // The cached copy is what a resend starts from (without send times).
         let cached_header = nackable.then(|| header.clone());
 
-        if exts.id_of(Extension::AbsoluteSendTime).is_some() {
-            header.ext_vals.abs_send_time = Some(now);
-        }
-        if let Some(twcc) = twcc {
-            header.ext_vals.transport_cc = Some(*twcc as u16);
-            *twcc += 1;
-        }
-
-        // Only the header goes through `buf` (kept at full size, so no
-        // memset per packet); the payload is encrypted from where it is.
-        if buf.len() < DATAGRAM_MAX_PACKET_SIZE {
-            buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
-        }
-        let header_len = header.write_to(buf, exts);
-        assert!(header_len % 4 == 0, "RTP header must be multiple of 4");
-        header.header_len = header_len;
+        // Only the header goes through `buf`; the payload is encrypted from
+        // where it is.
+        let header_len = write_send_header(&mut header, now, exts, twcc, buf);
         let body_len = payload.len();
         srtp.protect_rtp_parts_into(&buf[..header_len], &payload, &header, *seq_no, out);
 
@@ -1624,6 +1599,33 @@ struct Resend {
     payload_size: usize,
 }
 
+
+/// Zync patch: the send-time half of writing a header for the immediate
+/// sends: stamps abs-send-time and the TWCC sequence number where the
+/// m-line negotiated them, writes the header into `buf` (kept at full size
+/// between packets, so no memset per packet) and returns its length.
+fn write_send_header(
+    header: &mut RtpHeader,
+    now: Instant,
+    exts: &ExtensionMap,
+    twcc: Option<&mut u64>,
+    buf: &mut Vec<u8>,
+) -> usize {
+    if exts.id_of(Extension::AbsoluteSendTime).is_some() {
+        header.ext_vals.abs_send_time = Some(now);
+    }
+    if let Some(twcc) = twcc {
+        header.ext_vals.transport_cc = Some(*twcc as u16);
+        *twcc += 1;
+    }
+    if buf.len() < DATAGRAM_MAX_PACKET_SIZE {
+        buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+    }
+    let header_len = header.write_to(buf, exts);
+    assert!(header_len % 4 == 0, "RTP header must be multiple of 4");
+    header.header_len = header_len;
+    header_len
+}
 #[cfg(test)]
 mod test {
     use super::*;
