@@ -23,7 +23,7 @@ use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
 
 /// str0m's own resend cache per outgoing stream: unused (NACKs are answered
 /// from the track's [`PacketHistory`]), so as small as it goes.
-const RTX_CACHE_PACKETS: usize = 1;
+const RTX_CACHE_PACKETS: usize = 0;
 const RTX_CACHE_AGE: Duration = Duration::from_millis(100);
 
 /// Identifies a published track: its publisher and the publisher's mid.

@@ -81,6 +81,9 @@ pub(crate) struct Session {
     /// in WebRTC (one ice connection), so they are effectively per session.
     pub exts: ExtensionMap,
 
+    /// Zync patch: the distinct extension maps the medias share.
+    pub extmap_pool: Vec<std::sync::Arc<ExtensionMap>>,
+
     // Configuration of how we are sending/receiving media.
     pub codec_config: CodecConfig,
 
@@ -188,6 +191,7 @@ impl Session {
             send_buffer_audio: config.send_buffer_audio,
             send_buffer_video: config.send_buffer_video,
             exts: config.exts.clone(),
+            extmap_pool: Vec::new(),
 
             // Both sending and receiving starts from the configured codecs.
             // These can then be changed in the SDP OFFER/ANSWER dance.

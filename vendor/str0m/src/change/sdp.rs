@@ -1086,6 +1086,7 @@ fn sync_medias<'a>(
                         m,
                         &session.codec_config,
                         &session.exts,
+                        &mut session.extmap_pool,
                         &mut session.streams,
                         bundle_mids,
                     );
@@ -1166,6 +1167,7 @@ fn add_new_lines(
                 m,
                 &session.codec_config,
                 &session.exts,
+                &mut session.extmap_pool,
                 &mut session.streams,
                 bundle_mids,
             );
@@ -1225,6 +1227,7 @@ fn update_media(
     m: &MediaLine,
     config: &CodecConfig,
     exts: &ExtensionMap,
+    extmap_pool: &mut Vec<std::sync::Arc<ExtensionMap>>,
     streams: &mut Streams,
     bundle_mids: Option<&[Mid]>,
 ) {
@@ -1321,7 +1324,7 @@ fn update_media(
         // serializer for cases like VLA.
         remote_extmap.set(id, in_session.clone());
     }
-    media.set_remote_extmap(remote_extmap);
+    media.set_remote_extmap(remote_extmap.shared(extmap_pool));
 
     // Simulcast configuration. This applies to both directions: every later SDP for the
     // m-line is generated from the Media, and must repeat the negotiated a=rid and

@@ -119,7 +119,10 @@ pub struct Media {
     /// The corresponding entries must exist in Session::codec_config.
     ///
     /// These are 1-indexed to be exactly like in the SDP.
-    remote_exts: ExtensionMap,
+    ///
+    /// Zync patch: shared between the medias of a session that negotiated
+    /// the same map (768 bytes each, and read for every packet sent).
+    remote_exts: Arc<ExtensionMap>,
 
     /// [`true`] if this media was created by the remote peer, [`false`] if it was created by us.
     remote_created: bool,
@@ -660,7 +663,7 @@ impl Media {
         self.remote_pts = pts;
     }
 
-    pub(crate) fn set_remote_extmap(&mut self, exts: ExtensionMap) {
+    pub(crate) fn set_remote_extmap(&mut self, exts: Arc<ExtensionMap>) {
         self.remote_exts = exts;
     }
 
@@ -727,7 +730,7 @@ impl Default for Media {
             kind: MediaKind::Video,
             remote_pts: vec![],
             stopped: false,
-            remote_exts: ExtensionMap::empty(),
+            remote_exts: Arc::new(ExtensionMap::empty()),
             remote_created: false,
             dir: Direction::SendRecv,
             simulcast: None,
@@ -784,7 +787,7 @@ impl Media {
             kind: a.kind,
             dir: a.dir,
             remote_pts: a.pts,
-            remote_exts: a.exts,
+            remote_exts: Arc::new(a.exts),
             remote_created: false,
             simulcast: a.simulcast.map(|s| s.into_sdp()),
             ..Default::default()
@@ -811,7 +814,7 @@ impl Media {
             index,
             kind,
             dir: Direction::SendRecv,
-            remote_exts: exts,
+            remote_exts: Arc::new(exts),
             ..Default::default()
         }
     }

@@ -359,6 +359,18 @@ struct MapEntry {
 }
 
 impl ExtensionMap {
+    /// Zync patch: this map as an `Arc` from `pool`, shared with any equal
+    /// map already there. Maps nobody else holds any more leave the pool.
+    pub(crate) fn shared(self, pool: &mut Vec<std::sync::Arc<ExtensionMap>>) -> std::sync::Arc<Self> {
+        pool.retain(|m| std::sync::Arc::strong_count(m) > 1);
+        if let Some(m) = pool.iter().find(|m| ***m == self) {
+            return m.clone();
+        }
+        let m = std::sync::Arc::new(self);
+        pool.push(m.clone());
+        m
+    }
+
     /// Create an empty map.
     pub fn empty() -> Self {
         ExtensionMap(std::array::from_fn(|_| None))

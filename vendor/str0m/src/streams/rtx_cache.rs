@@ -18,7 +18,10 @@ pub(crate) struct RtxCache {
     // Technically we want [Option<SeqNo>; X] to indicate the absence of
     // a SeqNo. However We can half the storage space by using the sentinel
     // values SeqNo::MAX to indicate None
-    seq_no_by_quantized_size: [SeqNo; RTX_CACHE_QUANTIZE_SLOTS],
+    //
+    // Zync patch: allocated with the first cached packet (640 bytes inline
+    // in every send stream, most of which never cache a packet).
+    seq_no_by_quantized_size: Option<Box<[SeqNo; RTX_CACHE_QUANTIZE_SLOTS]>>,
 }
 
 impl RtxCache {
@@ -26,7 +29,7 @@ impl RtxCache {
         Self {
             // Zync patch: never preallocate more than the cache may hold.
             packet_by_seq_no: EvictingBuffer::new(10.min(max_packet_count), max_packet_age, max_packet_count),
-            seq_no_by_quantized_size: [SeqNo::MAX; RTX_CACHE_QUANTIZE_SLOTS],
+            seq_no_by_quantized_size: None,
         }
     }
 
@@ -35,7 +38,9 @@ impl RtxCache {
         let seq_no = packet.seq_no;
         let quantized_size = packet.payload.len() / RTX_CACHE_SIZE_QUANTIZER;
         self.packet_by_seq_no.push(*seq_no, now, packet);
-        self.seq_no_by_quantized_size[quantized_size] = seq_no;
+        self.seq_no_by_quantized_size
+            .get_or_insert_with(|| Box::new([SeqNo::MAX; RTX_CACHE_QUANTIZE_SLOTS]))[quantized_size] =
+            seq_no;
         self.remove_old_packets(now);
     }
 
@@ -50,7 +55,7 @@ impl RtxCache {
     pub fn get_cached_packet_smaller_than(&mut self, max_size: usize) -> Option<&mut RtpPacket> {
         let quantized_size = max_size / RTX_CACHE_SIZE_QUANTIZER;
 
-        let seq_no = self.seq_no_by_quantized_size[..quantized_size]
+        let seq_no = self.seq_no_by_quantized_size.as_ref()?[..quantized_size]
             .iter()
             .rev()
             .filter(|seq_no| !seq_no.is_max())
@@ -70,7 +75,7 @@ impl RtxCache {
 
     pub(crate) fn clear(&mut self) {
         self.packet_by_seq_no.clear();
-        self.seq_no_by_quantized_size = [SeqNo::MAX; RTX_CACHE_QUANTIZE_SLOTS];
+        self.seq_no_by_quantized_size = None;
     }
 }
 

@@ -150,7 +150,7 @@ pub struct StreamTx {
     padding: usize,
 
     /// Dummy packet for resends. Used between poll_packet and poll_packet_padding
-    blank_packet: RtpPacket,
+    blank_packet: Option<Box<RtpPacket>>,
 
     /// Cache of sent packets to be able to answer to NACKs as well as
     /// sending spurious resends as padding.
@@ -392,7 +392,7 @@ impl StreamTx {
             unpaced: None,
             resends: VecDeque::new(),
             padding: 0,
-            blank_packet: RtpPacket::blank(),
+            blank_packet: None,
             rtx_cache: RtxCache::new(2000, DEFAULT_RTX_CACHE_DURATION),
             rtx_ratio_cap: DEFAULT_RTX_RATIO_CAP,
             last_sender_report: already_happened(),
@@ -724,7 +724,8 @@ impl StreamTx {
             header.ext_vals.rid = self.midrid.rid();
         }
         // The cached copy is what a resend starts from (without send times).
-        let cached_header = nackable.then(|| header.clone());
+        // Zync patch: with external resends the caller keeps the packets.
+        let cached_header = (nackable && !self.external_resends).then(|| header.clone());
 
         // Only the header goes through `buf`; the payload is encrypted from
         // where it is.
@@ -1177,7 +1178,10 @@ impl StreamTx {
             self.seq_no_rtx.inc()
         };
 
-        let pkt = &mut self.blank_packet;
+        // Zync patch: made on first use; most streams never pad.
+        let pkt = self
+            .blank_packet
+            .get_or_insert_with(|| Box::new(RtpPacket::blank()));
         pkt.seq_no = seq_no;
         // Unwrap here is correct because self.padding_enabled() above checks the we got the PT set.
         pkt.header.payload_type = self.pt_for_padding.unwrap();
@@ -1558,7 +1562,9 @@ impl StreamTx {
         self.last_sender_report = already_happened();
 
         // Reset blank packet's SSRC
-        self.blank_packet.header.ssrc = new_ssrc;
+        if let Some(blank) = &mut self.blank_packet {
+            blank.header.ssrc = new_ssrc;
+        }
 
         // Clear any pending requests
         self.pending_request_keyframe = None;
