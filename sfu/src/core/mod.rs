@@ -159,6 +159,13 @@ impl Core {
         &mut self.transmits
     }
 
+    /// The datagrams written so far, without writing the forwarded packets
+    /// still queued: the driver alternates [`Core::flush_some`] and sending
+    /// this, which keeps the outbox within the budget it passes.
+    pub fn outbox(&mut self) -> &mut Outbox {
+        &mut self.transmits
+    }
+
     /// Writes everything the rooms forwarded since the last flush into the
     /// outbox (each subscriber's packets together). [`Core::transmits`]
     /// flushes.

@@ -119,7 +119,7 @@ impl Worker {
                     // and the delay.
                     Ok(_) => {
                         while self.core.flush_some(OUTBOX_BYTES) {
-                            self.flush(&mut sender);
+                            self.send_outbox(&mut sender);
                         }
                     }
                     Err(e) => {
@@ -170,9 +170,19 @@ impl Worker {
         }
     }
 
-    /// Sends everything the core produced.
+    /// Sends everything the core produced, writing the forwarded packets
+    /// still queued in outbox-sized parts (a whole queue at once once grew
+    /// the outbox to megabytes).
     fn flush(&mut self, sender: &mut udp::Sender) {
-        let transmits = self.core.transmits();
+        while self.core.flush_some(OUTBOX_BYTES) {
+            self.send_outbox(sender);
+        }
+        self.send_outbox(sender);
+    }
+
+    /// Sends the datagrams in the core's outbox.
+    fn send_outbox(&mut self, sender: &mut udp::Sender) {
+        let transmits = self.core.outbox();
         if transmits.is_empty() {
             return;
         }

@@ -15,6 +15,10 @@ use crate::util::already_happened;
 #[derive(Debug)]
 pub struct EvictingBuffer<T> {
     buf: Vec<Option<Entry<T>>>,
+    /// Zync patch: `buf` is allocated with this size on the first push
+    /// (most send streams never cache a packet; ten preallocated entries cost
+    /// ~4 KiB per stream, freed again when the cache is resized).
+    initial_size: usize,
     /// How long to keep entries for.
     max_age: Duration,
     /// The maximum size allowed to grow to. Once this sized is reached, new pushed
@@ -53,7 +57,8 @@ impl<T> EvictingBuffer<T> {
     /// Creates a new buffer with an initial size.
     pub fn new(initial_size: usize, max_age: Duration, max_size: usize) -> Self {
         Self {
-            buf: prepare_buf(initial_size),
+            buf: Vec::new(),
+            initial_size,
             max_age,
             max_size,
             last_position: None,
@@ -75,6 +80,9 @@ impl<T> EvictingBuffer<T> {
     ///
     /// Position is an increasing sequence number. The sequence can be out of order.
     pub fn push(&mut self, position: u64, timestamp: Instant, value: T) {
+        if self.buf.is_empty() {
+            self.buf = prepare_buf(self.initial_size);
+        }
         if self.is_inert() {
             return;
         }
@@ -149,7 +157,8 @@ impl<T> EvictingBuffer<T> {
     }
 
     pub fn maybe_evict(&mut self, now: Instant) {
-        if self.is_inert() {
+        // Zync patch: inert by configuration, not by a not yet allocated `buf`.
+        if self.initial_size == 0 || self.max_age.is_zero() {
             return;
         }
 
@@ -159,7 +168,9 @@ impl<T> EvictingBuffer<T> {
         }
         self.last_timeout = now;
 
-        self.evict(now);
+        if !self.buf.is_empty() {
+            self.evict(now);
+        }
     }
 
     fn evict(&mut self, now: Instant) {
