@@ -16,6 +16,8 @@ use tower_sessions::Session;
 
 /// Bytes read from the socket at a time, per connection.
 const WS_READ_BUFFER: usize = 8 * 1024;
+/// Bytes of outgoing frames gathered before writing, per connection.
+const WS_WRITE_BUFFER: usize = 8 * 1024;
 
 /// `GET /ws`: requires an allowed `Origin` (403) and a session (401).
 pub async fn upgrade(
@@ -48,5 +50,9 @@ pub async fn upgrade(
         // largest piece of a participant's memory; messages are small and
         // larger ones still arrive (the buffer is per read, not a limit).
         .read_buffer_size(WS_READ_BUFFER)
+        // Written at once past this size; with the vendored tungstenite
+        // patch, buffers a large message (an SDP for dozens of tracks) grew
+        // are given back afterwards instead of kept per connection.
+        .write_buffer_size(WS_WRITE_BUFFER)
         .on_upgrade(move |socket| connection::run(socket, state, user)))
 }

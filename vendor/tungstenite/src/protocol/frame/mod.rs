@@ -99,6 +99,9 @@ where
     }
 }
 
+/// Zync patch: the write buffer capacity always kept (see `write_out_buffer`).
+const MIN_KEPT_OUT_BUFFER: usize = 16 * 1024;
+
 /// A codec for WebSocket frames.
 #[derive(Debug)]
 pub(super) struct FrameCodec {
@@ -196,7 +199,19 @@ impl FrameCodec {
             if let Some((_, len)) = &self.header {
                 let len = *len as usize;
                 if len <= self.in_buffer.len() {
-                    break self.in_buffer.split_to(len);
+                    let payload = self.in_buffer.split_to(len);
+                    // Zync patch: a frame larger than the read buffer takes
+                    // its allocation with it; the rest moves to a buffer of
+                    // the configured size. Otherwise every connection keeps
+                    // the largest frame it ever received (a 48-track SDP is
+                    // ~60 KiB) for as long as it lives.
+                    if len > self.in_buf_max_read {
+                        let rest = std::mem::take(&mut self.in_buffer);
+                        self.in_buffer =
+                            BytesMut::with_capacity(self.in_buf_max_read.max(rest.len()));
+                        self.in_buffer.extend_from_slice(&rest);
+                    }
+                    break payload;
                 }
             }
 
@@ -284,6 +299,11 @@ impl FrameCodec {
                 .into());
             }
             self.out_buffer.drain(0..len);
+        }
+        // Zync patch: give back what a large message grew the buffer to
+        // (see `read_frame`); small writes keep reusing it.
+        if self.out_buffer.capacity() > self.out_buffer_write_len.max(MIN_KEPT_OUT_BUFFER) {
+            self.out_buffer = Vec::new();
         }
 
         Ok(())
