@@ -84,6 +84,11 @@ pub(crate) struct Session {
     /// Zync patch: the distinct extension maps the medias share.
     pub extmap_pool: Vec<std::sync::Arc<ExtensionMap>>,
 
+    /// Zync patch: changes whenever a media is added or removed or its
+    /// extension map set, which invalidates what send streams remember of
+    /// their media (see `StreamTx::take_exts_hint`).
+    pub media_generation: u64,
+
     // Configuration of how we are sending/receiving media.
     pub codec_config: CodecConfig,
 
@@ -192,6 +197,7 @@ impl Session {
             send_buffer_video: config.send_buffer_video,
             exts: config.exts.clone(),
             extmap_pool: Vec::new(),
+            media_generation: 0,
 
             // Both sending and receiving starts from the configured codecs.
             // These can then be changed in the SDP OFFER/ANSWER dance.
@@ -1368,24 +1374,25 @@ impl Session {
         }
         let srtp_tx = self.srtp_tx.as_mut()?;
         let stream = self.streams.stream_tx(&ssrc)?;
-        let mid = stream.mid();
-        // The stream remembers where its media was: scanning every (large)
-        // Media per packet showed in profiles.
-        let index = match stream.media_index_hint() {
-            Some(i) if self.medias.get(i).is_some_and(|m| m.mid() == mid) => i,
-            _ => {
-                let i = self.medias.iter().position(|m| m.mid() == mid)?;
-                stream.set_media_index_hint(i);
-                i
+        // The stream remembers its media's extension map: finding the Media
+        // (a cache miss per packet and subscriber) showed in profiles.
+        let generation = self.media_generation;
+        let exts = match stream.take_exts_hint(generation) {
+            Some(exts) => exts,
+            None => {
+                let mid = stream.mid();
+                let media = self.medias.iter().find(|m| m.mid() == mid)?;
+                media.remote_extmap_shared().clone()
             }
         };
-        let exts = self.medias[index].remote_extmap();
         let twcc_enabled = exts.id_of(Extension::TransportSequenceNumber).is_some();
         let twcc_seq = self.twcc;
         let twcc = twcc_enabled.then_some(&mut self.twcc);
         let buf = &mut self.poll_packet_buf;
         let params = &self.codec_config;
-        let receipt = write(stream, exts, twcc, params, buf, srtp_tx, out)?;
+        let receipt = write(stream, &exts, twcc, params, buf, srtp_tx, out);
+        stream.put_exts_hint(generation, exts);
+        let receipt = receipt?;
         if twcc_enabled {
             self.twcc_tx_register
                 .register_seq(TwccPacketId::new(twcc_seq), now, receipt.payload_size);
@@ -1520,6 +1527,7 @@ impl Session {
 
     pub fn add_media(&mut self, media: Media) {
         self.medias.push(media);
+        self.media_generation += 1;
     }
 
     pub fn medias(&self) -> &[Media] {
@@ -1528,6 +1536,7 @@ impl Session {
 
     pub fn remove_media(&mut self, mid: Mid) {
         self.medias.retain(|media| media.mid() != mid);
+        self.media_generation += 1;
         self.streams.remove_streams_by_mid(mid);
     }
 

@@ -1090,6 +1090,7 @@ fn sync_medias<'a>(
                         &mut session.streams,
                         bundle_mids,
                     );
+                    session.media_generation += 1;
 
                     continue;
                 }
@@ -1110,6 +1111,7 @@ fn sync_medias<'a>(
                     }
                     let retired_mid = session.medias[pos].mid();
                     session.medias.swap_remove(pos);
+                    session.media_generation += 1;
                     session.streams.remove_streams_by_mid(retired_mid);
                 }
             }

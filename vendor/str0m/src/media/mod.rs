@@ -687,6 +687,11 @@ impl Media {
         &self.remote_exts
     }
 
+    /// Zync patch: the shared extension map itself.
+    pub(crate) fn remote_extmap_shared(&self) -> &Arc<ExtensionMap> {
+        &self.remote_exts
+    }
+
     pub(crate) fn remote_created(&self) -> bool {
         self.remote_created
     }

@@ -116,8 +116,10 @@ pub struct StreamTx {
     /// Zync patch: NACKed sequence numbers waiting to be polled.
     resend_requests: Vec<SeqNo>,
 
-    /// Zync patch: where this stream's Media was last found in the session.
-    media_index_hint: Option<usize>,
+    /// Zync patch: the extension map of this stream's Media, and the
+    /// session's media generation it was read at (see
+    /// `Session::media_generation`): sending then touches no Media.
+    exts_hint: Option<(u64, Arc<ExtensionMap>)>,
 
     /// The last seq_no that we sent, either by increasing seq_no ourselves (media API), or by
     /// direct RTP mode writing.
@@ -383,7 +385,7 @@ impl StreamTx {
             seq_no_rtx: SeqNo::default(),
             external_resends: false,
             resend_requests: Vec::new(),
-            media_index_hint: None,
+            exts_hint: None,
             last_sent_seq_no: SeqNo::default(),
             last_used: already_happened(),
             rtp_and_wallclock: None,
@@ -502,12 +504,17 @@ impl StreamTx {
         self.external_resends = on;
     }
 
-    pub(crate) fn media_index_hint(&self) -> Option<usize> {
-        self.media_index_hint
+    /// Zync patch: takes the remembered extension map if it is still
+    /// from `generation` (give it back with `put_exts_hint`).
+    pub(crate) fn take_exts_hint(&mut self, generation: u64) -> Option<Arc<ExtensionMap>> {
+        match self.exts_hint.take() {
+            Some((g, exts)) if g == generation => Some(exts),
+            _ => None,
+        }
     }
 
-    pub(crate) fn set_media_index_hint(&mut self, index: usize) {
-        self.media_index_hint = Some(index);
+    pub(crate) fn put_exts_hint(&mut self, generation: u64, exts: Arc<ExtensionMap>) {
+        self.exts_hint = Some((generation, exts));
     }
 
     pub(crate) fn poll_resend_request(&mut self) -> Option<Vec<SeqNo>> {
