@@ -116,9 +116,9 @@ impl LegRtc {
             .set_stats_interval(Some(std::time::Duration::from_secs(1)))
             // Forwarded packets keep the browser's size; don't warn on them.
             .set_mtu(str0m::DATAGRAM_MTU_TARGET..=1500)
-            // Resends (NACK) come from here: ~3 s of 1 Mbit/s video is
-            // plenty, and 1000 (the default) per subscribed track costs
-            // megabytes per participant in a large room.
+            // str0m's per-stream resend cache limit until the room switches
+            // a subscribed stream to external resends (NACKs are answered
+            // from the track's history); kept well under the default 1000.
             .set_send_buffer_video(300);
         let config = match codec {
             VideoCodec::Vp8 => config.enable_vp8(true),

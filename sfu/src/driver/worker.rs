@@ -171,8 +171,8 @@ impl Worker {
     }
 
     /// Sends everything the core produced, writing the forwarded packets
-    /// still queued in outbox-sized parts (a whole queue at once once grew
-    /// the outbox to megabytes).
+    /// still queued in outbox-sized parts (writing a whole queue at once
+    /// grew the outbox to megabytes after a stall).
     fn flush(&mut self, sender: &mut udp::Sender) {
         while self.core.flush_some(OUTBOX_BYTES) {
             self.send_outbox(sender);
