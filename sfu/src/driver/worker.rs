@@ -117,11 +117,7 @@ impl Worker {
                     // OUTBOX_BYTES, else after the loop (GSO groups more
                     // packets per subscriber): that bounds both its memory
                     // and the delay.
-                    Ok(_) => {
-                        while self.core.flush_some(OUTBOX_BYTES) {
-                            self.send_outbox(&mut sender);
-                        }
-                    }
+                    Ok(_) => self.send_full_outboxes(&mut sender),
                     Err(e) => {
                         tracing::warn!(worker = self.index, error = %e, "receive failed");
                         break;
@@ -174,10 +170,16 @@ impl Worker {
     /// still queued in outbox-sized parts (writing a whole queue at once
     /// grew the outbox to megabytes after a stall).
     fn flush(&mut self, sender: &mut udp::Sender) {
+        self.send_full_outboxes(sender);
+        self.send_outbox(sender);
+    }
+
+    /// Writes queued forwarded packets, sending the outbox each time it
+    /// holds [`OUTBOX_BYTES`]; what is left under that waits in it.
+    fn send_full_outboxes(&mut self, sender: &mut udp::Sender) {
         while self.core.flush_some(OUTBOX_BYTES) {
             self.send_outbox(sender);
         }
-        self.send_outbox(sender);
     }
 
     /// Sends the datagrams in the core's outbox.

@@ -81,13 +81,8 @@ pub(crate) struct Session {
     /// in WebRTC (one ice connection), so they are effectively per session.
     pub exts: ExtensionMap,
 
-    /// Zync patch: the distinct extension maps the medias share.
-    pub extmap_pool: Vec<std::sync::Arc<ExtensionMap>>,
-
-    /// Zync patch: changes whenever a media is added or removed or its
-    /// extension map set, which invalidates what send streams remember of
-    /// their media (see `StreamTx::take_exts_hint`).
-    pub media_generation: u64,
+    /// Zync patch: the medias' negotiated extension maps, shared.
+    pub extmaps: crate::rtp_::SharedExtmaps,
 
     // Configuration of how we are sending/receiving media.
     pub codec_config: CodecConfig,
@@ -196,8 +191,7 @@ impl Session {
             send_buffer_audio: config.send_buffer_audio,
             send_buffer_video: config.send_buffer_video,
             exts: config.exts.clone(),
-            extmap_pool: Vec::new(),
-            media_generation: 0,
+            extmaps: Default::default(),
 
             // Both sending and receiving starts from the configured codecs.
             // These can then be changed in the SDP OFFER/ANSWER dance.
@@ -1376,7 +1370,9 @@ impl Session {
         let stream = self.streams.stream_tx(&ssrc)?;
         // The stream remembers its media's extension map: finding the Media
         // (a cache miss per packet and subscriber) showed in profiles.
-        let generation = self.media_generation;
+        // A media's streams go with it, so only a newly set map (a new
+        // generation) makes what a stream remembers stale.
+        let generation = self.extmaps.generation();
         let exts = match stream.take_exts_hint(generation) {
             Some(exts) => exts,
             None => {
@@ -1527,7 +1523,6 @@ impl Session {
 
     pub fn add_media(&mut self, media: Media) {
         self.medias.push(media);
-        self.media_generation += 1;
     }
 
     pub fn medias(&self) -> &[Media] {
@@ -1536,7 +1531,6 @@ impl Session {
 
     pub fn remove_media(&mut self, mid: Mid) {
         self.medias.retain(|media| media.mid() != mid);
-        self.media_generation += 1;
         self.streams.remove_streams_by_mid(mid);
     }
 

@@ -235,7 +235,6 @@ impl<'a> DirectApi<'a> {
         let m = Media::from_direct_api(mid, next_index, kind, exts);
 
         self.rtc.session.medias.push(m);
-        self.rtc.session.media_generation += 1;
         self.rtc.session.medias.last_mut().unwrap()
     }
 

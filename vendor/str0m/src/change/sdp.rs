@@ -1086,11 +1086,10 @@ fn sync_medias<'a>(
                         m,
                         &session.codec_config,
                         &session.exts,
-                        &mut session.extmap_pool,
+                        &mut session.extmaps,
                         &mut session.streams,
                         bundle_mids,
                     );
-                    session.media_generation += 1;
 
                     continue;
                 }
@@ -1111,7 +1110,6 @@ fn sync_medias<'a>(
                     }
                     let retired_mid = session.medias[pos].mid();
                     session.medias.swap_remove(pos);
-                    session.media_generation += 1;
                     session.streams.remove_streams_by_mid(retired_mid);
                 }
             }
@@ -1169,7 +1167,7 @@ fn add_new_lines(
                 m,
                 &session.codec_config,
                 &session.exts,
-                &mut session.extmap_pool,
+                &mut session.extmaps,
                 &mut session.streams,
                 bundle_mids,
             );
@@ -1229,7 +1227,7 @@ fn update_media(
     m: &MediaLine,
     config: &CodecConfig,
     exts: &ExtensionMap,
-    extmap_pool: &mut Vec<std::sync::Arc<ExtensionMap>>,
+    extmaps: &mut crate::rtp_::SharedExtmaps,
     streams: &mut Streams,
     bundle_mids: Option<&[Mid]>,
 ) {
@@ -1326,7 +1324,7 @@ fn update_media(
         // serializer for cases like VLA.
         remote_extmap.set(id, in_session.clone());
     }
-    media.set_remote_extmap(remote_extmap.shared(extmap_pool));
+    extmaps.set(media, remote_extmap);
 
     // Simulcast configuration. This applies to both directions: every later SDP for the
     // m-line is generated from the Media, and must repeat the negotiated a=rid and

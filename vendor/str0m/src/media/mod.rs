@@ -663,6 +663,8 @@ impl Media {
         self.remote_pts = pts;
     }
 
+    /// Zync patch: called through `SharedExtmaps::set` only, which tells
+    /// the send streams that remember this map.
     pub(crate) fn set_remote_extmap(&mut self, exts: Arc<ExtensionMap>) {
         self.remote_exts = exts;
     }

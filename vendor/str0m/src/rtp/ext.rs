@@ -358,19 +358,41 @@ struct MapEntry {
     locked: bool,
 }
 
-impl ExtensionMap {
-    /// Zync patch: this map as an `Arc` from `pool`, shared with any equal
-    /// map already there. Maps nobody else holds any more leave the pool.
-    pub(crate) fn shared(self, pool: &mut Vec<std::sync::Arc<ExtensionMap>>) -> std::sync::Arc<Self> {
-        pool.retain(|m| std::sync::Arc::strong_count(m) > 1);
-        if let Some(m) = pool.iter().find(|m| ***m == self) {
-            return m.clone();
-        }
-        let m = std::sync::Arc::new(self);
-        pool.push(m.clone());
-        m
+/// Zync patch: the negotiated extension maps of a session's medias, one
+/// shared `Arc` per distinct map (768 bytes each, read for every packet
+/// sent), and a generation that changes whenever a media's map is set, so
+/// that send streams can remember their media's map (see
+/// `StreamTx::take_exts_hint`).
+#[derive(Debug, Default)]
+pub(crate) struct SharedExtmaps {
+    pool: Vec<std::sync::Arc<ExtensionMap>>,
+    generation: u64,
+}
+
+impl SharedExtmaps {
+    /// Sets `media`'s remote map to `map`, shared with any equal map
+    /// already in the pool. Maps nobody else holds any more leave the pool.
+    pub(crate) fn set(&mut self, media: &mut crate::media::Media, map: ExtensionMap) {
+        self.pool.retain(|m| std::sync::Arc::strong_count(m) > 1);
+        let shared = match self.pool.iter().find(|m| ***m == map) {
+            Some(m) => m.clone(),
+            None => {
+                let m = std::sync::Arc::new(map);
+                self.pool.push(m.clone());
+                m
+            }
+        };
+        media.set_remote_extmap(shared);
+        self.generation += 1;
     }
 
+    /// Changes whenever a media's map was set.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+}
+
+impl ExtensionMap {
     /// Create an empty map.
     pub fn empty() -> Self {
         ExtensionMap(std::array::from_fn(|_| None))

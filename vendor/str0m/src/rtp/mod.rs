@@ -8,6 +8,7 @@ pub(crate) use seq_no_window::SeqNoWindow;
 mod ext;
 pub use ext::{AbsCaptureTime, UserExtensionValues, VideoOrientation};
 pub use ext::{Extension, ExtensionMap, ExtensionSerializer, ExtensionValues};
+pub(crate) use ext::SharedExtmaps;
 
 mod dir;
 pub use dir::Direction;

@@ -117,8 +117,8 @@ pub struct StreamTx {
     resend_requests: Vec<SeqNo>,
 
     /// Zync patch: the extension map of this stream's Media, and the
-    /// session's media generation it was read at (see
-    /// `Session::media_generation`): sending then touches no Media.
+    /// generation of the session's maps it was read at (see
+    /// `SharedExtmaps`): sending then touches no Media.
     exts_hint: Option<(u64, Arc<ExtensionMap>)>,
 
     /// The last seq_no that we sent, either by increasing seq_no ourselves (media API), or by
