@@ -1,7 +1,9 @@
 //! Micro-benchmarks of the SFU's per-packet work, without sockets:
 //! routing a datagram to its participant, the forwarding decision and
 //! header rewrite for one packet to N subscribers, and str0m's write and
-//! protect step (SRTP) for one outgoing packet.
+//! protect step (SRTP) for one outgoing packet; and the SFU core's whole
+//! turn (receive, forward, timers, write and encrypt) in a simulated
+//! meeting, per forwarded packet.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::collections::HashMap;
@@ -15,6 +17,8 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Input, Output, Rtc};
 use zync_sfu::core::{Rewriter, local_ufrag};
+use zync_sfu::testkit::MediaShape;
+use zync_sfu::testkit::sim::{Link, Sim};
 
 /// A STUN binding request with USERNAME `srv:cli`, as a browser sends.
 fn stun_request() -> Vec<u8> {
@@ -211,9 +215,53 @@ fn protect(c: &mut Criterion) {
                 now,
                 payload.clone(),
             );
-            let sent = l.direct_api().send_rtp_now(ssrc, write, now, &mut outbox);
+            let sent = l.direct_api().send_rtp_now(ssrc, &write, now, &mut outbox);
             black_box(sent.is_some())
         });
+    });
+    group.finish();
+}
+
+/// Participants in the simulated meeting (all publishing), as `zync-load
+/// --preset meeting`.
+const MEETING: usize = 25;
+/// Simulated time per worker turn: about two incoming datagrams, as the
+/// worker sees in `meeting` on loopback.
+const TURN: Duration = Duration::from_micros(500);
+
+/// The core's CPU per forwarded packet in a simulated meeting of 25: str0m
+/// peers publish audio and 1 Mbit/s video over a lossless simulated network,
+/// and only the core's work is timed (receive and decrypt, forward, timers,
+/// write and encrypt for every subscriber), without sockets, so this is the
+/// user-space part of `zync-load`'s figure with much less noise.
+fn room_turn(c: &mut Criterion) {
+    let link = Link {
+        loss: 0.0,
+        delay: Duration::from_millis(1),
+    };
+    let mut sim = Sim::new(link, 7);
+    for _ in 0..MEETING {
+        let i = sim.add_peer(MediaShape::default());
+        sim.join(i, "bench");
+    }
+    // Negotiated, connected, past the first keyframes.
+    sim.run_for(Duration::from_secs(3));
+    let forwarded = |sim: &Sim| sim.core.stats().rtp_out;
+    assert!(forwarded(&sim) > 0, "the simulated meeting forwards media");
+
+    let mut group = c.benchmark_group("room turn");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(20);
+    group.bench_function("meeting of 25, per forwarded packet", |b| {
+        b.iter_custom(|iters| {
+            let (busy, out) = (sim.core_busy, forwarded(&sim));
+            while forwarded(&sim) - out < iters {
+                sim.tick(TURN);
+            }
+            // Turns forward whole packets to everyone: scale to `iters`.
+            let spent = sim.core_busy - busy;
+            spent.mul_f64(iters as f64 / (forwarded(&sim) - out) as f64)
+        })
     });
     group.finish();
 }
@@ -221,6 +269,6 @@ fn protect(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = demux, forward_decision, protect
+    targets = demux, forward_decision, protect, room_turn
 }
 criterion_main!(benches);

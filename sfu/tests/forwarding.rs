@@ -1,12 +1,10 @@
 //! The SFU core with simulated time and network: str0m peers join rooms and
 //! exchange media through it, as browsers would.
 
-mod sim;
-
-use sim::{Link, Sim};
 use std::time::Duration;
 use zync_sfu::api::{Kind, ParticipantId, Source};
 use zync_sfu::testkit::MediaShape;
+use zync_sfu::testkit::sim::{self, Link, Sim};
 
 fn received(sim: &Sim, at: usize, from: usize, source: Source) -> u64 {
     let from = sim.peers[from].id;

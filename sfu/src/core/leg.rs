@@ -109,6 +109,10 @@ impl LegRtc {
     pub fn new(now: Instant, candidate: SocketAddr, codec: VideoCodec) -> Result<Self, LegError> {
         let config = Rtc::builder()
             .set_rtp_mode(true)
+            // Media datagrams skip str0m's timer pass (every stream's
+            // timers and the pacer's queue scan) unless a timer is due; the
+            // worker runs it at the deadline str0m reports.
+            .set_lazy_media_timeouts(true)
             .set_ice_lite(true)
             .clear_codecs()
             .enable_opus(true, false)
@@ -210,7 +214,7 @@ impl LegRtc {
         &mut self,
         now: Instant,
         ssrc: Ssrc,
-        write: RtpWrite,
+        write: &RtpWrite,
         transmits: &mut Outbox,
     ) -> Result<bool, LegError> {
         self.push_rtp(transmits, |api, buf| {
@@ -225,7 +229,7 @@ impl LegRtc {
         &mut self,
         now: Instant,
         ssrc: Ssrc,
-        write: RtpWrite,
+        write: &RtpWrite,
         transmits: &mut Outbox,
     ) -> Result<bool, LegError> {
         self.push_rtp(transmits, |api, buf| {

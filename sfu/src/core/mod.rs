@@ -21,6 +21,7 @@ use room::Room;
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Counters the core keeps; the driver exports them as metrics.
@@ -95,7 +96,9 @@ pub struct Core {
     // Fx hashing: these are looked up per datagram, and keys are not
     // attacker-chosen in a way that matters (addresses, our own ids).
     rooms: FxHashMap<String, Room>,
-    room_of: FxHashMap<ParticipantId, String>,
+    // Shared names: a datagram's room is looked up (and its name cloned)
+    // for every datagram.
+    room_of: FxHashMap<ParticipantId, Arc<str>>,
     by_addr: FxHashMap<SocketAddr, (ParticipantId, Leg)>,
     by_ufrag: FxHashMap<String, (ParticipantId, Leg)>,
     transmits: Outbox,
@@ -270,7 +273,7 @@ impl Core {
             if let Some(room) = self
                 .room_of
                 .get(&participant)
-                .and_then(|r| self.rooms.get_mut(r))
+                .and_then(|r| self.rooms.get_mut(&**r))
                 && let Some(addrs) = room.leg_addrs_mut(participant, leg)
             {
                 addrs.push(source);
@@ -331,7 +334,8 @@ impl Core {
                     .insert(p.publish.ufrag.clone(), (participant, Leg::Publish));
                 self.by_ufrag
                     .insert(p.subscribe.ufrag.clone(), (participant, Leg::Subscribe));
-                self.room_of.insert(participant, room_name.clone());
+                self.room_of
+                    .insert(participant, Arc::from(room_name.as_str()));
             }
             Err(e) => {
                 tracing::error!(participant = %participant, error = %e, "could not create connections");

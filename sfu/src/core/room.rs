@@ -787,7 +787,7 @@ impl Room {
             for q in &rest[..end] {
                 match subscriber
                     .subscribe
-                    .send_now(now, q.ssrc, q.write(), out.transmits)
+                    .send_now(now, q.ssrc, &q.write(), out.transmits)
                 {
                     Ok(true) => {
                         out.stats.rtp_out += 1;
@@ -853,7 +853,7 @@ impl Room {
             };
             match subscriber
                 .subscribe
-                .resend_now(now, ssrc, again.write(), out.transmits)
+                .resend_now(now, ssrc, &again.write(), out.transmits)
             {
                 Ok(true) => out.stats.resends += 1,
                 Ok(false) => out.stats.resends_missed += 1,

@@ -53,6 +53,7 @@ pub struct RtcConfig {
     pub(crate) sctp_max_buffered_amount: usize,
     pub(crate) sctp_max_message_size: u32,
     pub(crate) rtp_mode: bool,
+    pub(crate) lazy_media_timeouts: bool,
     pub(crate) enable_raw_packets: bool,
     pub(crate) dtls_version: DtlsVersion,
     pub(crate) vp9_packetizer_mode: Vp9PacketizerMode,
@@ -751,6 +752,24 @@ impl RtcConfig {
         self.rtp_mode
     }
 
+    /// Skip the timer pass after an SRTP or SRTCP datagram when no timer is due.
+    ///
+    /// By default every received datagram is followed by a full
+    /// `handle_timeout` (ICE, DTLS, SCTP, every stream's report and NACK
+    /// timers, the pacer's queue scan), which costs time proportional to the
+    /// number of streams. With this set, a media datagram that arrives before
+    /// the timeout last returned by [`Rtc::poll_output()`][crate::Rtc::poll_output]
+    /// only runs that pass if the timeout is due; whatever the datagram makes
+    /// due shows in the next [`Output::Timeout`][crate::Output::Timeout], which
+    /// the caller must then honour. STUN and DTLS datagrams always run it.
+    ///
+    /// Only for [RTP mode][`RtcConfig::set_rtp_mode()`]: frame mode
+    /// depacketizes received media in that pass.
+    pub fn set_lazy_media_timeouts(mut self, enabled: bool) -> Self {
+        self.lazy_media_timeouts = enabled;
+        self
+    }
+
     /// Enable the [`Event::RawPacket`][crate::Event::RawPacket] event.
     ///
     /// This clones data, and is therefore expensive.
@@ -905,6 +924,7 @@ impl Default for RtcConfig {
             sctp_max_buffered_amount: crate::sctp::DEFAULT_MAX_BUFFERED_AMOUNT,
             sctp_max_message_size: crate::sctp::LOCAL_MAX_MESSAGE_SIZE,
             rtp_mode: false,
+            lazy_media_timeouts: false,
             enable_raw_packets: false,
             dtls_version: DtlsVersion::Dtls12,
             vp9_packetizer_mode: Vp9PacketizerMode::default(),

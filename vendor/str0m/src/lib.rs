@@ -942,6 +942,8 @@ pub struct Rtc {
     // Last timeout returned by `poll_output`, reused while the readiness says
     // the timeout is still valid.
     cached_timeout: Instant,
+    // See `RtcConfig::set_lazy_media_timeouts` (only honoured in RTP mode).
+    lazy_media_timeouts: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -1318,6 +1320,7 @@ impl Rtc {
             close_dtls_started: false,
             readiness: Readiness::armed(),
             cached_timeout: start,
+            lazy_media_timeouts: config.lazy_media_timeouts && config.rtp_mode,
         })
     }
 
@@ -2039,8 +2042,19 @@ impl Rtc {
         match input {
             Input::Timeout(now) => self.do_handle_timeout(now)?,
             Input::Receive(recv_time, r) => {
+                // The cached timeout is only trustworthy if nothing moved a
+                // timer since `poll_output` computed it.
+                let skip_timers = self.lazy_media_timeouts
+                    && matches!(
+                        r.contents.inner,
+                        DatagramRecvInner::Rtp(_) | DatagramRecvInner::Rtcp(_)
+                    )
+                    && !self.readiness.wants_timeout()
+                    && recv_time < self.cached_timeout;
                 self.do_handle_receive(recv_time, r)?;
-                self.do_handle_timeout(recv_time)?;
+                if !skip_timers {
+                    self.do_handle_timeout(recv_time)?;
+                }
             }
         }
         Ok(())

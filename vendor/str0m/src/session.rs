@@ -1323,7 +1323,7 @@ impl Session {
         &mut self,
         now: Instant,
         ssrc: Ssrc,
-        rtp: crate::rtp::RtpWrite,
+        rtp: &crate::rtp::RtpWrite,
         out: &mut Vec<u8>,
     ) -> Option<()> {
         self.send_with(now, ssrc, out, |stream, exts, twcc, params, buf, srtp, out| {
@@ -1337,7 +1337,7 @@ impl Session {
         &mut self,
         now: Instant,
         ssrc: Ssrc,
-        rtp: crate::rtp::RtpWrite,
+        rtp: &crate::rtp::RtpWrite,
         out: &mut Vec<u8>,
     ) -> Option<()> {
         self.send_with(now, ssrc, out, |stream, exts, twcc, params, buf, srtp, out| {
@@ -1361,7 +1361,7 @@ impl Session {
             &mut Vec<u8>,
             &mut SrtpContext,
             &mut Vec<u8>,
-        ) -> Option<PacketReceipt>,
+        ) -> Option<usize>,
     ) -> Option<()> {
         if self.rtp_closing {
             return None;
@@ -1386,17 +1386,17 @@ impl Session {
         let twcc = twcc_enabled.then_some(&mut self.twcc);
         let buf = &mut self.poll_packet_buf;
         let params = &self.codec_config;
-        let receipt = write(stream, &exts, twcc, params, buf, srtp_tx, out);
+        let sent = write(stream, &exts, twcc, params, buf, srtp_tx, out);
         stream.put_exts_hint(generation, exts);
-        let receipt = receipt?;
+        let payload_size = sent?;
         if twcc_enabled {
             self.twcc_tx_register
-                .register_seq(TwccPacketId::new(twcc_seq), now, receipt.payload_size);
+                .register_seq(TwccPacketId::new(twcc_seq), now, payload_size);
         }
         if let Some(bwe) = self.bwe.as_mut() {
-            bwe.on_media_sent(receipt.payload_size.into(), false, now);
+            bwe.on_media_sent(payload_size.into(), false, now);
         }
-        self.media_bytes_tx += receipt.payload_size as u64;
+        self.media_bytes_tx += payload_size as u64;
         Some(())
     }
 

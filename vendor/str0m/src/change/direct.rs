@@ -376,7 +376,7 @@ impl<'a> DirectApi<'a> {
     pub fn send_rtp_now(
         &mut self,
         ssrc: Ssrc,
-        rtp: crate::rtp::RtpWrite,
+        rtp: &crate::rtp::RtpWrite,
         now: std::time::Instant,
         out: &mut Vec<u8>,
     ) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
@@ -391,7 +391,7 @@ impl<'a> DirectApi<'a> {
     pub fn resend_rtp_now(
         &mut self,
         ssrc: Ssrc,
-        rtp: crate::rtp::RtpWrite,
+        rtp: &crate::rtp::RtpWrite,
         now: std::time::Instant,
         out: &mut Vec<u8>,
     ) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {

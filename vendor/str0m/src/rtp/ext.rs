@@ -668,10 +668,13 @@ impl Extension {
                 // This should be a 64 second offset from unix epoch.
                 let dur = time_abs.to_unix_duration();
 
-                // Rebase to the 6.18 format.
-                let time_24 = MediaTime::from(dur)
-                    .rebase(Frequency::FIXED_POINT_6_18)
-                    .numer() as u32;
+                // The 6.18 format, wrapping at 64 s. Zync patch: in integer
+                // math, as the generic `MediaTime` rebase divides in u128
+                // (it showed in profiles: this runs for every packet sent).
+                let secs = dur.as_secs() & 0x3f;
+                // Microseconds, as the rebase did: the same value to the bit.
+                let frac = ((dur.subsec_micros() as u64) << 18) / 1_000_000;
+                let time_24 = ((secs << 18) | frac) as u32;
 
                 buf[..3].copy_from_slice(&time_24.to_be_bytes()[1..]);
                 Some(3)

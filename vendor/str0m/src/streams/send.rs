@@ -299,6 +299,7 @@ impl RtpWrite {
     /// its initial ROC or rebasing the outgoing sequence numbers for that receiver.
     ///
     /// [roc]: https://www.rfc-editor.org/rfc/rfc3711.html#section-3.3.1
+    #[inline]
     pub fn new(
         pt: Pt,
         seq_no: SeqNo,
@@ -322,18 +323,21 @@ impl RtpWrite {
     }
 
     /// Set the RTP marker bit.
+    #[inline]
     pub fn marker(mut self, marker: bool) -> Self {
         self.marker = marker;
         self
     }
 
     /// Set RTP header extension values.
+    #[inline]
     pub fn ext_vals(mut self, ext_vals: ExtensionValues) -> Self {
         self.ext_vals = ext_vals;
         self
     }
 
     /// Set whether this RTP packet should respond to incoming NACKs.
+    #[inline]
     pub fn nackable(mut self, nackable: bool) -> Self {
         self.nackable = nackable;
         self
@@ -532,25 +536,25 @@ impl StreamTx {
     pub(crate) fn resend_now(
         &mut self,
         now: Instant,
-        rtp: RtpWrite,
+        rtp: &RtpWrite,
         exts: &ExtensionMap,
         twcc: Option<&mut u64>,
         params: &[PayloadParams],
         buf: &mut Vec<u8>,
         srtp: &mut SrtpContext,
         out: &mut Vec<u8>,
-    ) -> Option<PacketReceipt> {
+    ) -> Option<usize> {
         let RtpWrite {
             pt,
             seq_no: original,
             time,
             marker,
-            ext_vals,
-            payload,
+            ref ext_vals,
+            ref payload,
             csrc_count,
             csrc,
             ..
-        } = rtp;
+        } = *rtp;
         let rtx_ssrc = self.rtx?;
         let rtx_pt = params.iter().find(|p| p.pt() == pt)?.resend()?;
         let seq_no = self.seq_no_rtx.inc();
@@ -562,7 +566,7 @@ impl StreamTx {
             timestamp: time,
             ssrc: rtx_ssrc,
             csrc,
-            ext_vals,
+            ext_vals: ext_vals.clone(),
             ..Default::default()
         };
         header.ext_vals.rid = None;
@@ -576,7 +580,7 @@ impl StreamTx {
         if header_len + body_len > buf.len() {
             return None;
         }
-        buf[header_len + osn_len..header_len + body_len].copy_from_slice(&payload);
+        buf[header_len + osn_len..header_len + body_len].copy_from_slice(payload);
         let (head, body) = buf[..header_len + body_len].split_at(header_len);
         srtp.protect_rtp_parts_into(head, body, &header, *seq_no, out);
 
@@ -587,12 +591,7 @@ impl StreamTx {
         }
         self.last_used = now;
 
-        Some(PacketReceipt {
-            header,
-            seq_no,
-            is_padding: false,
-            payload_size: body_len,
-        })
+        Some(body_len)
     }
 
     /// Set whether this stream is unpaced or not.
@@ -682,27 +681,30 @@ impl StreamTx {
     pub(crate) fn send_now(
         &mut self,
         now: Instant,
-        rtp: RtpWrite,
+        rtp: &RtpWrite,
         exts: &ExtensionMap,
         twcc: Option<&mut u64>,
         params: &[PayloadParams],
         buf: &mut Vec<u8>,
         srtp: &mut SrtpContext,
         out: &mut Vec<u8>,
-    ) -> Option<PacketReceipt> {
+    ) -> Option<usize> {
+        // By reference: an `RtpWrite` is ~400 bytes, and moving it down
+        // the call chain (and a receipt with the whole header back up)
+        // showed in profiles as memcpy.
         let RtpWrite {
             pt,
             seq_no,
             time,
             wallclock,
             marker,
-            ext_vals,
+            ref ext_vals,
             nackable,
-            payload,
+            ref payload,
             csrc_count,
             csrc,
             vp8_patch: _,
-        } = rtp;
+        } = *rtp;
         let Some(param) = params.iter().find(|p| p.pt() == pt) else {
             warn!("Media is missing PT ({}) used in RTP packet", pt);
             return None;
@@ -723,7 +725,7 @@ impl StreamTx {
             timestamp: time,
             ssrc: self.ssrc,
             csrc,
-            ext_vals,
+            ext_vals: ext_vals.clone(),
             ..Default::default()
         };
         if !self.remote_acked_ssrc {
@@ -738,7 +740,7 @@ impl StreamTx {
         // where it is.
         let header_len = write_send_header(&mut header, now, exts, twcc, buf);
         let body_len = payload.len();
-        srtp.protect_rtp_parts_into(&buf[..header_len], &payload, &header, *seq_no, out);
+        srtp.protect_rtp_parts_into(&buf[..header_len], payload, &header, *seq_no, out);
 
         self.stats.update_packet_counts(body_len as u64, false);
         if let Some(h) = &mut self.stats.bytes_transmitted {
@@ -752,7 +754,7 @@ impl StreamTx {
                 seq_no,
                 time: MediaTime::new(time as u64, clock_rate),
                 header: cached_header,
-                payload,
+                payload: payload.clone(),
                 vp8_patch: None,
                 nackable: true,
                 timestamp: now,
@@ -761,12 +763,7 @@ impl StreamTx {
             self.rtx_cache.cache_sent_packet(packet, now);
         }
 
-        Some(PacketReceipt {
-            header,
-            seq_no,
-            is_padding: false,
-            payload_size: body_len,
-        })
+        Some(body_len)
     }
 
     fn padding_enabled(&self) -> bool {

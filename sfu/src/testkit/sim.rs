@@ -3,14 +3,12 @@
 //! goes through a seeded queue that can delay and drop, so runs are
 //! deterministic and faster than real time.
 
-#![allow(dead_code)]
-
+use super::{Datagram, MediaShape, SimPeer};
+use crate::api::{Command, ParticipantId};
+use crate::core::{Core, CoreConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use zync_sfu::api::{Command, ParticipantId};
-use zync_sfu::core::{Core, CoreConfig};
-use zync_sfu::testkit::{Datagram, MediaShape, SimPeer};
 
 /// The SFU's advertised address in simulations.
 pub const SFU: &str = "10.0.0.1:5000";
@@ -59,11 +57,17 @@ impl Default for Link {
 
 /// The whole simulated world.
 pub struct Sim {
+    /// Simulated time.
     pub now: Instant,
+    /// Simulated time at the start (the peers' payload stamps count from it).
     pub epoch: Instant,
+    /// The SFU core under test.
     pub core: Core,
+    /// The SFU's address.
     pub sfu: SocketAddr,
+    /// The simulated browsers.
     pub peers: Vec<SimPeer>,
+    /// Loss and delay of every datagram.
     pub link: Link,
     rng: Rng,
     /// In flight: (deliver at, sequence) → datagram; the sequence keeps
@@ -72,6 +76,9 @@ pub struct Sim {
     sequence: u64,
     /// Datagrams the simulated network dropped.
     pub lost: u64,
+    /// Wall-clock time spent inside the core during [`Sim::tick`]s (what a
+    /// worker's turn costs, without the peers' work).
+    pub core_busy: Duration,
 }
 
 impl Sim {
@@ -90,6 +97,7 @@ impl Sim {
             in_flight: BTreeMap::new(),
             sequence: 0,
             lost: 0,
+            core_busy: Duration::ZERO,
         }
     }
 
@@ -134,41 +142,101 @@ impl Sim {
     /// and every outgoing datagram onto the network.
     pub fn exchange(&mut self) {
         loop {
-            let mut progressed = false;
-            while let Some((id, event)) = self.core.poll_event() {
-                progressed = true;
-                let Some(peer) = self.peers.iter_mut().find(|p| p.id == id) else {
-                    continue;
-                };
-                if let Some(reply) = peer.on_event(self.now, event) {
-                    self.core.handle_command(self.now, reply);
-                }
-            }
+            let mut progressed = self.route_events();
             let outbox = self.core.transmits();
-            let transmits: Vec<Datagram> = outbox
-                .iter()
-                .map(|(source, destination, bytes)| Datagram {
-                    source,
-                    destination,
-                    contents: bytes.to_vec(),
-                })
-                .collect();
-            outbox.clear();
-            for d in transmits {
-                progressed = true;
-                self.send(d);
-            }
-            let from_peers: Vec<Datagram> = self
-                .peers
-                .iter_mut()
-                .flat_map(|p| p.take_outgoing().collect::<Vec<_>>())
-                .collect();
-            for d in from_peers {
-                progressed = true;
-                self.send(d);
-            }
+            progressed |= !outbox.is_empty();
+            self.send_outbox();
+            progressed |= self.send_from_peers();
             if !progressed {
                 break;
+            }
+        }
+    }
+
+    /// Hands the SFU's events to their peers and the peers' answers back;
+    /// `true` if there were any.
+    fn route_events(&mut self) -> bool {
+        let mut any = false;
+        while let Some((id, event)) = self.core.poll_event() {
+            any = true;
+            let Some(peer) = self.peers.iter_mut().find(|p| p.id == id) else {
+                continue;
+            };
+            if let Some(reply) = peer.on_event(self.now, event) {
+                self.core.handle_command(self.now, reply);
+            }
+        }
+        any
+    }
+
+    /// Puts what is in the SFU's outbox (already flushed) on the network.
+    fn send_outbox(&mut self) {
+        let outbox = self.core.outbox();
+        let transmits: Vec<Datagram> = outbox
+            .iter()
+            .map(|(source, destination, bytes)| Datagram {
+                source,
+                destination,
+                contents: bytes.to_vec(),
+            })
+            .collect();
+        outbox.clear();
+        for d in transmits {
+            self.send(d);
+        }
+    }
+
+    /// Puts every datagram the peers want to send on the network; `true` if
+    /// there were any.
+    fn send_from_peers(&mut self) -> bool {
+        let from_peers: Vec<Datagram> = self
+            .peers
+            .iter_mut()
+            .flat_map(|p| p.take_outgoing().collect::<Vec<_>>())
+            .collect();
+        let any = !from_peers.is_empty();
+        for d in from_peers {
+            self.send(d);
+        }
+        any
+    }
+
+    /// Advances `dt` the way a worker's turn runs: every datagram now due
+    /// at the SFU in one batch, its timers, then one flush of everything
+    /// forwarded. The time the core takes is added to [`Sim::core_busy`].
+    /// For benchmarks of a room in steady state (joins go through
+    /// [`Sim::step`]).
+    pub fn tick(&mut self, dt: Duration) {
+        self.now += dt;
+        for peer in &mut self.peers {
+            peer.handle_timeout(self.now);
+        }
+        self.send_from_peers();
+        let mut to_peers = Vec::new();
+        let started = Instant::now();
+        while let Some(entry) = self.in_flight.first_entry() {
+            if entry.key().0 > self.now {
+                break;
+            }
+            let d = entry.remove();
+            if d.destination == self.sfu {
+                self.core.handle_datagram(self.now, d.source, &d.contents);
+            } else {
+                to_peers.push(d);
+            }
+        }
+        self.core.handle_timeout(self.now);
+        self.core.flush();
+        self.core_busy += started.elapsed();
+        self.send_outbox();
+        self.route_events();
+        for d in to_peers {
+            if let Some(peer) = self
+                .peers
+                .iter_mut()
+                .find(|p| p.addresses().contains(&d.destination))
+            {
+                peer.handle_datagram(self.now, d.source, d.destination, &d.contents);
             }
         }
     }

@@ -9,6 +9,8 @@
 //! time, so receivers can check every packet's origin, continuity and
 //! latency.
 
+pub mod sim;
+
 use crate::api::{Command, Event, Kind, OfferedTrack, ParticipantId, Source, TrackLabel};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
