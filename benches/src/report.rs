@@ -86,6 +86,55 @@ pub struct Report {
     pub baseline: Option<Side>,
     /// SFU CPU per forwarded packet ÷ the relay's.
     pub cpu_ratio_sfu_to_baseline: Option<f64>,
+    /// Every round's CPU figures, in the order run (`--rounds`); `sfu` and
+    /// `baseline` above are the round with the median ratio.
+    pub rounds: Vec<Round>,
+}
+
+/// One round's CPU per forwarded packet, for either forwarder that ran.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Round {
+    /// Zync's SFU, µs.
+    pub sfu_cpu_us_per_packet: Option<f64>,
+    /// The raw relay, µs.
+    pub relay_cpu_us_per_packet: Option<f64>,
+    /// SFU ÷ relay.
+    pub ratio: Option<f64>,
+}
+
+impl Round {
+    /// The figures of one SFU run and one relay run.
+    pub fn of(sfu: Option<&Side>, relay: Option<&Side>) -> Self {
+        let sfu = sfu.map(|s| s.cpu_us_per_packet);
+        let relay = relay.map(|s| s.cpu_us_per_packet);
+        let ratio = match (sfu, relay) {
+            (Some(s), Some(r)) if r > 0.0 => Some(s / r),
+            _ => None,
+        };
+        Self {
+            sfu_cpu_us_per_packet: sfu,
+            relay_cpu_us_per_packet: relay,
+            ratio,
+        }
+    }
+
+    /// The index of the median round: by ratio when both forwarders ran,
+    /// else by whichever CPU figure there is (the lower middle of an even
+    /// count).
+    pub fn median(rounds: &[Round]) -> usize {
+        let key = |r: &Round| {
+            r.ratio
+                .or(r.sfu_cpu_us_per_packet)
+                .or(r.relay_cpu_us_per_packet)
+                .unwrap_or(0.0)
+        };
+        let mut order: Vec<usize> = (0..rounds.len()).collect();
+        order.sort_by(|&a, &b| key(&rounds[a]).total_cmp(&key(&rounds[b])));
+        order
+            .get(rounds.len().saturating_sub(1) / 2)
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 impl Report {
@@ -152,6 +201,22 @@ impl Report {
         out.push_str(&row("generator CPU % of one core", &|s| {
             format!("{:.0}", s.generator_cpu_percent)
         }));
+        if self.rounds.len() > 1 {
+            let figure =
+                |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.2}{unit}"));
+            out.push_str(
+                "rounds (CPU us per forwarded packet, sfu / relay = ratio); the table is the median:\n",
+            );
+            for (i, r) in self.rounds.iter().enumerate() {
+                out.push_str(&format!(
+                    "  {}: {} / {} = {}\n",
+                    i + 1,
+                    figure(r.sfu_cpu_us_per_packet, ""),
+                    figure(r.relay_cpu_us_per_packet, ""),
+                    figure(r.ratio, "x"),
+                ));
+            }
+        }
         if let Some(ratio) = self.cpu_ratio_sfu_to_baseline {
             out.push_str(&format!(
                 "SFU / relay CPU per forwarded packet: {ratio:.2}x\n"

@@ -1,5 +1,5 @@
 //! Keeps the load generator working: the `tiny` preset, seconds long,
-//! through both the SFU and the relay baseline. Performance figures live
+//! through both the SFU and the relay baseline, twice. Performance figures live
 //! in the benchmark runs, not here; this only checks the tool measures.
 
 use std::process::Command;
@@ -10,7 +10,7 @@ fn tiny_preset_runs_through_the_sfu_and_the_baseline() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     let json = dir.join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_zync-load"))
-        .args(["--preset", "tiny", "--baseline", "--json"])
+        .args(["--preset", "tiny", "--baseline", "--rounds", "2", "--json"])
         .arg(&json)
         .output()
         .expect("zync-load runs");
@@ -46,5 +46,12 @@ fn tiny_preset_runs_through_the_sfu_and_the_baseline() {
         );
     }
     assert!(report["cpu_ratio_sfu_to_baseline"].as_f64().is_some());
+    // Both rounds ran both forwarders; the table names them.
+    let rounds = report["rounds"].as_array().expect("rounds");
+    assert_eq!(rounds.len(), 2, "{report}");
+    for r in rounds {
+        assert!(r["ratio"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
+    }
+    assert!(stdout.contains("the table is the median"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,7 +5,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
 use zync_bench::plan::Plan;
-use zync_bench::report::{self, Report};
+use zync_bench::report::{self, Report, Round, Side};
 use zync_bench::{relay, sfu_run};
 
 /// Simulated meetings against Zync, with a raw UDP relay as the baseline.
@@ -49,6 +49,11 @@ struct Args {
     /// Run only the baseline.
     #[arg(long)]
     baseline_only: bool,
+    /// Run the SFU (and the relay) this many times, alternating, and report
+    /// the round with the median SFU/relay ratio: this host's speed drifts
+    /// by ±10 % from minute to minute.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=9))]
+    rounds: u32,
     /// Write the report as JSON here too.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -106,40 +111,31 @@ fn plan(args: &Args) -> Result<Plan> {
 }
 
 async fn run(args: Args, plan: Plan) -> Result<()> {
-    let sfu = if args.baseline_only {
-        None
-    } else {
-        let data = tempdir()?;
-        let server = match &args.url {
-            Some(url) => {
-                if !(url.starts_with("http://127.")
-                    || url.starts_with("http://localhost")
-                    || url.starts_with("http://[::1]"))
-                {
-                    bail!("--url must be a loopback address: load runs never leave this machine");
-                }
-                sfu_run::Server::external(url, args.server_pid)
-            }
-            None => sfu_run::Server::spawn(&data)?,
-        };
-        eprintln!("running {} against {}", plan.name, server.base);
-        let side = sfu_run::run(&plan, &server).await;
-        drop(server);
-        let _ = std::fs::remove_dir_all(&data);
-        Some(side?)
-    };
-    let baseline = if args.baseline || args.baseline_only {
-        eprintln!("running {} through the raw UDP relay", plan.name);
-        Some(relay::run(&plan).await?)
-    } else {
-        None
-    };
-    let ratio = match (&sfu, &baseline) {
-        (Some(s), Some(b)) if b.cpu_us_per_packet > 0.0 => {
-            Some(s.cpu_us_per_packet / b.cpu_us_per_packet)
+    let mut results = Vec::new();
+    for round in 1..=args.rounds {
+        if args.rounds > 1 {
+            eprintln!("round {round}/{}", args.rounds);
         }
-        _ => None,
-    };
+        let sfu = if args.baseline_only {
+            None
+        } else {
+            Some(run_sfu(&args, &plan).await?)
+        };
+        let baseline = if args.baseline || args.baseline_only {
+            eprintln!("running {} through the raw UDP relay", plan.name);
+            Some(relay::run(&plan).await?)
+        } else {
+            None
+        };
+        results.push((sfu, baseline));
+    }
+    let rounds: Vec<Round> = results
+        .iter()
+        .map(|(s, b)| Round::of(s.as_ref(), b.as_ref()))
+        .collect();
+    let median = Round::median(&rounds);
+    let ratio = rounds[median].ratio;
+    let (sfu, baseline) = results.swap_remove(median);
     let report = Report {
         plan,
         machine: report::machine(),
@@ -147,6 +143,7 @@ async fn run(args: Args, plan: Plan) -> Result<()> {
         sfu,
         baseline,
         cpu_ratio_sfu_to_baseline: ratio,
+        rounds,
     };
     println!("{}", report.table());
     if let Some(path) = args.json {
@@ -154,6 +151,28 @@ async fn run(args: Args, plan: Plan) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// One run through Zync: a fresh server (unless `--url`), torn down after.
+async fn run_sfu(args: &Args, plan: &Plan) -> Result<Side> {
+    let data = tempdir()?;
+    let server = match &args.url {
+        Some(url) => {
+            if !(url.starts_with("http://127.")
+                || url.starts_with("http://localhost")
+                || url.starts_with("http://[::1]"))
+            {
+                bail!("--url must be a loopback address: load runs never leave this machine");
+            }
+            sfu_run::Server::external(url, args.server_pid)
+        }
+        None => sfu_run::Server::spawn(&data)?,
+    };
+    eprintln!("running {} against {}", plan.name, server.base);
+    let side = sfu_run::run(plan, &server).await;
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+    side
 }
 
 /// Runs Zync itself (this process becomes the server under test): the same
