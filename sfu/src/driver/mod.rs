@@ -13,6 +13,8 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+/// A worker's batching, which the load benchmark's raw relay copies.
+pub use worker::{MAX_BATCHES_PER_TURN, OUTBOX_BYTES};
 use worker::{Worker, WorkerLoad, WorkerMessage};
 
 /// Events one participant may have queued before it is considered stuck.

@@ -19,10 +19,10 @@ const MAX_SLEEP: Duration = Duration::from_millis(250);
 /// How often counters are published to the metrics recorder.
 const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Receive batches handled before timers and sends get a turn.
-const MAX_BATCHES_PER_TURN: usize = 16;
+pub const MAX_BATCHES_PER_TURN: usize = 16;
 /// Bytes of encrypted packets the outbox holds before they are sent (a
 /// batch of 64 datagrams to a room of 25 is ~1.8 MB otherwise).
-const OUTBOX_BYTES: usize = 256 * 1024;
+pub const OUTBOX_BYTES: usize = 256 * 1024;
 
 /// A message to a worker.
 pub enum WorkerMessage {
