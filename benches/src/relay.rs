@@ -1,9 +1,9 @@
 //! The baseline: a raw UDP relay that does nothing but forward, with the
 //! same system calls and batching as the SFU's workers (`recvmmsg`, up to
 //! `MAX_BATCHES_PER_TURN` receive batches per wakeup, sends of
-//! `OUTBOX_BYTES` from one arena, GSO runs, `sendmmsg`), no WebRTC and no
-//! crypto. It is what this machine can
-//! do at best; the report divides the SFU's CPU per packet by the relay's.
+//! `OUTBOX_BYTES` from the SFU's own `Outbox`, GSO runs, `sendmmsg`), no
+//! WebRTC and no crypto. It is what this machine can do at best; the report
+//! divides the SFU's CPU per packet by the relay's.
 //!
 //! Members join a group by sending `JOIN <group>`; every other datagram is
 //! sent to every other member of the sender's group.
@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
+use zync_sfu::core::Outbox;
 use zync_sfu::driver::{MAX_BATCHES_PER_TURN, OUTBOX_BYTES, udp};
 
 /// Runs the relay on `127.0.0.1:0` until killed; prints its address, then
@@ -38,9 +39,8 @@ pub fn serve() -> Result<()> {
     let mut sender = udp::Sender::default();
     let mut group_of: HashMap<SocketAddr, u32> = HashMap::new();
     let mut members: HashMap<u32, Vec<SocketAddr>> = HashMap::new();
-    // Datagrams to send: bytes in one arena, like the SFU's outbox.
-    let mut arena: Vec<u8> = Vec::new();
-    let mut out: Vec<(SocketAddr, std::ops::Range<usize>)> = Vec::new();
+    let local = socket.local_addr()?;
+    let mut outbox = Outbox::default();
     let mut forwarded: u64 = 0;
     let mut last_report = Instant::now();
     loop {
@@ -59,9 +59,10 @@ pub fn serve() -> Result<()> {
                     if !list.contains(&from) {
                         list.push(from);
                     }
-                    let start = arena.len();
-                    arena.extend_from_slice(b"OK");
-                    out.push((from, start..arena.len()));
+                    outbox.push_with(|arena| {
+                        arena.extend_from_slice(b"OK");
+                        Some((local, from))
+                    });
                     return;
                 }
                 let Some(group) = group_of.get(&from) else {
@@ -69,46 +70,26 @@ pub fn serve() -> Result<()> {
                 };
                 for member in members.get(group).into_iter().flatten() {
                     if *member != from {
-                        let start = arena.len();
-                        arena.extend_from_slice(data);
-                        out.push((*member, start..arena.len()));
+                        outbox.push_with(|arena| {
+                            arena.extend_from_slice(data);
+                            Some((local, *member))
+                        });
                     }
                 }
             })?;
-            if arena.len() >= OUTBOX_BYTES {
-                forwarded += send(&mut sender, &socket, &mut arena, &mut out)?;
+            if outbox.bytes() >= OUTBOX_BYTES {
+                forwarded += sender.send_outbox(&socket, &mut outbox)?.datagrams as u64;
             }
             if n == 0 {
                 break;
             }
         }
-        forwarded += send(&mut sender, &socket, &mut arena, &mut out)?;
+        forwarded += sender.send_outbox(&socket, &mut outbox)?.datagrams as u64;
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
             println!("forwarded {forwarded}");
         }
     }
-}
-
-/// Sends what waits in `arena` and `out`, then empties both; returns how
-/// many datagrams the kernel took.
-fn send(
-    sender: &mut udp::Sender,
-    socket: &mio::net::UdpSocket,
-    arena: &mut Vec<u8>,
-    out: &mut Vec<(SocketAddr, std::ops::Range<usize>)>,
-) -> Result<u64> {
-    if out.is_empty() {
-        return Ok(0);
-    }
-    let datagrams: Vec<(SocketAddr, &[u8])> = out
-        .iter()
-        .map(|(to, bytes)| (*to, &arena[bytes.clone()]))
-        .collect();
-    let sent = sender.send(socket, &datagrams)?.datagrams as u64;
-    arena.clear();
-    out.clear();
-    Ok(sent)
 }
 
 /// A relay child process and the last count it printed.

@@ -2,6 +2,7 @@
 //! `sendmmsg` and UDP GSO. The hot path of the SFU (and of the raw relay baseline the
 //! load generator compares it with) goes through here.
 
+use crate::core::Outbox;
 use nix::errno::Errno;
 use nix::sys::socket::{
     ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg, sendmsg,
@@ -139,6 +140,22 @@ impl Sender {
             gso: false,
             ..Self::default()
         }
+    }
+
+    /// Sends everything in `outbox`, then empties it (also on error: what
+    /// the kernel refused is dropped, as UDP does under overload).
+    pub fn send_outbox(
+        &mut self,
+        socket: &impl AsRawFd,
+        outbox: &mut Outbox,
+    ) -> std::io::Result<Sent> {
+        if outbox.is_empty() {
+            return Ok(Sent::default());
+        }
+        let datagrams: Vec<_> = outbox.iter().map(|(_, to, bytes)| (to, bytes)).collect();
+        let sent = self.send(socket, &datagrams);
+        outbox.clear();
+        sent
     }
 
     /// Sends all `datagrams` (destination, bytes).

@@ -184,15 +184,9 @@ impl Worker {
 
     /// Sends the datagrams in the core's outbox.
     fn send_outbox(&mut self, sender: &mut udp::Sender) {
-        let transmits = self.core.outbox();
-        if transmits.is_empty() {
-            return;
-        }
-        let datagrams: Vec<_> = transmits.iter().map(|(_, to, bytes)| (to, bytes)).collect();
-        if let Err(e) = sender.send(&self.socket, &datagrams) {
+        if let Err(e) = sender.send_outbox(&self.socket, self.core.outbox()) {
             tracing::warn!(worker = self.index, error = %e, "send failed");
         }
-        transmits.clear();
     }
 
     fn export_metrics(&self, worker: &str, previous: CoreStats) -> CoreStats {
