@@ -100,7 +100,8 @@ pub(crate) struct Session {
     twcc_tx_register: TwccSendRegister,
     max_rx_seq_lookup: HashMap<Ssrc, SeqNoWindow>,
 
-    bwe: Option<Bwe>,
+    // Zync patch: read by the immediate sends (see `DirectApi::append_now`).
+    pub(crate) bwe: Option<Bwe>,
     bwe_last_event: Option<(Bitrate, bool)>,
 
     enable_twcc_feedback: bool,

@@ -400,6 +400,14 @@ impl<'a> DirectApi<'a> {
 
     /// Zync patch: the shared half of the immediate sends: only once ICE
     /// chose a pair, and counted like `poll_output`'s transmits.
+    ///
+    /// An immediate send queues no event and no transmit (the datagram goes
+    /// to `out`), and without BWE it moves no timer: sender reports, NACK
+    /// and TWCC feedback run on their own clocks, and the pacer never sees
+    /// these packets. So it leaves the readiness alone; arming it made the
+    /// next input on a subscriber's connection run every stream's timers
+    /// and the next poll walk every event source and recompute every
+    /// deadline, which cost more than the sends themselves.
     fn append_now(
         &mut self,
         out: &mut Vec<u8>,
@@ -407,9 +415,14 @@ impl<'a> DirectApi<'a> {
     ) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
         let send = self.rtc.send_addr.as_ref()?;
         let addrs = (send.source, send.destination);
+        let mut rtc = self.rtc.mutate();
+        rtc.no_events();
+        if rtc.session.bwe.is_none() {
+            rtc.no_timeout();
+        }
         let start = out.len();
-        write(&mut self.rtc.session, out)?;
-        self.rtc.peer_bytes_tx += (out.len() - start) as u64;
+        write(&mut rtc.session, out)?;
+        rtc.peer_bytes_tx += (out.len() - start) as u64;
         Some(addrs)
     }
 
