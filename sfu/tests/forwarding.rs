@@ -339,3 +339,31 @@ fn forwarding_adds_no_delay_of_its_own() {
         assert_eq!(p50, link, "{source:?} median latency");
     }
 }
+
+#[test]
+fn subscribers_get_sender_reports_for_every_forwarded_track() {
+    let mut sim = Sim::new(Link::default(), 1);
+    for _ in 0..3 {
+        let i = sim.add_peer(MediaShape::default());
+        sim.join(i, "room");
+    }
+    let seconds = 12;
+    sim.run_for(Duration::from_secs(seconds));
+    assert_no_errors(&sim);
+    for at in 0..3 {
+        for from in (0..3).filter(|f| *f != at) {
+            for (source, interval) in [(Source::Microphone, 5), (Source::Camera, 1)] {
+                let key = (sim.peers[from].id, source);
+                let reports = sim.peers[at].received[&key].sender_reports;
+                // str0m reports every `interval` seconds; Zync may send a
+                // report up to half an interval early to share a wakeup.
+                let (least, most) = (seconds / interval - 2, 2 * seconds / interval + 1);
+                assert!(
+                    (least..=most).contains(&reports),
+                    "peer {at} got {reports} sender reports for {from}'s {source:?} \
+                     in {seconds} s, expected {least}..={most}"
+                );
+            }
+        }
+    }
+}

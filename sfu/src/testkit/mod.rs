@@ -102,6 +102,8 @@ pub struct Received {
     pub highest_stamp: Option<u32>,
     /// Latency samples (send → receive), µs.
     pub latencies_us: Vec<u64>,
+    /// RTCP sender reports received for this stream.
+    pub sender_reports: u64,
     seen: std::collections::HashSet<u64>,
 }
 
@@ -625,14 +627,22 @@ impl SimPeer {
         );
         self.note_keyframe_requests();
         let mut received = Vec::new();
+        let mut reports = Vec::new();
         let b = drain_subscribe(
             &mut self.subscribe,
             &mut self.outgoing,
             &mut self.errors,
             &mut received,
+            &mut reports,
         );
         for (mid, header_seq, payload, at) in received {
             self.record(mid, header_seq, &payload, at);
+        }
+        for mid in reports {
+            if let Some(track) = self.tracks.get(&*mid) {
+                let key = (track.participant, track.source);
+                self.received.entry(key).or_default().sender_reports += 1;
+            }
         }
         a.min(b)
     }
@@ -747,6 +757,7 @@ fn drain_subscribe(
     outgoing: &mut VecDeque<Datagram>,
     errors: &mut Vec<String>,
     received: &mut Vec<(Mid, u64, std::sync::Arc<[u8]>, Instant)>,
+    sender_reports: &mut Vec<Mid>,
 ) -> Instant {
     loop {
         match rtc.poll_output() {
@@ -770,6 +781,7 @@ fn drain_subscribe(
                     ));
                 }
             }
+            Ok(Output::Event(RtcEvent::SenderFeedback(report))) => sender_reports.push(report.mid),
             Ok(Output::Event(_)) => {}
             Err(e) => {
                 errors.push(format!("poll: {e}"));

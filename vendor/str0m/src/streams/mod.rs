@@ -440,9 +440,15 @@ impl Streams {
         let StreamTimeoutConfig { codecs, intervals } = config;
 
         self.mids_to_report.clear(); // Clear for checking StreamRx.
-        for stream in self.streams_rx.values() {
-            if stream.need_rr(now, intervals) {
-                self.mids_to_report.push(stream.mid());
+        // Zync patch: reports due within half their interval go along with
+        // one that is due now (as for sender reports below), so a receiver
+        // of many streams sends one report packet per interval, not one per
+        // stream, like browsers do.
+        if self.streams_rx.values().any(|s| s.need_rr(now, intervals)) {
+            for stream in self.streams_rx.values() {
+                if stream.need_rr_soon(now, intervals) {
+                    self.mids_to_report.push(stream.mid());
+                }
             }
         }
 
@@ -463,9 +469,17 @@ impl Streams {
         }
 
         self.mids_to_report.clear(); // start over for StreamTx.
-        for stream in self.streams_tx.values() {
-            if stream.need_sr(now, intervals) {
-                self.mids_to_report.push(stream.mid());
+        // Zync patch: once one stream's sender report is due, every stream
+        // due within half its interval reports with it. Each stream kept its
+        // own phase, so a connection sending 48 streams woke for reports
+        // ~10 times a second, each time walking all of them; sharing the
+        // wakeup lines them up. RFC 3550 spreads report intervals over
+        // 0.5–1.5× anyway.
+        if self.streams_tx.values().any(|s| s.need_sr(now, intervals)) {
+            for stream in self.streams_tx.values() {
+                if stream.need_sr_soon(now, intervals) {
+                    self.mids_to_report.push(stream.mid());
+                }
             }
         }
 

@@ -715,6 +715,12 @@ impl StreamRx {
         now >= self.receiver_report_at(intervals)
     }
 
+    /// Zync patch: whether the receiver report is due within half an
+    /// interval, to be sent early along with one that is due now.
+    pub(crate) fn need_rr_soon(&self, now: Instant, intervals: RtcpReportIntervals) -> bool {
+        self.need_rr(now + intervals.for_audio(self.is_audio()) / 2, intervals)
+    }
+
     pub(crate) fn create_rr_and_update(
         &mut self,
         now: Instant,
