@@ -90,15 +90,14 @@ impl AeadAes128GcmCipher for AwsLcRsAeadAes128GcmCipher {
         let nonce = Nonce::try_assume_unique_for_key(iv)
             .map_err(|e| CryptoError::Other(format!("Invalid nonce: {}", e)))?;
 
+        // Zync patch: sealed out of place, from `input` straight into
+        // `output`, tag included: no copy of the plaintext into `output`
+        // first (an SFU encrypts each forwarded packet once per subscriber).
         let len = input.len();
-        output[..len].copy_from_slice(input);
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::from(aad), &mut output[..len])
+        let (ciphertext, tag) = output[..len + AeadAes128Gcm::TAG_LEN].split_at_mut(len);
+        self.key
+            .seal_out_of_place_scatter(nonce, Aad::from(aad), input, ciphertext, &[], tag)
             .map_err(|e| CryptoError::Other(format!("AES-GCM encrypt failed: {}", e)))?;
-
-        // Copy the result tag to the output
-        output[len..len + AeadAes128Gcm::TAG_LEN].copy_from_slice(tag.as_ref());
         Ok(())
     }
 
@@ -166,15 +165,14 @@ impl AeadAes256GcmCipher for AwsLcRsAeadAes256GcmCipher {
         let nonce = Nonce::try_assume_unique_for_key(iv)
             .map_err(|e| CryptoError::Other(format!("Invalid nonce: {}", e)))?;
 
+        // Zync patch: sealed out of place, from `input` straight into
+        // `output`, tag included: no copy of the plaintext into `output`
+        // first (an SFU encrypts each forwarded packet once per subscriber).
         let len = input.len();
-        output[..len].copy_from_slice(input);
-        let tag = self
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::from(aad), &mut output[..len])
+        let (ciphertext, tag) = output[..len + AeadAes256Gcm::TAG_LEN].split_at_mut(len);
+        self.key
+            .seal_out_of_place_scatter(nonce, Aad::from(aad), input, ciphertext, &[], tag)
             .map_err(|e| CryptoError::Other(format!("AES-GCM encrypt failed: {}", e)))?;
-
-        // Copy the result tag to the output
-        output[len..len + AeadAes256Gcm::TAG_LEN].copy_from_slice(tag.as_ref());
         Ok(())
     }
 
