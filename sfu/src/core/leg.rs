@@ -222,6 +222,14 @@ impl LegRtc {
         })
     }
 
+    /// Starts loading the send stream `ssrc` into the CPU's caches, for a
+    /// [`Self::send_now`] on it next (each packet of a batch goes out on
+    /// another stream, and waiting for its state was the largest part of
+    /// str0m's own per-packet time).
+    pub fn prefetch(&self, ssrc: Ssrc) {
+        self.rtc.prefetch_stream_tx(ssrc);
+    }
+
     /// Resends a packet the browser NACKed on the RTX stream of `ssrc`
     /// (`write` carries its original sequence number), straight into the
     /// outbox. `Ok(false)` when it cannot (not connected, no RTX).

@@ -781,10 +781,21 @@ impl Room {
                 .position(|q| q.subscriber != id)
                 .unwrap_or(rest.len());
             self.sent += end;
+            // The next subscriber's first packet, while this one's are
+            // written (within a subscriber, each packet fetches the next).
+            if let Some(next) = rest.get(end)
+                && let Some(p) = self.participants.get(&next.subscriber)
+            {
+                p.subscribe.prefetch(next.ssrc);
+            }
             let Some(subscriber) = self.participants.get_mut(&id) else {
                 continue;
             };
-            for q in &rest[..end] {
+            let batch = &rest[..end];
+            for (i, q) in batch.iter().enumerate() {
+                if let Some(next) = batch.get(i + 1) {
+                    subscriber.subscribe.prefetch(next.ssrc);
+                }
                 match subscriber
                     .subscribe
                     .send_now(now, q.ssrc, &q.write(), out.transmits)

@@ -666,7 +666,9 @@
 
 // Avoid rewriting existing code: nested conditions are often more readable than long if-chains.
 #![allow(clippy::collapsible_if)]
-#![forbid(unsafe_code)]
+// Zync patch: deny, not forbid, so that `util::prefetch` alone may use the
+// prefetch intrinsic.
+#![deny(unsafe_code)]
 #![allow(clippy::new_without_default)]
 #![allow(clippy::bool_to_int_with_if)]
 #![allow(clippy::assertions_on_constants)]
@@ -1456,6 +1458,13 @@ impl Rtc {
     /// ```
     pub fn sdp_api(&mut self) -> SdpApi {
         SdpApi::new(self)
+    }
+
+    /// Zync patch: starts loading the send stream `ssrc` into the CPU's
+    /// caches, for a [`DirectApi::send_rtp_now`] on it shortly after (call
+    /// it a packet or more ahead). Changes nothing.
+    pub fn prefetch_stream_tx(&self, ssrc: crate::rtp::Ssrc) {
+        self.session.streams.prefetch_tx(&ssrc);
     }
 
     /// Makes direct changes to the Rtc session.

@@ -136,7 +136,9 @@ pub(crate) struct Streams {
 
     /// All outgoing encoded streams.
     // Zync patch: looked up per forwarded packet; SipHash showed in profiles.
-    streams_tx: HashMap<Ssrc, StreamTx, BuildHasherDefault<SsrcHasher>>,
+    // Boxed, so that the table itself is small enough to stay in cache and
+    // a stream can be prefetched before it is sent on (`prefetch_tx`).
+    streams_tx: HashMap<Ssrc, Box<StreamTx>, BuildHasherDefault<SsrcHasher>>,
 
     /// Non-media padding source. Its sequence counter survives media changes.
     probe_tx: StreamTx,
@@ -337,7 +339,15 @@ impl Streams {
     ) -> &mut StreamTx {
         self.streams_tx
             .entry(ssrc)
-            .or_insert_with(|| StreamTx::new(ssrc, rtx, midrid, self.enable_stats, self.mtu_warn))
+            .or_insert_with(|| {
+                Box::new(StreamTx::new(
+                    ssrc,
+                    rtx,
+                    midrid,
+                    self.enable_stats,
+                    self.mtu_warn,
+                ))
+            })
     }
 
     pub fn remove_stream_tx(&mut self, ssrc: Ssrc) -> bool {
@@ -362,7 +372,18 @@ impl Streams {
     }
 
     pub fn stream_tx(&mut self, ssrc: &Ssrc) -> Option<&mut StreamTx> {
-        self.streams_tx.get_mut(ssrc)
+        self.streams_tx.get_mut(ssrc).map(|s| &mut **s)
+    }
+
+    /// Zync patch: asks the CPU to start loading the send stream `ssrc`
+    /// into its cache, so that a send on it a little later does not wait
+    /// for memory. An SFU sends each packet of a batch on another stream
+    /// (one per publisher and subscriber), and the first touch of each was
+    /// most of `Session::send_rtp_now`'s own time.
+    pub fn prefetch_tx(&self, ssrc: &Ssrc) {
+        if let Some(stream) = self.streams_tx.get(ssrc) {
+            crate::util::prefetch::prefetch(&**stream);
+        }
     }
 
     /// Lookup the "main" SSRC and mid for a given SSRC(main or RTX).
@@ -579,7 +600,7 @@ impl Streams {
     }
 
     pub(crate) fn streams_tx(&mut self) -> impl Iterator<Item = &mut StreamTx> {
-        self.streams_tx.values_mut()
+        self.streams_tx.values_mut().map(|s| &mut **s)
     }
 
     pub(crate) fn ssrcs_tx(&self, mid: Mid) -> Vec<(Ssrc, Option<Ssrc>)> {
@@ -700,7 +721,10 @@ impl Streams {
             self.probe_media?;
             return Some(&mut self.probe_tx);
         }
-        self.streams_tx.values_mut().find(|s| s.is_midrid(midrid))
+        self.streams_tx
+            .values_mut()
+            .find(|s| s.is_midrid(midrid))
+            .map(|s| &mut **s)
     }
 
     pub(crate) fn stream_rx_by_midrid(&mut self, midrid: MidRid) -> Option<&mut StreamRx> {
@@ -715,7 +739,10 @@ impl Streams {
 
     /// An iterator over all the tx streams for a given mid.
     pub(crate) fn streams_tx_by_mid(&mut self, mid: Mid) -> impl Iterator<Item = &mut StreamTx> {
-        self.streams_tx.values_mut().filter(move |s| s.mid() == mid)
+        self.streams_tx
+            .values_mut()
+            .filter(move |s| s.mid() == mid)
+            .map(|s| &mut **s)
     }
 
     /// An iterator over all the rx streams for a given mid.

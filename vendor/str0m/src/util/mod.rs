@@ -11,6 +11,9 @@ pub(crate) use time_tricks::{InstantExt, SystemTimeExt, not_happening};
 pub(crate) use time_tricks::{already_happened, epoch_to_beginning};
 
 mod average;
+
+// Zync patch.
+pub(crate) mod prefetch;
 pub(crate) use average::MovingAverage;
 
 pub(crate) trait Soonest {
