@@ -14,6 +14,17 @@ fn received(sim: &Sim, at: usize, from: usize, source: Source) -> u64 {
         .map_or(0, |r| r.packets)
 }
 
+/// A simulation (seeded `seed`) of `peers` people in one room, each
+/// publishing the default audio and video.
+fn one_room(peers: usize, seed: u64) -> Sim {
+    let mut sim = Sim::new(Link::default(), seed);
+    for _ in 0..peers {
+        let i = sim.add_peer(MediaShape::default());
+        sim.join(i, "room");
+    }
+    sim
+}
+
 fn assert_no_errors(sim: &Sim) {
     for peer in &sim.peers {
         assert!(
@@ -27,11 +38,7 @@ fn assert_no_errors(sim: &Sim) {
 
 #[test]
 fn three_peers_receive_each_others_audio_and_video() {
-    let mut sim = Sim::new(Link::default(), 1);
-    for _ in 0..3 {
-        let i = sim.add_peer(MediaShape::default());
-        sim.join(i, "room");
-    }
+    let mut sim = one_room(3, 1);
     sim.run_for(Duration::from_secs(4));
     assert_no_errors(&sim);
 
@@ -71,11 +78,7 @@ fn three_peers_receive_each_others_audio_and_video() {
 
 #[test]
 fn leaving_stops_the_tracks_at_the_others() {
-    let mut sim = Sim::new(Link::default(), 2);
-    for _ in 0..3 {
-        let i = sim.add_peer(MediaShape::default());
-        sim.join(i, "room");
-    }
+    let mut sim = one_room(3, 2);
     sim.run_for(Duration::from_secs(2));
     assert!(received(&sim, 0, 2, Source::Camera) > 0);
     let gone = sim.peers[2].id;
@@ -252,11 +255,7 @@ fn nack_repairs_video_under_five_percent_loss() {
 
 #[test]
 fn garbage_datagrams_neither_panic_nor_disturb_the_others() {
-    let mut sim = Sim::new(Link::default(), 7);
-    for _ in 0..3 {
-        let i = sim.add_peer(MediaShape::default());
-        sim.join(i, "room");
-    }
+    let mut sim = one_room(3, 7);
     sim.run_for(Duration::from_secs(2));
     let before = received(&sim, 1, 0, Source::Camera);
     let dropped_before = sim.core.stats().dropped_datagrams;
@@ -299,11 +298,7 @@ fn garbage_datagrams_neither_panic_nor_disturb_the_others() {
 
 #[test]
 fn a_silent_participant_is_removed_and_its_tracks_stop() {
-    let mut sim = Sim::new(Link::default(), 8);
-    for _ in 0..3 {
-        let i = sim.add_peer(MediaShape::default());
-        sim.join(i, "room");
-    }
+    let mut sim = one_room(3, 8);
     sim.run_for(Duration::from_secs(2));
     let gone: ParticipantId = sim.peers[2].id;
     // Peer 2 vanishes: it stops sending anything at all.
@@ -322,11 +317,7 @@ fn a_silent_participant_is_removed_and_its_tracks_stop() {
 
 #[test]
 fn forwarding_adds_no_delay_of_its_own() {
-    let mut sim = Sim::new(Link::default(), 9);
-    for _ in 0..2 {
-        let i = sim.add_peer(MediaShape::default());
-        sim.join(i, "room");
-    }
+    let mut sim = one_room(2, 9);
     sim.run_for(Duration::from_secs(3));
     let link = 2 * sim.link.delay.as_micros() as u64;
     for source in [Source::Microphone, Source::Camera] {
@@ -342,11 +333,7 @@ fn forwarding_adds_no_delay_of_its_own() {
 
 #[test]
 fn subscribers_get_sender_reports_for_every_forwarded_track() {
-    let mut sim = Sim::new(Link::default(), 1);
-    for _ in 0..3 {
-        let i = sim.add_peer(MediaShape::default());
-        sim.join(i, "room");
-    }
+    let mut sim = one_room(3, 10);
     let seconds = 12;
     sim.run_for(Duration::from_secs(seconds));
     assert_no_errors(&sim);

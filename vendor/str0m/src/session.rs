@@ -100,8 +100,7 @@ pub(crate) struct Session {
     twcc_tx_register: TwccSendRegister,
     max_rx_seq_lookup: HashMap<Ssrc, SeqNoWindow>,
 
-    // Zync patch: read by the immediate sends (see `DirectApi::append_now`).
-    pub(crate) bwe: Option<Bwe>,
+    bwe: Option<Bwe>,
     bwe_last_event: Option<(Bitrate, bool)>,
 
     enable_twcc_feedback: bool,
@@ -1313,6 +1312,12 @@ impl Session {
         }
 
         Some(protected.into())
+    }
+
+    /// Zync patch: whether bandwidth estimation runs (immediate sends only
+    /// move timers then, see `DirectApi::append_now`).
+    pub(crate) fn has_bwe(&self) -> bool {
+        self.bwe.is_some()
     }
 
     /// Zync patch: writes and protects one RTP packet on the send stream

@@ -417,7 +417,7 @@ impl<'a> DirectApi<'a> {
         let addrs = (send.source, send.destination);
         let mut rtc = self.rtc.mutate();
         rtc.no_events();
-        if rtc.session.bwe.is_none() {
+        if !rtc.session.has_bwe() {
             rtc.no_timeout();
         }
         let start = out.len();

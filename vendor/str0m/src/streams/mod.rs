@@ -465,12 +465,16 @@ impl Streams {
         // one that is due now (as for sender reports below), so a receiver
         // of many streams sends one report packet per interval, not one per
         // stream, like browsers do.
-        if self.streams_rx.values().any(|s| s.need_rr(now, intervals)) {
-            for stream in self.streams_rx.values() {
-                if stream.need_rr_soon(now, intervals) {
-                    self.mids_to_report.push(stream.mid());
-                }
+        // One pass: a report due now is also due soon.
+        let mut any_due = false;
+        for stream in self.streams_rx.values() {
+            if stream.need_rr_soon(now, intervals) {
+                any_due |= stream.need_rr(now, intervals);
+                self.mids_to_report.push(stream.mid());
             }
+        }
+        if !any_due {
+            self.mids_to_report.clear();
         }
 
         for stream in self.streams_rx.values_mut() {
@@ -496,12 +500,15 @@ impl Streams {
         // ~10 times a second, each time walking all of them; sharing the
         // wakeup lines them up. RFC 3550 spreads report intervals over
         // 0.5–1.5× anyway.
-        if self.streams_tx.values().any(|s| s.need_sr(now, intervals)) {
-            for stream in self.streams_tx.values() {
-                if stream.need_sr_soon(now, intervals) {
-                    self.mids_to_report.push(stream.mid());
-                }
+        let mut any_due = false;
+        for stream in self.streams_tx.values() {
+            if stream.need_sr_soon(now, intervals) {
+                any_due |= stream.need_sr(now, intervals);
+                self.mids_to_report.push(stream.mid());
             }
+        }
+        if !any_due {
+            self.mids_to_report.clear();
         }
 
         for stream in self.streams_tx.values_mut() {

@@ -1308,7 +1308,7 @@ impl StreamTx {
     /// Zync patch: whether the sender report is due within half an
     /// interval, to be sent early along with one that is due now.
     pub(crate) fn need_sr_soon(&self, now: Instant, intervals: RtcpReportIntervals) -> bool {
-        now + intervals.for_audio(self.is_audio()) / 2 >= self.sender_report_at(intervals)
+        self.need_sr(now + intervals.for_audio(self.is_audio()) / 2, intervals)
     }
 
     pub(crate) fn create_sr_and_update(&mut self, now: Instant, feedback: &mut VecDeque<Rtcp>) {
