@@ -77,8 +77,13 @@ pub struct LimitsConfig {
     pub max_chat_chars: u32,
     /// Most participants (connections) in one meeting.
     pub max_room_participants: u32,
-    /// Largest WebSocket message accepted from a client, in bytes.
+    /// Largest WebSocket message accepted from a client, in bytes (chat and
+    /// every other message except `signal` with an SDP).
     pub max_ws_message_bytes: u32,
+    /// Largest SDP a client may send in a `signal` message, in bytes. An
+    /// SDP grows with the tracks a participant receives at once (about
+    /// 1 KiB per m-line), so it has its own limit.
+    pub max_sdp_bytes: u32,
     /// Chat messages a participant may send in a burst.
     pub chat_burst: u32,
     /// Chat messages per minute a participant may sustain after the burst.
@@ -92,6 +97,7 @@ impl Default for LimitsConfig {
             max_chat_chars: 2000,
             max_room_participants: 100,
             max_ws_message_bytes: 64 * 1024,
+            max_sdp_bytes: 512 * 1024,
             chat_burst: 10,
             chat_per_minute: 60,
         }
@@ -272,6 +278,7 @@ impl Config {
             l.max_ws_message_bytes.into(),
             1024,
         )?;
+        at_least("limits.max_sdp_bytes", l.max_sdp_bytes.into(), 4096)?;
         at_least("limits.chat_burst", l.chat_burst.into(), 1)?;
         at_least("limits.chat_per_minute", l.chat_per_minute.into(), 1)?;
         let a = &self.auth;

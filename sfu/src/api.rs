@@ -3,6 +3,7 @@
 //! ([`Event`]).
 
 use std::fmt;
+pub use str0m::change::{SdpAnswer, SdpOffer};
 
 /// A participant, as numbered by signaling (unique per server lifetime).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -120,6 +121,67 @@ pub struct OfferedTrack {
     pub kind: Kind,
 }
 
+/// Why an SDP from a browser was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SdpRefused {
+    /// Not SDP that str0m understands.
+    #[error("{0}")]
+    Invalid(String),
+    /// An offer with more tracks than one participant may publish.
+    #[error("{0}")]
+    TooManyTracks(String),
+}
+
+impl SdpRefused {
+    /// The protocol's error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SdpRefused::Invalid(_) => "invalid_sdp",
+            SdpRefused::TooManyTracks(_) => "too_many_tracks",
+        }
+    }
+}
+
+/// A browser's offer on its publish connection, checked and parsed by the
+/// caller (signaling's connection task): a large SDP takes milliseconds to
+/// parse, which the media worker would otherwise spend instead of
+/// forwarding everyone's packets.
+#[derive(Debug)]
+pub struct PublishOffer {
+    pub(crate) sdp: SdpOffer,
+    pub(crate) labels: Vec<TrackLabel>,
+}
+
+impl PublishOffer {
+    /// Checks `sdp` against what one participant may publish (one
+    /// microphone, camera, screen and screen-audio track at most; labels
+    /// matching their m-line's kind) and parses it.
+    pub fn parse(sdp: &str, labels: Vec<TrackLabel>) -> Result<Self, SdpRefused> {
+        crate::core::check_publish_offer(sdp, &labels)
+            .map_err(|e| SdpRefused::TooManyTracks(e.to_string()))?;
+        let sdp = SdpOffer::from_sdp_string(sdp)
+            .map_err(|e| SdpRefused::Invalid(format!("the offer is not valid SDP: {e}")))?;
+        Ok(Self { sdp, labels })
+    }
+
+    /// The parsed offer.
+    pub fn sdp(&self) -> &SdpOffer {
+        &self.sdp
+    }
+
+    /// What the browser says each m-line carries.
+    pub fn labels(&self) -> &[TrackLabel] {
+        &self.labels
+    }
+}
+
+/// Parses a browser's answer on its subscribe connection (on the caller's
+/// thread, like [`PublishOffer::parse`]).
+pub fn parse_answer(sdp: &str) -> Result<SdpAnswer, SdpRefused> {
+    SdpAnswer::from_sdp_string(sdp)
+        .map_err(|e| SdpRefused::Invalid(format!("the answer is not valid SDP: {e}")))
+}
+
 /// A request from signaling to the SFU.
 #[derive(Debug)]
 pub enum Command {
@@ -130,22 +192,21 @@ pub enum Command {
         /// The newcomer.
         participant: ParticipantId,
     },
-    /// An SDP offer from the browser for its publish connection.
+    /// An offer from the browser for its publish connection.
     PublishOffer {
         /// Who.
         participant: ParticipantId,
-        /// The SDP text.
-        sdp: String,
-        /// What each m-line carries (m-lines not listed default by kind:
-        /// audio is the microphone, video the camera).
-        tracks: Vec<TrackLabel>,
+        /// The offer, checked and parsed, with what each m-line carries
+        /// (m-lines not labelled default by kind: audio is the microphone,
+        /// video the camera).
+        offer: PublishOffer,
     },
-    /// The browser's SDP answer on its subscribe connection.
+    /// The browser's answer on its subscribe connection.
     SubscribeAnswer {
         /// Who.
         participant: ParticipantId,
-        /// The SDP text.
-        sdp: String,
+        /// The answer, parsed ([`parse_answer`]).
+        answer: SdpAnswer,
     },
     /// A trickled ICE candidate from the browser.
     Candidate {
@@ -177,22 +238,23 @@ impl Command {
 }
 
 /// Something the SFU tells one participant (through signaling).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Event {
-    /// The SFU's answer on the publish connection.
+    /// The SFU's answer on the publish connection (signaling turns it into
+    /// text, off the media worker).
     PublishAnswer {
-        /// The SDP text.
-        sdp: String,
+        /// The answer.
+        answer: SdpAnswer,
     },
     /// A new offer on the subscribe connection: tracks appeared or went.
     SubscribeOffer {
-        /// The SDP text.
-        sdp: String,
+        /// The offer.
+        offer: SdpOffer,
         /// Every live track in this offer, by mid.
         tracks: Vec<OfferedTrack>,
     },
-    /// A request was refused (bad SDP, answer without offer, ...). The
-    /// participant stays; only that request failed.
+    /// A request was refused (answer without offer, ...). The participant
+    /// stays; only that request failed.
     Error {
         /// Machine-readable code.
         code: &'static str,

@@ -12,6 +12,9 @@ pub mod driver;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use api::{Command, Event, Kind, Leg, OfferedTrack, ParticipantId, Source, TrackLabel};
+pub use api::{
+    Command, Event, Kind, Leg, OfferedTrack, ParticipantId, PublishOffer, SdpAnswer, SdpOffer,
+    SdpRefused, Source, TrackLabel, parse_answer,
+};
 pub use core::VideoCodec;
 pub use driver::{Sfu, SfuConfig, SfuError, SfuSession};

@@ -17,7 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use zync_sfu::testkit::{MediaShape, SimPeer};
-use zync_sfu::{Command, Event, Kind, OfferedTrack, ParticipantId, Source};
+use zync_sfu::{Command, Event, Kind, OfferedTrack, ParticipantId, SdpAnswer, SdpOffer, Source};
 
 /// What a test can look at while the participant runs.
 pub struct Observed {
@@ -316,15 +316,17 @@ impl Runner {
 
     async fn send_command(&mut self, command: Command) -> Result<()> {
         let message = match command {
-            Command::PublishOffer { sdp, tracks, .. } => {
-                let tracks: Vec<Value> = tracks
+            Command::PublishOffer { offer, .. } => {
+                let sdp = offer.sdp().to_sdp_string();
+                let tracks: Vec<Value> = offer
+                    .labels()
                     .iter()
                     .map(|t| json!({"mid": t.mid, "source": t.source.as_str()}))
                     .collect();
                 json!({"type": "signal", "pc": "publish", "sdp": {"type": "offer", "sdp": sdp}, "tracks": tracks})
             }
-            Command::SubscribeAnswer { sdp, .. } => {
-                json!({"type": "signal", "pc": "subscribe", "sdp": {"type": "answer", "sdp": sdp}})
+            Command::SubscribeAnswer { answer, .. } => {
+                json!({"type": "signal", "pc": "subscribe", "sdp": {"type": "answer", "sdp": answer.to_sdp_string()}})
             }
             other => bail!("the test participant does not send {other:?}"),
         };
@@ -356,9 +358,11 @@ impl Runner {
 
 /// Turns a `signal` message from the server into the SFU event it carries.
 fn signal_to_event(message: &Value) -> Option<Event> {
-    let sdp = message["sdp"]["sdp"].as_str()?.to_string();
+    let sdp = message["sdp"]["sdp"].as_str()?;
     match (message["pc"].as_str()?, message["sdp"]["type"].as_str()?) {
-        ("publish", "answer") => Some(Event::PublishAnswer { sdp }),
+        ("publish", "answer") => Some(Event::PublishAnswer {
+            answer: SdpAnswer::from_sdp_string(sdp).ok()?,
+        }),
         ("subscribe", "offer") => {
             let tracks = message["tracks"]
                 .as_array()?
@@ -378,7 +382,8 @@ fn signal_to_event(message: &Value) -> Option<Event> {
                     })
                 })
                 .collect();
-            Some(Event::SubscribeOffer { sdp, tracks })
+            let offer = SdpOffer::from_sdp_string(sdp).ok()?;
+            Some(Event::SubscribeOffer { offer, tracks })
         }
         _ => None,
     }

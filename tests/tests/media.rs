@@ -179,7 +179,7 @@ async fn bad_signals_get_errors_and_media_state_is_broadcast() -> anyhow::Result
         ),
         (
             json!({"type": "signal", "pc": "subscribe", "sdp": {"type": "answer", "sdp": "v=0"}}),
-            "no_offer_pending",
+            "invalid_sdp",
         ),
         (
             json!({"type": "signal", "pc": "sideways"}),
@@ -235,4 +235,121 @@ async fn bad_signals_get_errors_and_media_state_is_broadcast() -> anyhow::Result
         json!({"audio": false, "video": true, "screen": false})
     );
     server.stop().await
+}
+
+/// A Chrome-like publish offer with `videos` video m-lines.
+fn offer_with_video_lines(videos: usize) -> String {
+    let mut sdp = String::from(
+        "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+         a=group:BUNDLE",
+    );
+    for mid in 0..videos {
+        sdp.push_str(&format!(" {mid}"));
+    }
+    sdp.push_str("\r\na=msid-semantic: WMS\r\n");
+    for mid in 0..videos {
+        sdp.push_str(&format!(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n\
+             a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+             a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
+             a=setup:actpass\r\na=mid:{mid}\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n\
+             a=ssrc:{} cname:x\r\n",
+            1000 + mid
+        ));
+    }
+    sdp
+}
+
+#[tokio::test]
+async fn a_publisher_may_not_offer_more_than_one_track_of_each_source() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.user("alice").await?;
+    let slug = alice.create_meeting("").await?;
+    let mut a = alice.ws().await?;
+    a.join(&slug).await?;
+
+    let five = offer_with_video_lines(5);
+    a.send(json!({"type": "signal", "pc": "publish", "sdp": {"type": "offer", "sdp": five}}))
+        .await?;
+    let error = a.recv_type("error").await?;
+    assert_eq!(error["code"], "too_many_tracks", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("second camera")),
+        "{error}"
+    );
+
+    // Two m-lines both labelled as a screen.
+    let two = offer_with_video_lines(2);
+    let tracks = json!([{"mid": "0", "source": "screen"}, {"mid": "1", "source": "screen"}]);
+    a.send(json!({"type": "signal", "pc": "publish", "sdp": {"type": "offer", "sdp": two}, "tracks": tracks}))
+        .await?;
+    let error = a.recv_type("error").await?;
+    assert_eq!(error["code"], "too_many_tracks", "{error}");
+    assert!(
+        a.recv_within(Duration::from_millis(300)).await.is_err(),
+        "no answer follows a refused offer"
+    );
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn muting_stops_the_packets_and_unmuting_resumes_them() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let host = server.user("host").await?;
+    let slug = host.create_meeting("Mute").await?;
+    let speaker = TestParticipant::join(
+        &server.user("ann").await?,
+        &slug,
+        MediaShape {
+            video: false,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let listener = TestParticipant::join(&server.user("ben").await?, &slug, watcher()).await?;
+    let heard = |l: &TestParticipant| l.observe().packets_from(&speaker.id, Source::Microphone);
+    listener
+        .wait_for("Ann's audio", WAIT, |o| {
+            o.packets_from(&speaker.id, Source::Microphone) > 25
+        })
+        .await?;
+
+    speaker.observe().peer.set_audio_muted(true);
+    // Within 500 ms nothing more arrives: what was in flight has landed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let at_mute = heard(&listener);
+    // Workers publish their counters once a second: wait for an export
+    // taken after the mute, then check that the next one counts nothing.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let in_while_muted = rtp_packets_in(&server).await?;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(heard(&listener), at_mute, "no packets while muted");
+    assert_eq!(
+        rtp_packets_in(&server).await?,
+        in_while_muted,
+        "the SFU receives nothing from a muted microphone"
+    );
+
+    speaker.observe().peer.set_audio_muted(false);
+    listener
+        .wait_for("Ann's audio again", Duration::from_millis(500), |o| {
+            o.packets_from(&speaker.id, Source::Microphone) > at_mute + 5
+        })
+        .await?;
+    server.stop().await
+}
+
+/// `zync_sfu_rtp_packets_in_total` summed over workers, from `/metrics`.
+async fn rtp_packets_in(server: &TestServer) -> anyhow::Result<u64> {
+    let text = reqwest::get(format!("{}/metrics", server.base))
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("zync_sfu_rtp_packets_in_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
 }

@@ -303,6 +303,7 @@ async fn history_is_paged_newest_first() -> anyhow::Result<()> {
 async fn bad_messages_get_errors_and_the_connection_stays_usable() -> anyhow::Result<()> {
     let server = TestServer::start_with(|c| {
         c.limits.max_ws_message_bytes = 4096;
+        c.limits.max_sdp_bytes = 8192;
         c.limits.max_chat_chars = 100;
     })
     .await?;
@@ -361,6 +362,19 @@ async fn bad_messages_get_errors_and_the_connection_stays_usable() -> anyhow::Re
     a.send(json!({"type": "join-meeting", "slug": slug}))
         .await?;
     assert_eq!(a.recv().await?["code"], "already_joined");
+    // SDPs have their own limit, larger than chat's: a 6 KB offer passes
+    // the message limit (and fails as SDP), a 10 KB one is too large.
+    let offer = |bytes: usize| json!({"type": "signal", "pc": "publish", "sdp": {"type": "offer", "sdp": "v".repeat(bytes)}});
+    a.send(offer(6_000)).await?;
+    assert_eq!(a.recv().await?["code"], "invalid_sdp");
+    a.send(offer(10_000)).await?;
+    let error = a.recv().await?;
+    assert_eq!(error["code"], "sdp_too_large", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("max_sdp_bytes"))
+    );
     a.send(json!({"type": "chat-message", "text": "x".repeat(101)}))
         .await?;
     assert_eq!(a.recv().await?["code"], "chat_too_long");

@@ -5,6 +5,11 @@
  * and only we offer on it; `subscribe` carries everyone else's tracks, and
  * only the server offers on it. Offers can therefore never cross.
  *
+ * The server recycles subscribe m-lines: when someone leaves, their lines
+ * turn inactive, and a later track of the same kind takes one over (a new
+ * label for the same mid). Remote tracks are therefore keyed by mid and
+ * re-announced whenever a mid's label changes.
+ *
  * Events (CustomEvent):
  * - `remote-track`: `{mid, participantId, source, kind, track, receiver}`
  * - `remote-track-removed`: `{mid, participantId, source, kind}`
@@ -48,33 +53,34 @@ export class MediaSession extends EventTarget {
   }
 
   /**
-   * Sends `track` as `source` (or stops sending it when null). Microphone
-   * and camera keep their m-line and swap tracks without renegotiating; a
-   * screen share adds an m-line and removing it renegotiates.
+   * Sends `track` as `source`, or stops sending it when null. Microphone
+   * and camera keep their m-line and swap tracks with `replaceTrack`: muting
+   * puts `null` there, so no packet goes out (not even silence), and
+   * unmuting resumes at once without renegotiating. A screen share adds an
+   * m-line and removing it renegotiates.
    * @param {Source} source
    * @param {MediaStreamTrack|null} track
+   * @param {{reserve?: 'audio'|'video'}} [options] with no track, still
+   *   negotiate an m-line of this kind, so that a later track starts at once
    */
-  async setTrack(source, track) {
+  async setTrack(source, track, options = {}) {
     if (this.closed) return;
     const existing = this.senders.get(source);
-    if (existing && source !== 'screen' && source !== 'screen-audio') {
+    const keepsLine = source === 'microphone' || source === 'camera';
+    if (existing && (track || keepsLine)) {
       await existing.sender.replaceTrack(track);
       return;
     }
-    if (existing && !track) {
+    if (existing) {
       this.senders.delete(source);
       await existing.sender.replaceTrack(null);
       existing.stop();
       await this.negotiate();
       return;
     }
-    if (existing && track) {
-      await existing.sender.replaceTrack(track);
-      return;
-    }
-    if (!track) return;
-    if (source === 'screen' && 'contentHint' in track) track.contentHint = 'detail';
-    const transceiver = this.publish.addTransceiver(track, {
+    if (!track && !options.reserve) return;
+    if (track && source === 'screen' && 'contentHint' in track) track.contentHint = 'detail';
+    const transceiver = this.publish.addTransceiver(track ?? /** @type {'audio'|'video'} */ (options.reserve), {
       direction: 'sendonly',
       sendEncodings: [{ maxBitrate: MAX_BITRATE[source] }],
     });
@@ -155,7 +161,14 @@ export class MediaSession extends EventTarget {
       if (!mid) continue;
       const label = this.labels.get(mid);
       const live = label && transceiver.currentDirection !== 'inactive' && !transceiver.stopped;
-      const known = this.remote.get(mid);
+      let known = this.remote.get(mid);
+      // The server recycles m-lines: a line may carry someone else's track
+      // now (it normally turns inactive in between, but do not rely on it).
+      if (live && known && (known.participantId !== label.participant_id || known.source !== label.source)) {
+        this.remote.delete(mid);
+        this.dispatchEvent(new CustomEvent('remote-track-removed', { detail: known }));
+        known = undefined;
+      }
       if (live && !known) {
         const remote = {
           mid,

@@ -5,6 +5,7 @@
 //! failure (an error, or even a panic inside str0m) is caught here and turns
 //! into a [`LegError`] that removes that participant only.
 
+use super::CoreConfig;
 use super::outbox::Outbox;
 use crate::api::Kind;
 use std::net::SocketAddr;
@@ -105,9 +106,14 @@ pub struct LegRtc {
 }
 
 impl LegRtc {
-    /// A new connection in RTP mode, ICE-lite, advertising `candidate`.
-    pub fn new(now: Instant, candidate: SocketAddr, codec: VideoCodec) -> Result<Self, LegError> {
+    /// A new connection in RTP mode, ICE-lite, advertising the core's
+    /// candidate, with the core's DTLS certificate.
+    pub fn new(now: Instant, core: &CoreConfig) -> Result<Self, LegError> {
+        let candidate = core.candidate;
         let config = Rtc::builder()
+            // Generating a key pair per connection took most of a join's
+            // time on the worker that forwards the room's media.
+            .set_dtls_cert(core.dtls_cert.clone())
             .set_rtp_mode(true)
             // Media datagrams skip str0m's timer pass (every stream's
             // timers and the pacer's queue scan) unless a timer is due; the
@@ -124,7 +130,7 @@ impl LegRtc {
             // a subscribed stream to external resends (NACKs are answered
             // from the track's history); kept well under the default 1000.
             .set_send_buffer_video(300);
-        let config = match codec {
+        let config = match core.codec {
             VideoCodec::Vp8 => config.enable_vp8(true),
             VideoCodec::H264 => config.enable_h264(true),
         };

@@ -3,15 +3,19 @@
 //! send, events for signaling, the next timeout). No sockets, threads or
 //! clock: tests drive it with simulated time and a simulated network.
 
+mod forward;
 mod history;
 mod leg;
+mod negotiation;
 mod outbox;
 mod participant;
+mod repair;
 mod rewrite;
 mod room;
 mod stun;
 
 pub use leg::VideoCodec;
+pub(crate) use negotiation::check_publish_offer;
 pub use outbox::Outbox;
 pub use rewrite::Rewriter;
 pub use stun::local_ufrag;
@@ -23,6 +27,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use str0m::config::DtlsCert;
 
 /// Counters the core keeps; the driver exports them as metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -76,16 +81,26 @@ pub struct CoreConfig {
     pub keyframe_throttle: Duration,
     /// A connected participant silent this long is removed.
     pub media_timeout: Duration,
+    /// The DTLS certificate every connection presents (browsers check its
+    /// fingerprint from the SDP, not a chain, so one serves all).
+    pub dtls_cert: DtlsCert,
 }
 
 impl CoreConfig {
-    /// Defaults for a core advertising `candidate`.
+    /// Defaults for a core advertising `candidate`, with a new DTLS
+    /// certificate (clone the config to share it between cores).
     pub fn new(candidate: SocketAddr) -> Self {
+        let cert = str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+            // The aws-lc-rs provider (the only one built) always generates.
+            .expect("the crypto provider generates DTLS certificates");
         Self {
             candidate,
             codec: VideoCodec::Vp8,
             keyframe_throttle: Duration::from_millis(500),
             media_timeout: Duration::from_secs(10),
+            dtls_cert: cert,
         }
     }
 }
@@ -122,11 +137,6 @@ impl Core {
             stats: CoreStats::default(),
             now: Instant::now(),
         }
-    }
-
-    /// The address ICE candidates advertise.
-    pub fn candidate(&self) -> SocketAddr {
-        self.config.candidate
     }
 
     /// Live rooms.
@@ -229,18 +239,17 @@ impl Core {
                     room.leave(now, participant, config, out)
                 });
             }
-            Command::PublishOffer {
-                participant,
-                sdp,
-                tracks,
-            } => {
+            Command::PublishOffer { participant, offer } => {
                 self.with_room(participant, |room, config, out| {
-                    room.publish_offer(now, participant, &sdp, tracks, config, out)
+                    room.publish_offer(now, participant, offer, config, out)
                 });
             }
-            Command::SubscribeAnswer { participant, sdp } => {
+            Command::SubscribeAnswer {
+                participant,
+                answer,
+            } => {
                 self.with_room(participant, |room, config, out| {
-                    room.subscribe_answer(now, participant, &sdp, config, out)
+                    room.subscribe_answer(now, participant, answer, config, out)
                 });
             }
             Command::Candidate {

@@ -1,10 +1,11 @@
-//! Per-subscriber, per-track RTP numbering.
+//! Per-subscriber, per-m-line RTP numbering.
 //!
 //! A subscriber's outgoing stream has its own SSRC (str0m's), sequence
 //! numbers and timestamps. Keeping them independent of the publisher's lets
-//! the SFU later switch a subscriber between simulcast layers, or pause and
-//! resume a track, by re-anchoring the offsets so the browser sees one
-//! continuous stream with no gap.
+//! the SFU switch what an m-line carries (another participant's track when
+//! the line is recycled, later a simulcast layer) or pause and resume it, by
+//! re-anchoring the offsets so the browser sees one continuous stream with
+//! no gap.
 
 /// Maps a source stream's sequence numbers and timestamps onto the
 /// subscriber's stream.
@@ -24,6 +25,9 @@ pub struct Rewriter {
     /// First output sequence number of the current anchoring: older ones
     /// were mapped with other offsets and cannot be mapped back.
     anchored_at: u64,
+    /// Set by [`Rewriter::resume`]: the next packet re-anchors, this many
+    /// timestamp ticks after the last one sent.
+    resume_advance: Option<u32>,
 }
 
 impl Rewriter {
@@ -37,12 +41,23 @@ impl Rewriter {
             highest_out: None,
             last_out_ts: 0,
             anchored_at: u64::from(start_seq),
+            resume_advance: None,
         }
+    }
+
+    /// Continues this output stream with a new source (a recycled m-line now
+    /// carrying another track): its first packet follows the last one sent,
+    /// `ts_advance` ticks later.
+    pub fn resume(&mut self, ts_advance: u32) {
+        self.resume_advance = Some(ts_advance);
     }
 
     /// Output sequence number and timestamp for an input packet, or `None`
     /// for a straggler older than the first packet forwarded.
     pub fn map(&mut self, in_seq: u64, in_ts: u32) -> Option<(u64, u32)> {
+        if let Some(advance) = self.resume_advance.take() {
+            self.rebase(in_seq, in_ts, advance);
+        }
         let delta = *self
             .seq_delta
             .get_or_insert_with(|| self.start_seq as i64 - in_seq as i64);
@@ -123,6 +138,22 @@ mod tests {
         assert_eq!(r.unmap(102), Some(9_000));
         assert_eq!(r.unmap(101), None, "sent under the old anchoring");
         assert_eq!(r.map_ts(500), 30);
+    }
+
+    #[test]
+    fn resume_continues_on_the_next_source_packet() {
+        let mut r = Rewriter::new(40);
+        r.map(7, 1_000);
+        r.map(8, 4_000);
+        r.resume(90_000);
+        assert_eq!(
+            r.map(30_000, 5),
+            Some((42, 94_000)),
+            "next seq, ts advanced"
+        );
+        assert_eq!(r.map(30_001, 3_005), Some((43, 97_000)));
+        assert_eq!(r.unmap(42), Some(30_000));
+        assert_eq!(r.unmap(41), None, "the previous source's packets are gone");
     }
 
     #[test]

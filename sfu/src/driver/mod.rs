@@ -119,6 +119,10 @@ impl Sfu {
         };
         let mut workers = Vec::new();
         let mut next_port = config.port_min;
+        // One DTLS certificate for every connection of the process.
+        let mut core_config = CoreConfig::new(SocketAddr::new(advertised, 0));
+        core_config.codec = config.codec;
+        core_config.media_timeout = config.media_timeout;
         for index in 0..config.workers.max(1) {
             let (socket, port) = bind_in_range(config.bind_ip, next_port, config.port_max)
                 .map_err(|reason| SfuError::NoPort {
@@ -138,12 +142,12 @@ impl Sfu {
             let waker = Worker::waker(&poll)?;
             let (messages, receiver) = std::sync::mpsc::sync_channel(WORKER_QUEUE);
             let load = Arc::new(WorkerLoad::default());
-            let mut core_config = CoreConfig::new(candidate);
-            core_config.codec = config.codec;
-            core_config.media_timeout = config.media_timeout;
             let worker = Worker {
                 index,
-                core: Core::new(core_config),
+                core: Core::new(CoreConfig {
+                    candidate,
+                    ..core_config.clone()
+                }),
                 socket,
                 poll,
                 messages: receiver,

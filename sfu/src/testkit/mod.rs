@@ -11,11 +11,13 @@
 
 pub mod sim;
 
-use crate::api::{Command, Event, Kind, OfferedTrack, ParticipantId, Source, TrackLabel};
+use crate::api::{
+    Command, Event, Kind, OfferedTrack, ParticipantId, PublishOffer, Source, TrackLabel,
+};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::change::SdpPendingOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
@@ -186,8 +188,13 @@ pub struct Datagram {
 pub struct MediaShape {
     /// Publish a microphone track.
     pub audio: bool,
+    /// Start with the microphone muted the way the web client mutes: its
+    /// m-line is negotiated, but no packet is sent (`replaceTrack(null)`).
+    pub audio_muted: bool,
     /// Publish a camera track.
     pub video: bool,
+    /// Audio packets per second (a browser sends 50: 20 ms Opus frames).
+    pub audio_rate: u32,
     /// Video bitrate, bits/s.
     pub video_bitrate: u32,
     /// Video frames per second.
@@ -200,7 +207,9 @@ impl Default for MediaShape {
     fn default() -> Self {
         Self {
             audio: true,
+            audio_muted: false,
             video: true,
+            audio_rate: 50,
             video_bitrate: 1_000_000,
             fps: 30,
             keyframe_interval: Duration::from_secs(3),
@@ -210,8 +219,6 @@ impl Default for MediaShape {
 
 /// Audio: 20 ms Opus frames of this many payload bytes (~64 kbit/s).
 const AUDIO_PAYLOAD: usize = 160;
-/// Audio packets per second.
-const AUDIO_RATE: u32 = 50;
 /// Largest video packet payload.
 const MAX_VIDEO_PAYLOAD: usize = 1200;
 
@@ -254,6 +261,8 @@ pub struct SimPeer {
     pub received: HashMap<(ParticipantId, Source), Received>,
     /// Subscribe offers answered so far.
     pub offers_answered: u64,
+    /// The largest subscribe offer received: its SDP bytes and m-lines.
+    pub largest_offer: (usize, usize),
     /// First time any remote media arrived.
     pub first_media_at: Option<Instant>,
     /// Events for signaling from str0m errors, for tests to assert on.
@@ -311,6 +320,7 @@ impl SimPeer {
             tracks: HashMap::new(),
             received: HashMap::new(),
             offers_answered: 0,
+            largest_offer: (0, 0),
             first_media_at: None,
             errors: Vec::new(),
             sample_every: None,
@@ -344,22 +354,25 @@ impl SimPeer {
         let (offer, pending) = api.apply()?;
         self.pending = Some(pending);
         self.drain();
-        Some(Command::PublishOffer {
-            participant: self.id,
-            sdp: offer.to_sdp_string(),
-            tracks,
-        })
+        // Through text, as a browser's offer arrives (and is checked).
+        match PublishOffer::parse(&offer.to_sdp_string(), tracks) {
+            Ok(offer) => Some(Command::PublishOffer {
+                participant: self.id,
+                offer,
+            }),
+            Err(e) => {
+                self.errors.push(format!("own offer refused: {e}"));
+                None
+            }
+        }
     }
 
     /// Acts on an event from the SFU; returns the command to send back, if any.
     pub fn on_event(&mut self, now: Instant, event: Event) -> Option<Command> {
         match event {
-            Event::PublishAnswer { sdp } => {
-                let (Some(pending), Ok(answer)) =
-                    (self.pending.take(), SdpAnswer::from_sdp_string(&sdp))
-                else {
-                    self.errors
-                        .push("unexpected or invalid publish answer".into());
+            Event::PublishAnswer { answer } => {
+                let Some(pending) = self.pending.take() else {
+                    self.errors.push("unexpected publish answer".into());
                     return None;
                 };
                 if let Err(e) = self.publish.sdp_api().accept_answer(pending, answer) {
@@ -369,14 +382,10 @@ impl SimPeer {
                 self.start_media(now);
                 None
             }
-            Event::SubscribeOffer { sdp, tracks } => {
-                let offer = match SdpOffer::from_sdp_string(&sdp) {
-                    Ok(offer) => offer,
-                    Err(e) => {
-                        self.errors.push(format!("bad offer: {e}"));
-                        return None;
-                    }
-                };
+            Event::SubscribeOffer { offer, tracks } => {
+                let lines = offer.media_lines.len();
+                let sdp = offer.to_sdp_string();
+                self.largest_offer = self.largest_offer.max((sdp.len(), lines));
                 let answer = match self.subscribe.sdp_api().accept_offer(offer) {
                     Ok(answer) => answer,
                     Err(e) => {
@@ -402,7 +411,7 @@ impl SimPeer {
                 self.offers_answered += 1;
                 Some(Command::SubscribeAnswer {
                     participant: self.id,
-                    sdp: answer.to_sdp_string(),
+                    answer,
                 })
             }
             Event::Error { code, message } => {
@@ -446,6 +455,13 @@ impl SimPeer {
                 }
             }
         }
+    }
+
+    /// Mutes or unmutes the microphone as the web client does: while muted
+    /// nothing is sent on its m-line (RTP time still runs, as a browser's
+    /// does), and unmuting resumes without renegotiation.
+    pub fn set_audio_muted(&mut self, muted: bool) {
+        self.shape.audio_muted = muted;
     }
 
     /// Whether media is flowing out (the publish answer was applied).
@@ -525,6 +541,15 @@ impl SimPeer {
         let participant = self.id.0;
         if let Some(audio) = self.audio.as_mut()
             && audio.next_at <= now
+            && self.shape.audio_muted
+        {
+            let rate = self.shape.audio_rate.max(1);
+            audio.rtp_time = audio.rtp_time.wrapping_add(48_000 / rate);
+            audio.next_at = (audio.next_at + Duration::from_secs(1) / rate).max(now);
+        }
+        if let Some(audio) = self.audio.as_mut()
+            && audio.next_at <= now
+            && !self.shape.audio_muted
         {
             let mut payload = vec![0u8; AUDIO_PAYLOAD];
             Stamp {
@@ -547,8 +572,9 @@ impl SimPeer {
                 self.publish_addr,
                 &mut self.keyframe_requests,
             );
-            audio.rtp_time = audio.rtp_time.wrapping_add(48_000 / AUDIO_RATE);
-            audio.next_at += Duration::from_secs(1) / AUDIO_RATE;
+            let rate = self.shape.audio_rate.max(1);
+            audio.rtp_time = audio.rtp_time.wrapping_add(48_000 / rate);
+            audio.next_at += Duration::from_secs(1) / rate;
             if audio.next_at < now {
                 audio.next_at = now;
             }

@@ -79,6 +79,8 @@ pub struct Sim {
     /// Wall-clock time spent inside the core during [`Sim::tick`]s (what a
     /// worker's turn costs, without the peers' work).
     pub core_busy: Duration,
+    /// Peers ever added (numbers ids and addresses).
+    added: u64,
 }
 
 impl Sim {
@@ -98,16 +100,20 @@ impl Sim {
             sequence: 0,
             lost: 0,
             core_busy: Duration::ZERO,
+            added: 0,
         }
     }
 
     /// Adds a peer (not yet joined); returns its index.
     pub fn add_peer(&mut self, shape: MediaShape) -> usize {
         let i = self.peers.len();
-        let host = 10 + i as u8;
-        let publish: SocketAddr = format!("10.0.1.{host}:4000").parse().expect("address");
-        let subscribe: SocketAddr = format!("10.0.1.{host}:4001").parse().expect("address");
-        let id = ParticipantId(1000 + i as u64);
+        let n = self.added;
+        self.added += 1;
+        // 10.1.0.10 and up: every peer ever added has its own address.
+        let host = std::net::Ipv4Addr::from(0x0a01_000a + n as u32);
+        let publish = SocketAddr::new(host.into(), 4000);
+        let subscribe = SocketAddr::new(host.into(), 4001);
+        let id = ParticipantId(1000 + n);
         self.peers.push(SimPeer::new(
             id, self.now, self.epoch, publish, subscribe, shape,
         ));
@@ -136,6 +142,13 @@ impl Sim {
         self.core
             .handle_command(self.now, Command::Leave { participant });
         self.exchange();
+    }
+
+    /// Peer `i` leaves and is gone for good: later indices shift down by
+    /// one, and datagrams still on their way to it are dropped.
+    pub fn remove_peer(&mut self, i: usize) -> SimPeer {
+        self.leave(i);
+        self.peers.remove(i)
     }
 
     /// Moves outputs around: SFU events to peers (and their answers back),

@@ -14,7 +14,10 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::Instrument;
-use zync_sfu::{Command, Event as MediaEvent, Leg, ParticipantId, SfuSession, Source, TrackLabel};
+use zync_sfu::{
+    Command, Event as MediaEvent, Leg, ParticipantId, PublishOffer, SdpRefused, SfuSession, Source,
+    TrackLabel, parse_answer,
+};
 
 /// The meeting a connection is in.
 struct Joined {
@@ -187,9 +190,12 @@ impl Connection {
     }
 
     async fn on_text(&mut self, text: &str) {
-        let limit = self.state.config.limits.max_ws_message_bytes as usize;
-        if text.len() > limit {
-            let message = format!("messages are limited to {limit} bytes");
+        let limits = &self.state.config.limits;
+        let limit = limits.max_ws_message_bytes as usize;
+        let signal_limit = super::signal_limit(limits);
+        if text.len() > limit.max(signal_limit) {
+            let message =
+                format!("messages are limited to {limit} bytes ({signal_limit} for signal)");
             return self.send_error("message_too_large", &message, None).await;
         }
         let value: Value = match serde_json::from_str(text) {
@@ -203,6 +209,14 @@ impl Connection {
                 .send_error("invalid_message", message, reference.as_ref())
                 .await;
         };
+        // Only negotiation carries large messages: everything else (chat)
+        // keeps the small limit.
+        if kind != "signal" && text.len() > limit {
+            let message = format!("{kind} messages are limited to {limit} bytes");
+            return self
+                .send_error("message_too_large", &message, reference.as_ref())
+                .await;
+        }
         if !CLIENT_TYPES.contains(&kind.as_str()) {
             let message = format!("unknown type {kind:?}; expected one of {CLIENT_TYPES:?}");
             return self
@@ -286,6 +300,18 @@ impl Connection {
         tracks: Option<Vec<TrackLabelIn>>,
         reference: Option<Value>,
     ) {
+        let max_sdp = self.state.config.limits.max_sdp_bytes as usize;
+        if let Some(sdp) = &sdp
+            && sdp.sdp.len() > max_sdp
+        {
+            let message = format!(
+                "the SDP has {} bytes; limits.max_sdp_bytes is {max_sdp}",
+                sdp.sdp.len()
+            );
+            return self
+                .send_error("sdp_too_large", &message, reference.as_ref())
+                .await;
+        }
         let Some(joined) = self.admit_control(&reference).await else {
             return;
         };
@@ -308,16 +334,20 @@ impl Connection {
                         source,
                     });
                 }
-                Command::PublishOffer {
-                    participant,
-                    sdp: sdp.sdp,
-                    tracks: labels,
+                // Checked and parsed here, on this connection's task, not
+                // on the media worker that forwards everyone's packets.
+                match PublishOffer::parse(&sdp.sdp, labels) {
+                    Ok(offer) => Command::PublishOffer { participant, offer },
+                    Err(e) => return self.refuse_sdp(e, reference).await,
                 }
             }
             (PcName::Subscribe, Some(sdp), None) if sdp.kind == "answer" => {
-                Command::SubscribeAnswer {
-                    participant,
-                    sdp: sdp.sdp,
+                match parse_answer(&sdp.sdp) {
+                    Ok(answer) => Command::SubscribeAnswer {
+                        participant,
+                        answer,
+                    },
+                    Err(e) => return self.refuse_sdp(e, reference).await,
                 }
             }
             (pc, None, Some(candidate)) => {
@@ -351,19 +381,25 @@ impl Connection {
         }
     }
 
+    /// Answers a refused SDP with its error.
+    async fn refuse_sdp(&mut self, refused: SdpRefused, reference: Option<Value>) {
+        self.send_error(refused.code(), &refused.to_string(), reference.as_ref())
+            .await;
+    }
+
     /// Relays what the media plane says about this participant.
     async fn on_media_event(&mut self, event: Option<MediaEvent>) {
         let message = match event {
-            Some(MediaEvent::PublishAnswer { sdp }) => ServerMessage::Signal {
+            Some(MediaEvent::PublishAnswer { answer }) => ServerMessage::Signal {
                 pc: PcName::Publish,
                 sdp: SessionDescription {
                     kind: "answer".into(),
-                    sdp,
+                    sdp: answer.to_sdp_string(),
                 },
                 tracks: None,
             }
             .to_json(),
-            Some(MediaEvent::SubscribeOffer { sdp, tracks }) => {
+            Some(MediaEvent::SubscribeOffer { offer, tracks }) => {
                 let tracks = tracks
                     .into_iter()
                     .map(|t| TrackOut {
@@ -377,7 +413,7 @@ impl Connection {
                     pc: PcName::Subscribe,
                     sdp: SessionDescription {
                         kind: "offer".into(),
-                        sdp,
+                        sdp: offer.to_sdp_string(),
                     },
                     tracks: Some(tracks),
                 }

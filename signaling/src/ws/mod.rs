@@ -19,6 +19,12 @@ const WS_READ_BUFFER: usize = 8 * 1024;
 /// Bytes of outgoing frames gathered before writing, per connection.
 const WS_WRITE_BUFFER: usize = 8 * 1024;
 
+/// The largest `signal` message accepted: the SDP limit plus room for the
+/// JSON around it (type, track labels, reference).
+pub(crate) fn signal_limit(limits: &zync_config::LimitsConfig) -> usize {
+    limits.max_sdp_bytes as usize + 16 * 1024
+}
+
 /// `GET /ws`: requires an allowed `Origin` (403) and a session (401).
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -41,7 +47,8 @@ pub async fn upgrade(
     // Frames past the hard cap close the connection (tungstenite refuses to
     // buffer them); anything between the configured limit and the cap is
     // answered with an error and the connection stays open.
-    let soft_limit = state.config.limits.max_ws_message_bytes as usize;
+    let limits = &state.config.limits;
+    let soft_limit = (limits.max_ws_message_bytes as usize).max(signal_limit(limits));
     let hard_cap = (soft_limit * 4).max(1 << 20);
     Ok(upgrade
         .max_message_size(hard_cap)

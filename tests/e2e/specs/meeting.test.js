@@ -198,3 +198,72 @@ test("6. when someone's network drops, the others see them leave and they see a 
     await tile(a.page, 'Bob Babbage').waitFor({ timeout: 20_000 });
   });
 });
+
+/**
+ * Audio packets received from `participantId`, summed over its tracks.
+ * @param {import('playwright-core').Page} page
+ * @param {string} participantId
+ */
+async function audioPacketsFrom(page, participantId) {
+  const s = await page.evaluate(() => window.zync.stats());
+  return s.inbound
+    .filter((i) => i.kind === 'audio' && i.participantId === participantId)
+    .reduce((sum, i) => sum + i.packetsReceived, 0);
+}
+
+test('7. a muted microphone sends nothing; ten leave-and-rejoins leave everyone seeing everyone', async (t) => {
+  await scenario(t, async (server, browser) => {
+    const names = ['Ada Lovelace', 'Bob Babbage', 'Cy Hopper', 'Di Turing'];
+    const people = [];
+    for (const [i, name] of names.entries()) people.push(await signUp(browser, server.url, `user${i}`, name, { width: 800, height: 500 }));
+    const url = await createMeeting(people[0].page, 'Big room rehearsal');
+    for (const p of people.slice(1)) await openAndJoin(p.page, url);
+    for (const p of people) await expectPlayingVideos(p.page, 3);
+    const [ada, ...others] = people;
+    const adaId = await ada.page.evaluate(() => window.zync.room.selfId);
+    for (const p of others) {
+      await until(p.page, "Ada's audio arriving", async (id) => {
+        const s = await window.zync.stats();
+        return s.inbound.some((i) => i.kind === 'audio' && i.participantId === id && i.packetsReceived > 50);
+      }, adaId);
+    }
+
+    // Muted: no packets at all (not 50 silent ones a second).
+    await ada.page.getByRole('button', { name: 'Microphone' }).click();
+    await until(ada.page, 'microphone button off', () => document.querySelector('[aria-label="Microphone"]')?.getAttribute('aria-pressed') === 'false');
+    await ada.page.waitForTimeout(500);
+    const atMute = await Promise.all(others.map((p) => audioPacketsFrom(p.page, adaId)));
+    await ada.page.waitForTimeout(2000);
+    const whileMuted = await Promise.all(others.map((p) => audioPacketsFrom(p.page, adaId)));
+    assert.deepEqual(whileMuted, atMute, 'no audio packets from a muted microphone');
+
+    // Unmuted: packets again, without renegotiating.
+    await ada.page.getByRole('button', { name: 'Microphone' }).click();
+    for (const [i, p] of others.entries()) {
+      await until(p.page, "Ada's audio again", async ([id, before]) => {
+        const s = await window.zync.stats();
+        const n = s.inbound.filter((x) => x.kind === 'audio' && x.participantId === id).reduce((a, x) => a + x.packetsReceived, 0);
+        return n > before + 25;
+      }, [adaId, whileMuted[i]], 5_000);
+    }
+
+    // Di leaves and comes back ten times; the server recycles the m-lines
+    // her tracks used, so the others' negotiation stays the same size.
+    const di = people[3];
+    for (let round = 0; round < 10; round++) {
+      await di.page.getByRole('button', { name: 'Leave' }).click();
+      await di.page.getByRole('heading', { name: 'You left the meeting' }).waitFor();
+      for (const p of people.slice(0, 3)) await tile(p.page, 'Di Turing').waitFor({ state: 'detached', timeout: 10_000 });
+      await di.page.getByRole('button', { name: 'Rejoin' }).click();
+      await di.page.getByRole('button', { name: 'Join now' }).click();
+      await di.page.getByRole('button', { name: 'Leave' }).waitFor();
+      for (const p of people.slice(0, 3)) await tile(p.page, 'Di Turing').waitFor();
+    }
+    for (const p of people) await expectPlayingVideos(p.page, 3);
+    for (const p of people.slice(0, 3)) {
+      const lines = await p.page.evaluate(() => window.zync.room.media.subscribe.getTransceivers().length);
+      assert.ok(lines <= 8, `${p.displayName}'s subscribe connection has ${lines} m-lines (3 others × 2, plus 2 being recycled at most)`);
+    }
+    await screenshot(people[1].page, '7-after-rejoins');
+  });
+});

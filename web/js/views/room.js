@@ -101,6 +101,9 @@ class Room {
       /** @type {MediaStream|null} */ screen: null,
     };
     this.flags = { audio: choice.audio && !!this.local.microphone, video: choice.video && !!this.local.camera, screen: false };
+    // The pre-join screen mutes by disabling the track; in the room, muting
+    // takes the track off the sender instead, so the track itself stays on.
+    if (this.local.microphone) this.local.microphone.enabled = true;
     this.page = 0;
     /** @type {'chat'|'people'|null} */
     this.panel = null;
@@ -206,8 +209,8 @@ class Room {
   async publish() {
     if (!this.media) return;
     if (this.local.microphone) {
-      this.local.microphone.enabled = this.flags.audio;
-      await this.media.setTrack('microphone', this.local.microphone);
+      // Muted: the m-line is negotiated, but nothing is sent until unmute.
+      await this.media.setTrack('microphone', this.flags.audio ? this.local.microphone : null, { reserve: 'audio' });
     }
     if (this.local.camera && this.flags.video) await this.media.setTrack('camera', this.local.camera);
     const screenTrack = this.local.screen?.getVideoTracks()[0];
@@ -393,8 +396,11 @@ class Room {
     const cameras = [...this.tiles.values()].filter((t) => t.key.endsWith(':camera'));
     this.peopleCount.textContent = String(this.participants.size);
     if (screens.length) {
-      const spotlight = h('div', { class: 'spotlight' }, screens[0].el);
-      const strip = h('div', { class: 'filmstrip', role: 'list', 'aria-label': 'Cameras' }, ...screens.slice(1).map((t) => t.el), ...cameras.map((t) => t.el));
+      // The most recent share takes the spotlight (tiles keep the order
+      // they were added in); earlier ones join the filmstrip.
+      const latest = screens[screens.length - 1];
+      const spotlight = h('div', { class: 'spotlight' }, latest.el);
+      const strip = h('div', { class: 'filmstrip', role: 'list', 'aria-label': 'Cameras' }, ...screens.slice(0, -1).map((t) => t.el), ...cameras.map((t) => t.el));
       replace(this.grid, h('div', { class: 'spotlight-layout' }, spotlight, strip));
       this.grid.dataset.cols = '1';
       this.grid.dataset.layout = 'spotlight';
@@ -474,8 +480,11 @@ class Room {
       await this.media?.setTrack('microphone', this.local.microphone);
       this.cleanups.push(watchLevel(this.local.microphone, (level) => { this.localLevel = level; }));
     } else {
+      // Muting stops the packets (not just their sound): in a large room
+      // every muted microphone would otherwise still cost 50 packets a
+      // second in and as many out per listener.
       this.flags.audio = !this.flags.audio;
-      this.local.microphone.enabled = this.flags.audio;
+      await this.media?.setTrack('microphone', this.flags.audio ? this.local.microphone : null);
     }
     this.sendMediaState();
   }

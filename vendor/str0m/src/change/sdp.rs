@@ -380,6 +380,27 @@ impl<'a> SdpApi<'a> {
         }
     }
 
+    /// Zync patch: gives an existing media a new msid (stream and track id),
+    /// for an application that recycles an m-line to carry another source
+    /// (the stream id is what receivers synchronize audio and video by).
+    /// Ids keep only letters, digits, `-`, `_` and `.` (a subset of RFC
+    /// 8830's token characters) and at most 64 of them. Takes effect in the
+    /// next offer; on its own it does not require a negotiation.
+    pub fn set_msid(&mut self, mid: Mid, stream_id: &str, track_id: &str) {
+        fn token(id: &str) -> String {
+            id.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .take(64)
+                .collect()
+        }
+        if let Some(media) = self.rtc.session.media_by_mid_mut(mid) {
+            media.set_msid(Msid {
+                stream_id: token(stream_id),
+                track_id: token(track_id),
+            });
+        }
+    }
+
     /// Stop an already existing media.
     ///
     /// The next generated offer emits the m-line with port 0 and excludes

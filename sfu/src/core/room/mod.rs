@@ -1,0 +1,542 @@
+//! A room: its participants, their published tracks, and who receives what.
+//!
+//! Everything here runs on the one worker thread that owns the room, so
+//! forwarding takes no lock. Work that one participant's connection causes
+//! for another (a keyframe request, a renegotiation) is queued as a
+//! [`LegEvent`] and settled before the room returns, never by re-entering a
+//! connection that is in the middle of being drained.
+//!
+//! This file holds membership, input dispatch and the send path; offers and
+//! answers are in `offers.rs`, the per-packet decision in `forward.rs`,
+//! repair (keyframes, NACKs) in `repair.rs`.
+
+mod offers;
+
+use super::forward::{Queued, Track, TrackKey};
+use super::history::{ForwardedExts, StoredPacket};
+use super::leg::{LegError, LegEvent};
+use super::participant::Participant;
+use super::repair;
+use super::{CoreConfig, Outputs};
+use crate::api::{Event, Kind, Leg, ParticipantId};
+use rustc_hash::FxHashMap;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+use str0m::media::Mid;
+use str0m::rtp::RtpPacket;
+
+/// Leg events waiting to be acted on, and a reusable buffer to collect one
+/// call's events in.
+#[derive(Default)]
+struct PendingEvents {
+    queue: VecDeque<(ParticipantId, Leg, LegEvent)>,
+    scratch: Vec<LegEvent>,
+}
+
+impl PendingEvents {
+    /// Runs `f` with an event buffer and queues what it produced as
+    /// `id`'s `leg` events.
+    fn collect<T>(
+        &mut self,
+        id: ParticipantId,
+        leg: Leg,
+        f: impl FnOnce(&mut Vec<LegEvent>) -> T,
+    ) -> T {
+        let mut events = std::mem::take(&mut self.scratch);
+        let result = f(&mut events);
+        self.queue.extend(events.drain(..).map(|e| (id, leg, e)));
+        self.scratch = events;
+        result
+    }
+}
+
+/// A room and everything in it.
+pub struct Room {
+    name: String,
+    participants: FxHashMap<ParticipantId, Participant>,
+    tracks: FxHashMap<TrackKey, Track>,
+    pending: PendingEvents,
+    /// Participants that failed during the current call.
+    failed: Vec<(ParticipantId, String)>,
+    /// Participants removed, for the core to unregister.
+    removed: Vec<Participant>,
+    /// Forwarded packets not yet written (see [`Queued`]).
+    queued: Vec<Queued>,
+    /// The batch being written, sorted by subscriber, and how far.
+    sending: Vec<Queued>,
+    sent: usize,
+}
+
+impl Room {
+    /// An empty room.
+    pub fn new(name: String) -> Self {
+        Self {
+            name,
+            participants: FxHashMap::default(),
+            tracks: FxHashMap::default(),
+            pending: PendingEvents::default(),
+            failed: Vec::new(),
+            removed: Vec::new(),
+            queued: Vec::new(),
+            sending: Vec::new(),
+            sent: 0,
+        }
+    }
+
+    /// Whether nobody is left.
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty()
+    }
+
+    /// Published tracks.
+    pub fn track_count(&self) -> usize {
+        self.tracks.len()
+    }
+
+    /// Subscriptions being forwarded.
+    pub fn forwarded_track_count(&self) -> usize {
+        self.tracks.values().map(|t| t.subscriptions.len()).sum()
+    }
+
+    /// Whether participants were removed since the last [`Room::take_removed`].
+    pub fn has_removed(&self) -> bool {
+        !self.removed.is_empty()
+    }
+
+    /// Participants removed since the last call, for unregistering.
+    pub fn take_removed(&mut self) -> Vec<Participant> {
+        std::mem::take(&mut self.removed)
+    }
+
+    /// The remote addresses routed to one of `id`'s connections.
+    pub fn leg_addrs_mut(&mut self, id: ParticipantId, leg: Leg) -> Option<&mut Vec<SocketAddr>> {
+        self.participants
+            .get_mut(&id)
+            .map(|p| &mut p.leg_mut(leg).addrs)
+    }
+
+    /// The earliest time any connection here wants attention.
+    pub fn next_timeout(&self, config: &CoreConfig) -> Option<Instant> {
+        let connections = self.participants.values().flat_map(|p| {
+            let silence = p.silence_deadline(config.media_timeout);
+            [
+                Some(p.publish.next_timeout),
+                Some(p.subscribe.next_timeout),
+                silence,
+            ]
+        });
+        let owed_keyframes = self
+            .tracks
+            .values()
+            .map(|t| t.keyframes.owed_at(config.keyframe_throttle));
+        connections.chain(owed_keyframes).flatten().min()
+    }
+
+    /// Adds a participant and offers it everything already published.
+    pub fn join(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        config: &CoreConfig,
+        out: &mut Outputs,
+    ) -> Result<&Participant, LegError> {
+        let participant = Participant::new(now, id, config)?;
+        tracing::info!(room = %self.name, participant = %id, "media: joined");
+        self.participants.insert(id, participant);
+        self.renegotiate(now, id, out);
+        self.settle(now, config, out);
+        self.participants.get(&id).ok_or(LegError::Closed)
+    }
+
+    /// Removes a participant that left.
+    pub fn leave(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        config: &CoreConfig,
+        out: &mut Outputs,
+    ) {
+        self.remove(now, id, None, out);
+        self.settle(now, config, out);
+    }
+
+    /// A datagram for `id`'s `leg`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        leg: Leg,
+        source: SocketAddr,
+        destination: SocketAddr,
+        contents: &[u8],
+        config: &CoreConfig,
+        out: &mut Outputs,
+    ) {
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let mut events = std::mem::take(&mut self.pending.scratch);
+        let result = participant.leg_mut(leg).receive(
+            now,
+            source,
+            destination,
+            contents,
+            out.transmits,
+            &mut events,
+        );
+        match result {
+            Ok(true) => {}
+            Ok(false) => out.stats.dropped_datagrams += 1,
+            Err(e) => self.failed.push((id, e.to_string())),
+        }
+        for event in events.drain(..) {
+            match (leg, event) {
+                // Media goes straight out, the hot path.
+                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(id, packet, out),
+                (leg, event) => self.pending.queue.push_back((id, leg, event)),
+            }
+        }
+        self.pending.scratch = events;
+        self.settle(now, config, out);
+    }
+
+    /// Advances every connection whose timeout has come, removes
+    /// participants silent for longer than the media timeout, and sends
+    /// keyframe requests that were owed.
+    pub fn timeout(&mut self, now: Instant, config: &CoreConfig, out: &mut Outputs) {
+        for (id, participant) in &mut self.participants {
+            if participant
+                .silence_deadline(config.media_timeout)
+                .is_some_and(|d| d <= now)
+            {
+                self.failed
+                    .push((*id, "no media traffic (connection lost)".into()));
+                continue;
+            }
+            for leg in [Leg::Publish, Leg::Subscribe] {
+                let rtc = participant.leg_mut(leg);
+                if rtc.next_timeout > now {
+                    continue;
+                }
+                let result = self
+                    .pending
+                    .collect(*id, leg, |events| rtc.timeout(now, out.transmits, events));
+                if let Err(e) = result {
+                    self.failed.push((*id, e.to_string()));
+                }
+            }
+        }
+        let owed: Vec<TrackKey> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.keyframes.owed_due(now, config.keyframe_throttle))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in owed {
+            self.request_keyframe(now, key, config, out);
+        }
+        self.settle(now, config, out);
+    }
+
+    /// Acts on queued leg events and failures until none are left.
+    fn settle(&mut self, now: Instant, config: &CoreConfig, out: &mut Outputs) {
+        loop {
+            if let Some((id, reason)) = self.failed.pop() {
+                self.remove(now, id, Some(reason), out);
+                continue;
+            }
+            let Some((id, leg, event)) = self.pending.queue.pop_front() else {
+                break;
+            };
+            if !self.participants.contains_key(&id) {
+                continue;
+            }
+            match (leg, event) {
+                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(id, packet, out),
+                (
+                    Leg::Publish,
+                    LegEvent::MediaAdded {
+                        mid,
+                        kind,
+                        direction,
+                    },
+                ) => {
+                    self.publish_changed(now, id, mid, Some(kind), direction, out);
+                }
+                (Leg::Publish, LegEvent::MediaChanged { mid, direction }) => {
+                    self.publish_changed(now, id, mid, None, direction, out);
+                }
+                (Leg::Subscribe, LegEvent::KeyframeRequest(mid)) => {
+                    let track = self
+                        .participants
+                        .get(&id)
+                        .and_then(|p| p.lines.track_on(mid));
+                    if let Some(track) = track {
+                        self.request_keyframe(now, track, config, out);
+                    }
+                }
+                (_, LegEvent::Nacks(count)) => out.stats.nacks += count,
+                (Leg::Subscribe, LegEvent::Resend { mid, seqs }) => {
+                    self.resend(now, id, mid, &seqs, out);
+                }
+                (leg, LegEvent::Connected) => {
+                    tracing::info!(room = %self.name, participant = %id, leg = leg.as_str(), "media: connected");
+                    if leg == Leg::Subscribe {
+                        self.request_keyframes_for(id);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Queues a keyframe request for every video track `id` receives:
+    /// packets sent before its subscribe connection was up were dropped, and
+    /// the keyframe asked for at subscription time may have been among them.
+    fn request_keyframes_for(&mut self, id: ParticipantId) {
+        for track in self.tracks.values().filter(|t| t.kind == Kind::Video) {
+            for sub in track.subscriptions.iter().filter(|s| s.subscriber == id) {
+                self.pending.queue.push_back((
+                    id,
+                    Leg::Subscribe,
+                    LegEvent::KeyframeRequest(sub.mid),
+                ));
+            }
+        }
+    }
+
+    /// Asks a track's publisher for a keyframe, at most once per throttle
+    /// interval however many subscribers ask.
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        key: TrackKey,
+        config: &CoreConfig,
+        out: &mut Outputs,
+    ) {
+        let Some(track) = self.tracks.get_mut(&key) else {
+            return;
+        };
+        if track.kind != Kind::Video {
+            return;
+        }
+        if !track.keyframes.admit(now, config.keyframe_throttle) {
+            out.stats.keyframe_requests_throttled += 1;
+            return;
+        }
+        let Some(publisher) = self.participants.get_mut(&key.publisher) else {
+            return;
+        };
+        let requested = self.pending.collect(key.publisher, Leg::Publish, |events| {
+            publisher
+                .publish
+                .request_keyframe(key.mid, out.transmits, events)
+        });
+        match requested {
+            Ok(true) => {
+                track.keyframes.sent(now);
+                out.stats.keyframe_requests += 1;
+            }
+            Ok(false) => {}
+            Err(e) => self.failed.push((key.publisher, e.to_string())),
+        }
+    }
+
+    /// Queues one incoming packet for every subscriber of its track;
+    /// [`Room::flush`] writes them.
+    fn forward(&mut self, id: ParticipantId, packet: RtpPacket, out: &mut Outputs) {
+        out.stats.rtp_in += 1;
+        out.stats.rtp_bytes_in += packet.payload.len() as u64;
+        let Some(publisher) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let Some(mid) = publisher.mid_of(packet.header.ssrc) else {
+            return;
+        };
+        let Some(track) = self.tracks.get_mut(&TrackKey { publisher: id, mid }) else {
+            return;
+        };
+        let packet = StoredPacket {
+            seq: *packet.seq_no,
+            pt: packet.header.payload_type,
+            time: packet.header.timestamp,
+            marker: packet.header.marker,
+            arrived: packet.timestamp,
+            payload: packet.payload,
+            exts: ForwardedExts::from(&packet.header.ext_vals),
+        };
+        track.forward(&packet, &mut self.queued);
+    }
+
+    /// Writes queued packets, one subscriber at a time, until the outbox
+    /// holds `budget` bytes (so its memory stays bounded however large the
+    /// fan-out): each is written, encrypted and handed to the outbox at once
+    /// ([`super::leg::LegRtc::send_now`]); the payload itself is shared,
+    /// not copied.
+    fn send_queued(&mut self, now: Instant, budget: usize, out: &mut Outputs) {
+        if self.sent == self.sending.len() {
+            self.sending.clear();
+            self.sent = 0;
+            std::mem::swap(&mut self.sending, &mut self.queued);
+            // Stable: each subscriber's packets keep their order.
+            self.sending.sort_by_key(|q| q.subscriber);
+        }
+        while self.sent < self.sending.len() && out.transmits.bytes() < budget {
+            let rest = &self.sending[self.sent..];
+            let id = rest[0].subscriber;
+            let end = rest
+                .iter()
+                .position(|q| q.subscriber != id)
+                .unwrap_or(rest.len());
+            self.sent += end;
+            // The next subscriber's first packet, while this one's are
+            // written (within a subscriber, each packet fetches the next).
+            if let Some(next) = rest.get(end)
+                && let Some(p) = self.participants.get(&next.subscriber)
+            {
+                p.subscribe.prefetch(next.ssrc);
+            }
+            let Some(subscriber) = self.participants.get_mut(&id) else {
+                continue;
+            };
+            let batch = &rest[..end];
+            for (i, q) in batch.iter().enumerate() {
+                if let Some(next) = batch.get(i + 1) {
+                    subscriber.subscribe.prefetch(next.ssrc);
+                }
+                match subscriber
+                    .subscribe
+                    .send_now(now, q.ssrc, &q.write(), out.transmits)
+                {
+                    Ok(true) => {
+                        out.stats.rtp_out += 1;
+                        out.stats.rtp_bytes_out += q.payload.len() as u64;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.failed.push((id, e.to_string()));
+                        break;
+                    }
+                }
+            }
+        }
+        if self.sent == self.sending.len() {
+            // Done: drop the payload references now, keep the capacity.
+            self.sending.clear();
+            self.sent = 0;
+        }
+    }
+
+    /// Answers a subscriber's NACK on its m-line `mid` from the track's
+    /// history, through its RTX stream.
+    fn resend(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        mid: Mid,
+        seqs: &[u64],
+        out: &mut Outputs,
+    ) {
+        let Some(key) = self
+            .participants
+            .get(&id)
+            .and_then(|p| p.lines.track_on(mid))
+        else {
+            return;
+        };
+        let (Some(track), Some(subscriber)) =
+            (self.tracks.get(&key), self.participants.get_mut(&id))
+        else {
+            return;
+        };
+        let Some(sub) = track.subscription(id, mid) else {
+            return;
+        };
+        let (again, missed) = repair::resends(sub, &track.history, seqs);
+        out.stats.resends_missed += missed;
+        for q in again {
+            match subscriber
+                .subscribe
+                .resend_now(now, q.ssrc, &q.write(), out.transmits)
+            {
+                Ok(true) => out.stats.resends += 1,
+                Ok(false) => out.stats.resends_missed += 1,
+                Err(e) => {
+                    self.failed.push((id, e.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether forwarded packets wait to be sent.
+    pub fn has_queued(&self) -> bool {
+        !self.queued.is_empty() || self.sent < self.sending.len()
+    }
+
+    /// Writes forwarded packets (see [`Queued`]) until the outbox holds
+    /// `budget` bytes.
+    pub fn flush(&mut self, now: Instant, budget: usize, config: &CoreConfig, out: &mut Outputs) {
+        self.send_queued(now, budget, out);
+        self.settle(now, config, out);
+    }
+
+    /// Removes a published track. Each subscriber's m-line keeps the
+    /// track's numbering, so the next track the line carries continues the
+    /// same stream without a jump in sequence numbers.
+    fn drop_track(&mut self, now: Instant, key: TrackKey) {
+        let Some(track) = self.tracks.remove(&key) else {
+            return;
+        };
+        for sub in track.subscriptions {
+            if let Some(subscriber) = self.participants.get_mut(&sub.subscriber) {
+                subscriber.lines.park(sub.mid, sub.rewriter, now);
+            }
+        }
+    }
+
+    /// Takes a participant out: its tracks stop everywhere, its
+    /// subscriptions end, and (when it failed) it is told why.
+    fn remove(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        failure: Option<String>,
+        out: &mut Outputs,
+    ) {
+        let Some(participant) = self.participants.remove(&id) else {
+            return;
+        };
+        match &failure {
+            Some(reason) => {
+                tracing::warn!(room = %self.name, participant = %id, reason, "media: participant failed");
+                out.event(
+                    id,
+                    Event::Failed {
+                        reason: reason.clone(),
+                    },
+                );
+            }
+            None => tracing::info!(room = %self.name, participant = %id, "media: left"),
+        }
+        let published: Vec<TrackKey> = self
+            .tracks
+            .keys()
+            .filter(|k| k.publisher == id)
+            .copied()
+            .collect();
+        for key in &published {
+            self.drop_track(now, *key);
+        }
+        for track in self.tracks.values_mut() {
+            track.subscriptions.retain(|s| s.subscriber != id);
+        }
+        let had_tracks = !published.is_empty();
+        self.removed.push(participant);
+        if had_tracks {
+            self.renegotiate_others(now, id, out);
+        }
+    }
+}

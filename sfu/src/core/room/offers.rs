@@ -1,0 +1,329 @@
+//! Offers and answers: a publisher's offer on its publish connection
+//! (checked, answered, its m-lines becoming tracks), and the SFU's offers on
+//! each subscribe connection as tracks come and go.
+
+use super::Room;
+use crate::api::{Event, Kind, Leg, OfferedTrack, ParticipantId, PublishOffer, Source};
+use crate::core::forward::{Subscription, Track, TrackKey};
+use crate::core::leg::LegEvent;
+use crate::core::{CoreConfig, Outputs};
+use std::time::{Duration, Instant};
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
+
+/// str0m's own resend cache per outgoing stream: unused (NACKs are answered
+/// from the track's history), so as small as it goes.
+const RTX_CACHE_PACKETS: usize = 0;
+const RTX_CACHE_AGE: Duration = Duration::from_millis(100);
+
+impl Room {
+    /// Applies the browser's offer (checked and parsed by signaling) on its
+    /// publish connection.
+    pub fn publish_offer(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        offer: PublishOffer,
+        config: &CoreConfig,
+        out: &mut Outputs,
+    ) {
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        participant.set_labels(offer.labels);
+        let sdp = offer.sdp;
+        let answer = self.pending.collect(id, Leg::Publish, |events| {
+            participant
+                .publish
+                .mutate(out.transmits, events, |rtc| rtc.sdp_api().accept_offer(sdp))
+        });
+        match answer {
+            Ok(Ok(answer)) => out.event(id, Event::PublishAnswer { answer }),
+            Ok(Err(e)) => out.event(
+                id,
+                Event::Error {
+                    code: "invalid_sdp",
+                    message: format!("the offer was refused: {e}"),
+                },
+            ),
+            Err(e) => self.failed.push((id, e.to_string())),
+        }
+        self.settle(now, config, out);
+    }
+
+    /// Applies the browser's answer on its subscribe connection.
+    pub fn subscribe_answer(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        answer: SdpAnswer,
+        config: &CoreConfig,
+        out: &mut Outputs,
+    ) {
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let Some(pending) = participant.lines.take_pending_offer() else {
+            return out.event(
+                id,
+                Event::Error {
+                    code: "no_offer_pending",
+                    message: "an answer arrived but no subscribe offer is outstanding".into(),
+                },
+            );
+        };
+        let result = self.pending.collect(id, Leg::Subscribe, |events| {
+            participant.subscribe.mutate(out.transmits, events, |rtc| {
+                rtc.sdp_api().accept_answer(pending, answer)
+            })
+        });
+        match result {
+            Ok(Ok(())) => {
+                self.activate_offered(now, id);
+                if self
+                    .participants
+                    .get(&id)
+                    .is_some_and(|p| p.lines.wants_renegotiation())
+                {
+                    self.renegotiate(now, id, out);
+                }
+            }
+            Ok(Err(e)) => {
+                // The offer/answer exchange is broken for this connection.
+                self.failed
+                    .push((id, format!("subscribe answer refused: {e}")));
+            }
+            Err(e) => self.failed.push((id, e.to_string())),
+        }
+        self.settle(now, config, out);
+    }
+
+    /// Adds a trickled remote candidate.
+    pub fn candidate(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        leg: Leg,
+        candidate: &str,
+        config: &CoreConfig,
+        out: &mut Outputs,
+    ) {
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let line = candidate.trim().trim_start_matches("a=");
+        let Ok(candidate) = str0m::Candidate::from_sdp_string(line) else {
+            return out.event(
+                id,
+                Event::Error {
+                    code: "invalid_candidate",
+                    message: format!("not an ICE candidate: {line:?}"),
+                },
+            );
+        };
+        let result = self.pending.collect(id, leg, |events| {
+            participant
+                .leg_mut(leg)
+                .mutate(out.transmits, events, |rtc| {
+                    rtc.add_remote_candidate(candidate)
+                })
+        });
+        if let Err(e) = result {
+            self.failed.push((id, e.to_string()));
+        }
+        self.settle(now, config, out);
+    }
+
+    /// A publisher's m-line appeared or changed direction.
+    pub(super) fn publish_changed(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        mid: Mid,
+        kind: Option<Kind>,
+        direction: Direction,
+        out: &mut Outputs,
+    ) {
+        let key = TrackKey { publisher: id, mid };
+        let Some(participant) = self.participants.get(&id) else {
+            return;
+        };
+        let kind = kind.or_else(|| {
+            participant.publish.rtc.media(mid).map(|m| match m.kind() {
+                MediaKind::Audio => Kind::Audio,
+                MediaKind::Video => Kind::Video,
+            })
+        });
+        match (
+            direction.is_receiving(),
+            self.tracks.contains_key(&key),
+            kind,
+        ) {
+            (true, false, Some(kind)) => {
+                let source = participant.label(mid, kind);
+                tracing::info!(room = %self.name, participant = %id, mid = %mid, source = source.as_str(), "media: track published");
+                self.tracks.insert(key, Track::new(kind, source));
+                self.renegotiate_others(now, id, out);
+            }
+            (false, true, _) => {
+                tracing::info!(room = %self.name, participant = %id, mid = %mid, "media: track unpublished");
+                self.drop_track(now, key);
+                self.renegotiate_others(now, id, out);
+            }
+            _ => {}
+        }
+    }
+
+    /// Everyone but `publisher` gets a new subscribe offer.
+    pub(super) fn renegotiate_others(
+        &mut self,
+        now: Instant,
+        publisher: ParticipantId,
+        out: &mut Outputs,
+    ) {
+        let others: Vec<ParticipantId> = self
+            .participants
+            .keys()
+            .copied()
+            .filter(|p| *p != publisher)
+            .collect();
+        for other in others {
+            self.renegotiate(now, other, out);
+        }
+    }
+
+    /// Brings `id`'s subscribe connection in line with the room's tracks,
+    /// in one offer (see [`crate::core::negotiation::SubscribeLines`]). If
+    /// an offer is already out, this waits for its answer: only the SFU
+    /// offers on this connection, one offer at a time, so no glare.
+    pub(super) fn renegotiate(&mut self, now: Instant, id: ParticipantId, out: &mut Outputs) {
+        let wanted: Vec<(TrackKey, Kind, Source)> = self
+            .tracks
+            .iter()
+            .filter(|(k, _)| k.publisher != id)
+            .map(|(k, t)| (*k, t.kind, t.source))
+            .collect();
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let offer = self.pending.collect(id, Leg::Subscribe, |events| {
+            participant
+                .lines
+                .offer(&mut participant.subscribe, &wanted, out.transmits, events)
+        });
+        match offer {
+            Ok(Some(offer)) => {
+                // Forwarding on lines that lost their track stops now; the
+                // line keeps its numbering for the next track it carries.
+                for (key, mid) in offer.retired {
+                    let sub = self
+                        .tracks
+                        .get_mut(&key)
+                        .and_then(|t| t.unsubscribe(id, mid));
+                    if let Some(sub) = sub {
+                        participant.lines.park(mid, sub.rewriter, now);
+                    }
+                }
+                let tracks = participant
+                    .lines
+                    .carried()
+                    .map(|(mid, kind, carried)| OfferedTrack {
+                        mid: mid.to_string(),
+                        participant: carried.key.publisher,
+                        source: carried.source,
+                        kind,
+                    })
+                    .collect();
+                out.event(
+                    id,
+                    Event::SubscribeOffer {
+                        offer: offer.sdp,
+                        tracks,
+                    },
+                );
+            }
+            Ok(None) => {}
+            Err(e) => self.failed.push((id, e.to_string())),
+        }
+    }
+
+    /// After an answer: start forwarding on every m-line the answer accepted.
+    fn activate_offered(&mut self, now: Instant, id: ParticipantId) {
+        let Some(subscriber) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let newly = subscriber.lines.take_newly_offered();
+        let mut started = Vec::new();
+        for (key, mid) in newly {
+            let (Some(publisher), Some(subscriber)) = (
+                self.participants.get(&key.publisher),
+                self.participants.get(&id),
+            ) else {
+                continue;
+            };
+            let pt_map = payload_type_map(&publisher.publish.rtc, &subscriber.subscribe.rtc);
+            let (Some(track), Some(subscriber)) =
+                (self.tracks.get_mut(&key), self.participants.get_mut(&id))
+            else {
+                continue;
+            };
+            let Some(ssrc) = subscriber.subscribe.send_stream_of(mid) else {
+                tracing::warn!(room = %self.name, participant = %id, mid = %mid, "media: no send stream for an answered m-line");
+                continue;
+            };
+            track.subscriptions.push(Subscription {
+                subscriber: id,
+                mid,
+                ssrc,
+                rewriter: subscriber.lines.numbering_for(mid, now),
+                pt_map,
+            });
+            if track.kind == Kind::Video {
+                // A new viewer needs a keyframe to start decoding.
+                self.pending
+                    .queue
+                    .push_back((id, Leg::Subscribe, LegEvent::KeyframeRequest(mid)));
+            }
+            started.push((mid, track.kind == Kind::Video));
+        }
+        // Video NACKs come to the room (answered from the track's history,
+        // one for all subscribers); str0m's per-stream resend cache (2000
+        // packets / 3 s by default) and its RTX ratio cap (a per-packet byte
+        // history) would only cost memory.
+        let Some(subscriber) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if started.is_empty() {
+            return;
+        }
+        let configured = subscriber.subscribe.configure(|rtc| {
+            for (mid, resends) in started {
+                if let Some(stream) = rtc.direct_api().stream_tx_by_mid(mid, None) {
+                    stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, None);
+                    stream.set_external_resends(resends);
+                }
+            }
+        });
+        if let Err(e) = configured {
+            self.failed.push((id, e.to_string()));
+        }
+    }
+}
+
+/// Maps each payload type the publisher negotiated to the subscriber's
+/// payload type for the same codec (the two sides number codecs
+/// independently).
+fn payload_type_map(publisher: &str0m::Rtc, subscriber: &str0m::Rtc) -> Vec<(Pt, Pt)> {
+    let outgoing = subscriber.codec_config();
+    publisher
+        .codec_config()
+        .params()
+        .iter()
+        .filter_map(|p| {
+            let target = outgoing
+                .match_params(*p)
+                .or_else(|| outgoing.find(|o| o.spec().codec == p.spec().codec))?;
+            Some((p.pt(), target.pt()))
+        })
+        .collect()
+}
