@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs Zync's whole test suite twice: on the embedded SQLite, then on a real
-# PostgreSQL server. On a fresh Debian machine it installs PostgreSQL (as
-# root) and starts a throwaway cluster on 127.0.0.1 for the second pass.
+# Runs Zync's whole test suite on the embedded SQLite, then the tests that
+# use the database (tests/) again on a real PostgreSQL server. On a fresh
+# Debian machine it installs PostgreSQL (as root) and starts a throwaway
+# cluster on 127.0.0.1 for the second pass.
 #
 #   scripts/test.sh              # both databases
 #   ZYNC_TEST_POSTGRES_URL=postgres://user:pw@127.0.0.1:5432/postgres scripts/test.sh
@@ -112,5 +113,5 @@ if [ -z "${ZYNC_TEST_POSTGRES_URL:-}" ]; then
   export ZYNC_TEST_POSTGRES_URL="$PG_URL"
 fi
 
-log "test suite on PostgreSQL"
-cargo test --workspace "$@"
+log "test suite on PostgreSQL (the crates whose tests use the database)"
+cargo test -p zync-tests "$@"

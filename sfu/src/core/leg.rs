@@ -111,8 +111,9 @@ impl LegRtc {
     pub fn new(now: Instant, core: &CoreConfig) -> Result<Self, LegError> {
         let candidate = core.candidate;
         let config = Rtc::builder()
-            // Generating a key pair per connection took most of a join's
-            // time on the worker that forwards the room's media.
+            // One certificate for all: generating a key pair per connection
+            // (two per participant) would run on the worker that forwards
+            // the room's media, at every join.
             .set_dtls_cert(core.dtls_cert.clone())
             .set_rtp_mode(true)
             // Media datagrams skip str0m's timer pass (every stream's

@@ -74,7 +74,6 @@ pub enum SfuError {
 struct WorkerHandle {
     messages: SyncSender<WorkerMessage>,
     waker: Arc<mio::Waker>,
-    addr: SocketAddr,
     load: Arc<WorkerLoad>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
@@ -160,7 +159,6 @@ impl Sfu {
             workers.push(WorkerHandle {
                 messages,
                 waker,
-                addr: candidate,
                 load,
                 thread: Mutex::new(Some(thread)),
             });
@@ -171,20 +169,6 @@ impl Sfu {
                 placement: Mutex::default(),
             }),
         })
-    }
-
-    /// The advertised address of every worker socket.
-    pub fn addresses(&self) -> Vec<SocketAddr> {
-        self.inner.workers.iter().map(|w| w.addr).collect()
-    }
-
-    /// Seconds each worker has spent busy.
-    pub fn busy_seconds(&self) -> Vec<f64> {
-        self.inner
-            .workers
-            .iter()
-            .map(|w| w.load.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9)
-            .collect()
     }
 
     /// Puts a participant into `room` on the room's worker (placing the room

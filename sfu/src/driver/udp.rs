@@ -134,14 +134,6 @@ pub struct Sent {
 }
 
 impl Sender {
-    /// A sender that never uses GSO (the baseline's plain batching).
-    pub fn without_gso() -> Self {
-        Self {
-            gso: false,
-            ..Self::default()
-        }
-    }
-
     /// Sends everything in `outbox`, then empties it (also on error: what
     /// the kernel refused is dropped, as UDP does under overload).
     pub fn send_outbox(

@@ -259,7 +259,11 @@ test('7. a muted microphone sends nothing; ten leave-and-rejoins leave everyone 
       await di.page.getByRole('button', { name: 'Leave' }).waitFor();
       for (const p of people.slice(0, 3)) await tile(p.page, 'Di Turing').waitFor();
     }
-    for (const p of people) await expectPlayingVideos(p.page, 3);
+    for (const p of people) {
+      // Di's tile comes with `user-joined`, her video a moment later.
+      await until(p.page, 'three remote videos attached', () => [...document.querySelectorAll('.tile:not(.self) video')].filter((v) => v.srcObject).length >= 3);
+      await expectPlayingVideos(p.page, 3);
+    }
     for (const p of people.slice(0, 3)) {
       const lines = await p.page.evaluate(() => window.zync.room.media.subscribe.getTransceivers().length);
       assert.ok(lines <= 8, `${p.displayName}'s subscribe connection has ${lines} m-lines (3 others × 2, plus 2 being recycled at most)`);
