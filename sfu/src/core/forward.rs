@@ -172,7 +172,7 @@ mod tests {
             seq,
             pt: pt.into(),
             time: seq as u32 * 3000,
-            marker: seq % 2 == 0,
+            marker: seq.is_multiple_of(2),
             arrived: at,
             payload: Arc::from(vec![seq as u8; 20]),
             exts: ForwardedExts::default(),

@@ -359,12 +359,12 @@ mod tests {
             ("video", "9", "3"),
             ("video", "9", "4"),
         ]);
-        let err = check_publish_offer(&five_videos, &[]).unwrap_err();
+        let err = check_publish_offer(&five_videos, &[]).expect_err("five cameras");
         assert!(err.0.contains("second camera"), "{err}");
 
         let two_screens = sdp(&[("video", "9", "0"), ("video", "9", "1")]);
         let labels = [label("0", Source::Screen), label("1", Source::Screen)];
-        let err = check_publish_offer(&two_screens, &labels).unwrap_err();
+        let err = check_publish_offer(&two_screens, &labels).expect_err("two screens");
         assert!(err.0.contains("second screen"), "{err}");
     }
 
@@ -380,7 +380,8 @@ mod tests {
         assert_eq!(check_publish_offer(&offer, &labels), Ok(()));
 
         let audio_as_screen = sdp(&[("audio", "9", "0")]);
-        let err = check_publish_offer(&audio_as_screen, &[label("0", Source::Screen)]).unwrap_err();
+        let err = check_publish_offer(&audio_as_screen, &[label("0", Source::Screen)])
+            .expect_err("audio labelled screen");
         assert!(err.0.contains("is audio but labelled screen"), "{err}");
     }
 }
