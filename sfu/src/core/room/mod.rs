@@ -6,24 +6,25 @@
 //! [`LegEvent`] and settled before the room returns, never by re-entering a
 //! connection that is in the middle of being drained.
 //!
-//! This file holds membership, input dispatch and the send path; offers and
-//! answers are in `offers.rs`, the per-packet decision in `forward.rs`,
-//! repair (keyframes, NACKs) in `repair.rs`.
+//! This file holds membership and input dispatch; offers and answers are
+//! in `offers.rs`, writing forwarded packets in `send.rs`, keyframe
+//! requests and NACK answers in `repair.rs` (the per-packet decision itself
+//! is `super::forward`).
 
 mod offers;
+mod repair;
+mod send;
 
 use super::forward::{Queued, Track, TrackKey};
 use super::history::{ForwardedExts, StoredPacket};
 use super::leg::{LegError, LegEvent};
 use super::participant::Participant;
-use super::repair;
 use super::{CoreConfig, Outputs};
-use crate::api::{Event, Kind, Leg, ParticipantId};
+use crate::api::{Event, Leg, ParticipantId};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Instant;
-use str0m::media::Mid;
 use str0m::rtp::RtpPacket;
 
 /// Leg events waiting to be acted on, and a reusable buffer to collect one
@@ -292,58 +293,6 @@ impl Room {
         }
     }
 
-    /// Queues a keyframe request for every video track `id` receives:
-    /// packets sent before its subscribe connection was up were dropped, and
-    /// the keyframe asked for at subscription time may have been among them.
-    fn request_keyframes_for(&mut self, id: ParticipantId) {
-        for track in self.tracks.values().filter(|t| t.kind == Kind::Video) {
-            for sub in track.subscriptions.iter().filter(|s| s.subscriber == id) {
-                self.pending.queue.push_back((
-                    id,
-                    Leg::Subscribe,
-                    LegEvent::KeyframeRequest(sub.mid),
-                ));
-            }
-        }
-    }
-
-    /// Asks a track's publisher for a keyframe, at most once per throttle
-    /// interval however many subscribers ask.
-    fn request_keyframe(
-        &mut self,
-        now: Instant,
-        key: TrackKey,
-        config: &CoreConfig,
-        out: &mut Outputs,
-    ) {
-        let Some(track) = self.tracks.get_mut(&key) else {
-            return;
-        };
-        if track.kind != Kind::Video {
-            return;
-        }
-        if !track.keyframes.admit(now, config.keyframe_throttle) {
-            out.stats.keyframe_requests_throttled += 1;
-            return;
-        }
-        let Some(publisher) = self.participants.get_mut(&key.publisher) else {
-            return;
-        };
-        let requested = self.pending.collect(key.publisher, Leg::Publish, |events| {
-            publisher
-                .publish
-                .request_keyframe(key.mid, out.transmits, events)
-        });
-        match requested {
-            Ok(true) => {
-                track.keyframes.sent(now);
-                out.stats.keyframe_requests += 1;
-            }
-            Ok(false) => {}
-            Err(e) => self.failed.push((key.publisher, e.to_string())),
-        }
-    }
-
     /// Queues one incoming packet for every subscriber of its track;
     /// [`Room::flush`] writes them.
     fn forward(&mut self, id: ParticipantId, packet: RtpPacket, out: &mut Outputs) {
@@ -368,119 +317,6 @@ impl Room {
             exts: ForwardedExts::from(&packet.header.ext_vals),
         };
         track.forward(&packet, &mut self.queued);
-    }
-
-    /// Writes queued packets, one subscriber at a time, until the outbox
-    /// holds `budget` bytes (so its memory stays bounded however large the
-    /// fan-out): each is written, encrypted and handed to the outbox at once
-    /// ([`super::leg::LegRtc::send_now`]); the payload itself is shared,
-    /// not copied.
-    fn send_queued(&mut self, now: Instant, budget: usize, out: &mut Outputs) {
-        if self.sent == self.sending.len() {
-            self.sending.clear();
-            self.sent = 0;
-            std::mem::swap(&mut self.sending, &mut self.queued);
-            // Stable: each subscriber's packets keep their order.
-            self.sending.sort_by_key(|q| q.subscriber);
-        }
-        while self.sent < self.sending.len() && out.transmits.bytes() < budget {
-            let rest = &self.sending[self.sent..];
-            let id = rest[0].subscriber;
-            let end = rest
-                .iter()
-                .position(|q| q.subscriber != id)
-                .unwrap_or(rest.len());
-            self.sent += end;
-            // The next subscriber's first packet, while this one's are
-            // written (within a subscriber, each packet fetches the next).
-            if let Some(next) = rest.get(end)
-                && let Some(p) = self.participants.get(&next.subscriber)
-            {
-                p.subscribe.prefetch(next.ssrc);
-            }
-            let Some(subscriber) = self.participants.get_mut(&id) else {
-                continue;
-            };
-            let batch = &rest[..end];
-            for (i, q) in batch.iter().enumerate() {
-                if let Some(next) = batch.get(i + 1) {
-                    subscriber.subscribe.prefetch(next.ssrc);
-                }
-                match subscriber
-                    .subscribe
-                    .send_now(now, q.ssrc, &q.write(), out.transmits)
-                {
-                    Ok(true) => {
-                        out.stats.rtp_out += 1;
-                        out.stats.rtp_bytes_out += q.payload.len() as u64;
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        self.failed.push((id, e.to_string()));
-                        break;
-                    }
-                }
-            }
-        }
-        if self.sent == self.sending.len() {
-            // Done: drop the payload references now, keep the capacity.
-            self.sending.clear();
-            self.sent = 0;
-        }
-    }
-
-    /// Answers a subscriber's NACK on its m-line `mid` from the track's
-    /// history, through its RTX stream.
-    fn resend(
-        &mut self,
-        now: Instant,
-        id: ParticipantId,
-        mid: Mid,
-        seqs: &[u64],
-        out: &mut Outputs,
-    ) {
-        let Some(key) = self
-            .participants
-            .get(&id)
-            .and_then(|p| p.lines.track_on(mid))
-        else {
-            return;
-        };
-        let (Some(track), Some(subscriber)) =
-            (self.tracks.get(&key), self.participants.get_mut(&id))
-        else {
-            return;
-        };
-        let Some(sub) = track.subscription(id, mid) else {
-            return;
-        };
-        let (again, missed) = repair::resends(sub, &track.history, seqs);
-        out.stats.resends_missed += missed;
-        for q in again {
-            match subscriber
-                .subscribe
-                .resend_now(now, q.ssrc, &q.write(), out.transmits)
-            {
-                Ok(true) => out.stats.resends += 1,
-                Ok(false) => out.stats.resends_missed += 1,
-                Err(e) => {
-                    self.failed.push((id, e.to_string()));
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Whether forwarded packets wait to be sent.
-    pub fn has_queued(&self) -> bool {
-        !self.queued.is_empty() || self.sent < self.sending.len()
-    }
-
-    /// Writes forwarded packets (see [`Queued`]) until the outbox holds
-    /// `budget` bytes.
-    pub fn flush(&mut self, now: Instant, budget: usize, config: &CoreConfig, out: &mut Outputs) {
-        self.send_queued(now, budget, out);
-        self.settle(now, config, out);
     }
 
     /// Removes a published track. Each subscriber's m-line keeps the

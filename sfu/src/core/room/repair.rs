@@ -1,0 +1,107 @@
+//! Repair on behalf of subscribers: keyframe requests to publishers
+//! (throttled per track) and NACKed packets resent from the track's history.
+
+use super::Room;
+use crate::api::{Kind, Leg, ParticipantId};
+use crate::core::forward::TrackKey;
+use crate::core::leg::LegEvent;
+use crate::core::repair;
+use crate::core::{CoreConfig, Outputs};
+use std::time::Instant;
+use str0m::media::Mid;
+
+impl Room {
+    /// Queues a keyframe request for every video track `id` receives:
+    /// packets sent before its subscribe connection was up were dropped, and
+    /// the keyframe asked for at subscription time may have been among them.
+    pub(super) fn request_keyframes_for(&mut self, id: ParticipantId) {
+        for track in self.tracks.values().filter(|t| t.kind == Kind::Video) {
+            for sub in track.subscriptions.iter().filter(|s| s.subscriber == id) {
+                self.pending.queue.push_back((
+                    id,
+                    Leg::Subscribe,
+                    LegEvent::KeyframeRequest(sub.mid),
+                ));
+            }
+        }
+    }
+
+    /// Asks a track's publisher for a keyframe, at most once per throttle
+    /// interval however many subscribers ask.
+    pub(super) fn request_keyframe(
+        &mut self,
+        now: Instant,
+        key: TrackKey,
+        config: &CoreConfig,
+        out: &mut Outputs,
+    ) {
+        let Some(track) = self.tracks.get_mut(&key) else {
+            return;
+        };
+        if track.kind != Kind::Video {
+            return;
+        }
+        if !track.keyframes.admit(now, config.keyframe_throttle) {
+            out.stats.keyframe_requests_throttled += 1;
+            return;
+        }
+        let Some(publisher) = self.participants.get_mut(&key.publisher) else {
+            return;
+        };
+        let requested = self.pending.collect(key.publisher, Leg::Publish, |events| {
+            publisher
+                .publish
+                .request_keyframe(key.mid, out.transmits, events)
+        });
+        match requested {
+            Ok(true) => {
+                track.keyframes.sent(now);
+                out.stats.keyframe_requests += 1;
+            }
+            Ok(false) => {}
+            Err(e) => self.failed.push((key.publisher, e.to_string())),
+        }
+    }
+
+    /// Answers a subscriber's NACK on its m-line `mid` from the track's
+    /// history, through its RTX stream.
+    pub(super) fn resend(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        mid: Mid,
+        seqs: &[u64],
+        out: &mut Outputs,
+    ) {
+        let Some(key) = self
+            .participants
+            .get(&id)
+            .and_then(|p| p.lines.track_on(mid))
+        else {
+            return;
+        };
+        let (Some(track), Some(subscriber)) =
+            (self.tracks.get(&key), self.participants.get_mut(&id))
+        else {
+            return;
+        };
+        let Some(sub) = track.subscription(id, mid) else {
+            return;
+        };
+        let (again, missed) = repair::resends(sub, &track.history, seqs);
+        out.stats.resends_missed += missed;
+        for q in again {
+            match subscriber
+                .subscribe
+                .resend_now(now, q.ssrc, &q.write(), out.transmits)
+            {
+                Ok(true) => out.stats.resends += 1,
+                Ok(false) => out.stats.resends_missed += 1,
+                Err(e) => {
+                    self.failed.push((id, e.to_string()));
+                    return;
+                }
+            }
+        }
+    }
+}
