@@ -20,6 +20,8 @@ pub struct Participant {
     pub subscribe: LegRtc,
     /// The subscribe connection's m-lines and offer state.
     pub lines: SubscribeLines,
+    /// In the room's queue of subscribe offers to make.
+    pub offer_queued: bool,
     /// What the browser says each of its m-lines carries.
     labels: FxHashMap<String, Source>,
     /// Incoming SSRC → the m-line it belongs to (cache of str0m's lookup).
@@ -34,6 +36,7 @@ impl Participant {
             publish: LegRtc::new(now, config)?,
             subscribe: LegRtc::new(now, config)?,
             lines: SubscribeLines::default(),
+            offer_queued: false,
             labels: FxHashMap::default(),
             ssrc_mid: FxHashMap::default(),
         })

@@ -62,6 +62,11 @@ pub struct Room {
     failed: Vec<(ParticipantId, String)>,
     /// Participants removed, for the core to unregister.
     removed: Vec<Participant>,
+    /// Participants whose subscribe connection needs a new offer, made a
+    /// few per turn (see `Room::offer_some`).
+    to_offer: VecDeque<ParticipantId>,
+    /// When the queued offers became due.
+    offers_due: Option<Instant>,
     /// Forwarded packets not yet written (see [`Queued`]).
     queued: Vec<Queued>,
     /// The batch being written, sorted by subscriber, and how far.
@@ -79,6 +84,8 @@ impl Room {
             pending: PendingEvents::default(),
             failed: Vec::new(),
             removed: Vec::new(),
+            to_offer: VecDeque::new(),
+            offers_due: None,
             queued: Vec::new(),
             sending: Vec::new(),
             sent: 0,
@@ -131,7 +138,11 @@ impl Room {
             .tracks
             .values()
             .map(|t| t.keyframes.owed_at(config.keyframe_throttle));
-        connections.chain(owed_keyframes).flatten().min()
+        connections
+            .chain(owed_keyframes)
+            .chain([self.offers_due])
+            .flatten()
+            .min()
     }
 
     /// Adds a participant and offers it everything already published.
@@ -229,6 +240,7 @@ impl Room {
                 }
             }
         }
+        self.offer_some(now, out);
         let owed: Vec<TrackKey> = self
             .tracks
             .iter()
@@ -264,10 +276,10 @@ impl Room {
                         direction,
                     },
                 ) => {
-                    self.publish_changed(now, id, mid, Some(kind), direction, out);
+                    self.publish_changed(now, id, mid, Some(kind), direction);
                 }
                 (Leg::Publish, LegEvent::MediaChanged { mid, direction }) => {
-                    self.publish_changed(now, id, mid, None, direction, out);
+                    self.publish_changed(now, id, mid, None, direction);
                 }
                 (Leg::Subscribe, LegEvent::KeyframeRequest(mid)) => {
                     let track = self
@@ -372,7 +384,7 @@ impl Room {
         let had_tracks = !published.is_empty();
         self.removed.push(participant);
         if had_tracks {
-            self.renegotiate_others(now, id, out);
+            self.renegotiate_others(now, id);
         }
     }
 }
