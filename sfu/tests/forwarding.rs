@@ -406,7 +406,7 @@ fn churn_keeps_every_subscribe_sdp_bounded_and_everyone_receiving() {
         "a subscribe offer has {largest_lines} m-lines; at most {bound_lines} expected"
     );
     assert!(
-        largest_bytes <= bound_lines * 1100,
+        largest_bytes <= bound_lines * 950,
         "a subscribe offer has {largest_bytes} bytes"
     );
 

@@ -7,14 +7,14 @@
 
 use super::CoreConfig;
 use super::outbox::Outbox;
-use crate::api::Kind;
+use crate::api::{Kind, Leg};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 use str0m::change::DirectApi;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
+use str0m::rtp::{Extension, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
 
 /// The video codec every participant of this SFU uses, so that anyone can
@@ -108,7 +108,7 @@ pub struct LegRtc {
 impl LegRtc {
     /// A new connection in RTP mode, ICE-lite, advertising the core's
     /// candidate, with the core's DTLS certificate.
-    pub fn new(now: Instant, core: &CoreConfig) -> Result<Self, LegError> {
+    pub fn new(now: Instant, core: &CoreConfig, leg: Leg) -> Result<Self, LegError> {
         let candidate = core.candidate;
         let config = Rtc::builder()
             // One certificate for all: generating a key pair per connection
@@ -134,6 +134,21 @@ impl LegRtc {
         let config = match core.codec {
             VideoCodec::Vp8 => config.enable_vp8(true),
             VideoCodec::H264 => config.enable_h264(true),
+        };
+        let config = match leg {
+            // The browser's choice; simulcast needs the stream ids.
+            Leg::Publish => config,
+            // Only what forwarded packets carry: every m-line of every
+            // subscribe SDP lists these (a subscriber's SDP has one m-line
+            // per track it receives), and each one written costs bytes per
+            // packet. Not abs-send-time: with transport-cc negotiated,
+            // browsers estimate bandwidth from TWCC.
+            Leg::Subscribe => config
+                .clear_extension_map()
+                .set_extension(1, Extension::AudioLevel)
+                .set_extension(3, Extension::TransportSequenceNumber)
+                .set_extension(4, Extension::RtpMid)
+                .set_extension(13, Extension::VideoOrientation),
         };
         let mut rtc = config.build(now);
         let candidate = Candidate::host(candidate, "udp")

@@ -33,8 +33,8 @@ impl Participant {
     pub fn new(now: Instant, id: ParticipantId, config: &CoreConfig) -> Result<Self, LegError> {
         Ok(Self {
             id,
-            publish: LegRtc::new(now, config)?,
-            subscribe: LegRtc::new(now, config)?,
+            publish: LegRtc::new(now, config, Leg::Publish)?,
+            subscribe: LegRtc::new(now, config, Leg::Subscribe)?,
             lines: SubscribeLines::default(),
             offer_queued: false,
             labels: FxHashMap::default(),
