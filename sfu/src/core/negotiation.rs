@@ -108,7 +108,7 @@ impl SubscribeLines {
         let Some((kind, (mut rewriter, since))) =
             line.and_then(|l| Some((l.kind, l.parked.take()?)))
         else {
-            return Rewriter::new(rand::random());
+            return Rewriter::new(first_sequence_number());
         };
         let clock_rate: u64 = match kind {
             Kind::Audio => 48_000,
@@ -227,6 +227,17 @@ impl SubscribeLines {
     }
 }
 
+/// A random first sequence number for a new outgoing stream, in the lower
+/// half of the range. SRTP's rollover counter starts at 0 with the first
+/// packet a receiver decrypts; packets forwarded before the subscriber's
+/// connection is up are numbered but never sent, so a start just below the
+/// 16-bit wrap could make the first packet the browser sees one with
+/// rollover 1, which it could never decrypt (seen in a load run: a stream
+/// starting at 65,525 that a receiver never decrypted).
+fn first_sequence_number() -> u16 {
+    rand::random::<u16>() >> 1
+}
+
 /// The msid of a line carrying `carried`: the stream groups one publisher's
 /// tracks (browsers synchronize audio and video within it), the track id
 /// names publisher and source.
@@ -330,6 +341,13 @@ mod tests {
         TrackLabel {
             mid: mid.into(),
             source,
+        }
+    }
+
+    #[test]
+    fn new_streams_start_far_from_the_sequence_wrap() {
+        for _ in 0..1000 {
+            assert!(first_sequence_number() < 1 << 15);
         }
     }
 
