@@ -1,8 +1,26 @@
 //! What a load run does: rooms, participants, who publishes what, for how
-//! long; and the named presets.
+//! long, what happens while it runs (churn, a join storm); and the named
+//! presets.
 
 use serde::Serialize;
 use std::time::Duration;
+use zync_sfu::testkit::MediaShape;
+
+/// Largest video packet payload the simulated browsers send (the testkit's
+/// `MAX_VIDEO_PAYLOAD`).
+const VIDEO_PAYLOAD: f64 = 1200.0;
+/// A simulated browser sends a keyframe (three times a frame's bytes) this
+/// often, besides on request (the testkit's default `keyframe_interval`).
+pub const KEYFRAME_INTERVAL: Duration = Duration::from_secs(3);
+/// Most participants one run may have: the server under test is started
+/// with room for 1000 per room, and every participant holds three sockets.
+const MAX_PARTICIPANTS: usize = 1000;
+/// Most video bitrate per publisher (4K camera video is ~20 Mbit/s): far
+/// more only floods the generator's memory with frames.
+const MAX_VIDEO_BITRATE: u32 = 50_000_000;
+/// Subscribe m-lines allowed beyond two per other participant: a few lines
+/// may wait to be recycled while an offer is in flight.
+const SDP_SPARE_M_LINES: usize = 4;
 
 /// The shape of one run.
 #[derive(Debug, Clone, Serialize)]
@@ -11,14 +29,21 @@ pub struct Plan {
     pub name: String,
     /// Rooms.
     pub rooms: usize,
-    /// Participants per room.
+    /// Participants per room at the start.
     pub participants: usize,
-    /// Participants per room that publish (the rest only watch).
+    /// Participants per room that publish camera and microphone (as
+    /// `audio` and `video` say); the rest are watchers.
     pub publishers: usize,
+    /// Watchers publish a microphone that is muted the way the web client
+    /// mutes (`replaceTrack(null)`: the m-line is negotiated, no packet is
+    /// sent). Otherwise they publish nothing.
+    pub watchers_muted_mic: bool,
     /// Publishers send a microphone track.
     pub audio: bool,
     /// Publishers send a camera track.
     pub video: bool,
+    /// Microphone packets per second (a browser sends 50: 20 ms Opus frames).
+    pub audio_rate: u32,
     /// Video bitrate per publisher, bits/s.
     pub video_bitrate: u32,
     /// Video frames per second.
@@ -29,12 +54,70 @@ pub struct Plan {
     /// Participants joining per second.
     pub join_rate: f64,
     /// Receivers decrypt one packet in this many per stream (latency
-    /// samples); the rest are counted from their clear RTP headers.
+    /// samples, payload checks); the rest are counted from their clear RTP
+    /// headers.
     pub sample_every: u64,
+    /// Leave/rejoin cycles during the measured window.
+    pub churn: Option<Churn>,
+    /// More people joining at once during the measured window.
+    pub storm: Option<Storm>,
+}
+
+/// Participants leaving and rejoining while media flows.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Churn {
+    /// Leave/rejoin cycles, spread evenly over the window minus `settle`.
+    pub cycles: usize,
+    /// Quiet time at the end of the window, so the final delivery check
+    /// sees the room after every renegotiation finished.
+    #[serde(serialize_with = "seconds")]
+    pub settle: Duration,
+}
+
+/// A burst of joins into a running meeting.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Storm {
+    /// Participants joining (per room) during the storm. They publish a
+    /// muted microphone: each join renegotiates every subscriber (the work
+    /// a join costs) without adding packets to forward, so the window
+    /// measures join work rather than a doubled forwarding load.
+    pub joiners: usize,
+    /// Joins per second.
+    pub rate: f64,
+    /// When the storm starts, from the start of the measured window (the
+    /// time before is the steady reference).
+    #[serde(serialize_with = "seconds")]
+    pub after: Duration,
+    /// The existing participants' latency p99 must stay under this.
+    pub p99_limit_ms: f64,
 }
 
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+/// Which streams a participant sends packets on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sends {
+    /// Microphone packets (a muted microphone sends none).
+    pub audio: bool,
+    /// Camera packets.
+    pub video: bool,
+}
+
+impl Sends {
+    /// What a participant of `shape` sends.
+    pub fn of(shape: &MediaShape) -> Self {
+        Self {
+            audio: shape.audio && !shape.audio_muted,
+            video: shape.video,
+        }
+    }
+
+    /// Whether it sends anything.
+    pub fn any(self) -> bool {
+        self.audio || self.video
+    }
 }
 
 impl Plan {
@@ -45,21 +128,59 @@ impl Plan {
             rooms: 1,
             participants: 5,
             publishers: 5,
+            watchers_muted_mic: false,
             audio: true,
             video: true,
+            audio_rate: 50,
             video_bitrate: 1_000_000,
             fps: 30,
             duration: Duration::from_secs(20),
             join_rate: 20.0,
             sample_every: 16,
+            churn: None,
+            storm: None,
+        };
+        // Churn renegotiates every subscriber twice per cycle, and with 60
+        // people all publishing, 60 x 59 streams of each kind flow as well.
+        // Browser-like audio alone (50 packets/s) would be 177k packets/s to
+        // forward, more than this 2-core box carries next to the generator
+        // (~170k in the `large` runs, without churn). So churn sends 100 ms
+        // Opus packets (10/s, a length Opus allows) and 48 kbit/s video at
+        // 5 fps (one 1200-byte packet a frame): ~16 packets/s per publisher
+        // with keyframes, ~56k packets/s in all, leaving CPU for the
+        // renegotiations. Receivers decrypt one packet in 4, so the final
+        // check sees several payloads of every stream.
+        let churn_media = Plan {
+            audio_rate: 10,
+            video_bitrate: 48_000,
+            fps: 5,
+            sample_every: 4,
+            ..base.clone()
         };
         Some(match name {
-            // Seconds-long, for CI: keeps the tool working.
+            // Seconds-long, for CI: keeps the tool working. Receivers
+            // decrypt every packet (cheap at this size): a light receiver
+            // that skips a stream's first packets cannot follow a sequence
+            // wrap among them (SRTP's rollover counter), and CI must not
+            // fail on that one-in-thousands chance.
             "tiny" => Plan {
                 participants: 3,
                 publishers: 3,
                 duration: Duration::from_secs(3),
+                sample_every: 1,
                 ..base
+            },
+            // Seconds-long, for CI: keeps the churn logic working.
+            "tiny-churn" => Plan {
+                participants: 5,
+                publishers: 5,
+                duration: Duration::from_secs(8),
+                sample_every: 1,
+                churn: Some(Churn {
+                    cycles: 10,
+                    settle: Duration::from_secs(4),
+                }),
+                ..churn_media
             },
             "small" => Plan {
                 rooms: 4,
@@ -73,10 +194,12 @@ impl Plan {
                 duration: Duration::from_secs(30),
                 ..base
             },
-            // 10 publish camera and microphone; 90 watch with microphones muted.
+            // 10 publish camera and microphone; 90 watch with microphones
+            // muted the way the web client mutes.
             "large" => Plan {
                 participants: 100,
                 publishers: 10,
+                watchers_muted_mic: true,
                 duration: Duration::from_secs(60),
                 ..base
             },
@@ -86,42 +209,256 @@ impl Plan {
                 duration: Duration::from_secs(30),
                 ..base
             },
+            // 200 leave/rejoin cycles over 340 s (one every 1.7 s), then
+            // 20 s of quiet. A cycle in a room of 60 costs the SFU about
+            // 0.6 s of CPU (two renegotiations of ~59 subscribers with
+            // ~120 m-lines each; measured at 0.75 cycles/s, when the box
+            // was saturated), so 200 cycles in 60 s fell behind by half
+            // and stalled media; at this pace both processes keep up.
+            "churn" => Plan {
+                participants: 60,
+                publishers: 60,
+                duration: Duration::from_secs(360),
+                churn: Some(Churn {
+                    cycles: 200,
+                    settle: Duration::from_secs(20),
+                }),
+                ..churn_media
+            },
+            // 25 in a meeting for 5 s, then 25 more join at 10/s.
+            "join-storm" => Plan {
+                participants: 25,
+                publishers: 25,
+                duration: Duration::from_secs(12),
+                storm: Some(Storm {
+                    joiners: 25,
+                    rate: 10.0,
+                    after: Duration::from_secs(5),
+                    p99_limit_ms: 20.0,
+                }),
+                ..base
+            },
             _ => return None,
         })
     }
 
     /// Names of the presets.
-    pub const PRESETS: [&'static str; 5] = ["tiny", "small", "meeting", "large", "fanout"];
+    pub const PRESETS: [&'static str; 8] = [
+        "tiny",
+        "tiny-churn",
+        "small",
+        "meeting",
+        "large",
+        "fanout",
+        "churn",
+        "join-storm",
+    ];
 
-    /// All participants of the run.
-    pub fn total(&self) -> usize {
-        self.rooms * self.participants
+    /// Why this plan cannot run, if it cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if self.rooms == 0 || self.participants < 2 || self.publishers == 0 {
+            return Err(
+                "a run needs at least one room of two participants with a publisher".into(),
+            );
+        }
+        if self.publishers > self.participants {
+            return Err("more publishers than participants".into());
+        }
+        let most = self.room_size().saturating_mul(self.rooms);
+        if self.room_size() > MAX_PARTICIPANTS || most > MAX_PARTICIPANTS {
+            return Err(format!("at most {MAX_PARTICIPANTS} participants per run"));
+        }
+        if self.duration.is_zero() || self.duration > Duration::from_secs(600) {
+            return Err("runs are bounded: more than 0 s, at most 600 s".into());
+        }
+        if !(self.join_rate.is_finite() && self.join_rate >= 0.1) {
+            return Err("the join rate must be at least 0.1 per second".into());
+        }
+        if !(self.audio || self.video) {
+            return Err("publishers must send audio or video".into());
+        }
+        if self.fps == 0 || self.audio_rate == 0 || self.sample_every == 0 {
+            return Err("frame rate, audio rate and sampling must be positive".into());
+        }
+        if self.video_bitrate > MAX_VIDEO_BITRATE {
+            return Err(format!(
+                "at most {} kbit/s of video per publisher",
+                MAX_VIDEO_BITRATE / 1000
+            ));
+        }
+        if let Some(churn) = self.churn
+            && churn.settle + self.check_window() > self.duration
+        {
+            return Err(format!(
+                "churn needs its settle time plus the {:.1} s check window within the duration",
+                self.check_window().as_secs_f64()
+            ));
+        }
+        if let Some(storm) = self.storm
+            && (!(storm.rate.is_finite() && storm.rate >= 0.1) || storm.after >= self.duration)
+        {
+            return Err(
+                "a join storm needs a rate of at least 0.1/s and to start in the window".into(),
+            );
+        }
+        Ok(())
     }
 
-    /// Packets per second one publisher sends (audio 50/s; video frames of
-    /// at most 1200-byte packets).
+    /// All accounts the run signs up: everyone at the start, and the storm's
+    /// joiners (churn rejoins with the leaver's account).
+    pub fn accounts(&self) -> usize {
+        self.rooms * self.room_size()
+    }
+
+    /// Participants per room at the most (after a storm).
+    pub fn room_size(&self) -> usize {
+        self.participants + self.storm.map_or(0, |s| s.joiners)
+    }
+
+    /// What the participant in `seat` of its room publishes.
+    pub fn shape(&self, seat: usize) -> MediaShape {
+        let media = MediaShape {
+            audio_rate: self.audio_rate,
+            video_bitrate: self.video_bitrate,
+            fps: self.fps,
+            ..MediaShape::default()
+        };
+        if seat < self.publishers {
+            MediaShape {
+                audio: self.audio,
+                video: self.video,
+                ..media
+            }
+        } else if seat >= self.participants || self.watchers_muted_mic {
+            // Storm joiners always come with a muted microphone (see `Storm`).
+            MediaShape {
+                audio: true,
+                audio_muted: true,
+                video: false,
+                ..media
+            }
+        } else {
+            MediaShape {
+                audio: false,
+                video: false,
+                ..media
+            }
+        }
+    }
+
+    /// Video packets per second of one publisher, keyframes included (a
+    /// keyframe is three frames' bytes, every [`KEYFRAME_INTERVAL`]).
+    pub fn video_packets_per_second(&self) -> f64 {
+        if !self.video {
+            return 0.0;
+        }
+        let frame = f64::from(self.video_bitrate) / 8.0 / f64::from(self.fps.max(1));
+        let packets = (frame / VIDEO_PAYLOAD).ceil().max(1.0);
+        let keyframe_extra = (frame * 3.0 / VIDEO_PAYLOAD).ceil() - packets;
+        packets * f64::from(self.fps) + keyframe_extra / KEYFRAME_INTERVAL.as_secs_f64()
+    }
+
+    /// Packets per second one publisher sends (muted microphones and
+    /// watchers send none).
     pub fn packets_per_publisher(&self) -> f64 {
-        let audio = if self.audio { 50.0 } else { 0.0 };
-        let video = if self.video {
-            let frame = f64::from(self.video_bitrate) / 8.0 / f64::from(self.fps.max(1));
-            (frame / 1200.0).ceil() * f64::from(self.fps)
+        let audio = if self.audio {
+            f64::from(self.audio_rate)
         } else {
             0.0
         };
-        audio + video
+        audio + self.video_packets_per_second()
     }
 
-    /// Whether participant `i` should receive media (a lone publisher
-    /// hears nobody).
+    /// Whether participant `i` (of the initial population) should receive
+    /// media (a lone publisher hears nobody).
     pub fn receives_media(&self, i: usize) -> bool {
         self.publishers > 1 || !i.is_multiple_of(self.participants)
     }
 
-    /// Packets per second the forwarder should send, when all is well.
+    /// Packets per second the forwarder should send with the initial
+    /// population, when all is well: only publishers send (a muted
+    /// microphone sends nothing), each to everyone else in its room.
     pub fn expected_forward_rate(&self) -> f64 {
         let per_room = self.publishers as f64
             * self.packets_per_publisher()
             * (self.participants as f64 - 1.0);
         per_room * self.rooms as f64
+    }
+
+    /// How long the final delivery check looks back: two seconds, or long
+    /// enough that the slowest stream has several decrypted (sampled)
+    /// packets in it.
+    pub fn check_window(&self) -> Duration {
+        let audio = if self.audio {
+            f64::from(self.audio_rate)
+        } else {
+            f64::INFINITY
+        };
+        let video = if self.video {
+            self.video_packets_per_second()
+        } else {
+            f64::INFINITY
+        };
+        let slowest = audio.min(video).max(0.1);
+        let seconds = (4.0 * self.sample_every as f64 / slowest).clamp(2.0, 30.0);
+        Duration::from_secs_f64(seconds)
+    }
+
+    /// Most m-lines a subscribe offer may have: two per other participant
+    /// at the most populous moment (camera and microphone), plus a few
+    /// awaiting recycling. Churn must not make it grow.
+    pub fn sdp_m_line_bound(&self) -> usize {
+        2 * (self.room_size() - 1) + SDP_SPARE_M_LINES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_is_valid() {
+        for name in Plan::PRESETS {
+            let plan = Plan::preset(name).expect("preset");
+            assert_eq!(plan.check(), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn muted_microphones_send_nothing() {
+        let large = Plan::preset("large").expect("large");
+        assert!(Sends::of(&large.shape(0)).audio);
+        let watcher = large.shape(10);
+        assert!(watcher.audio && watcher.audio_muted && !watcher.video);
+        assert!(!Sends::of(&watcher).any());
+        // 1 Mbit/s at 30 fps: 4 packets a frame, keyframes 11 packets.
+        let per_publisher = 50.0 + 120.0 + 7.0 / 3.0;
+        let expected = 10.0 * per_publisher * 99.0;
+        assert!((large.expected_forward_rate() - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn churn_checks_several_samples_per_stream() {
+        let churn = Plan::preset("churn").expect("churn");
+        // ~5.7 video packets/s, one in 4 decrypted: 4 in ~2.8 seconds.
+        let window = churn.check_window().as_secs_f64();
+        assert!((window - 16.0 / (5.0 + 2.0 / 3.0)).abs() < 1e-3, "{window}");
+        // Audio at 50 packets/s, video at 30 fps, one in 16: two seconds.
+        let meeting = Plan::preset("meeting").expect("meeting");
+        assert_eq!(meeting.check_window(), Duration::from_secs(2));
+        assert_eq!(churn.sdp_m_line_bound(), 2 * 59 + 4);
+    }
+
+    #[test]
+    fn bad_plans_are_refused() {
+        let mut plan = Plan::preset("tiny").expect("tiny");
+        plan.join_rate = f64::NAN;
+        assert!(plan.check().is_err());
+        let mut plan = Plan::preset("tiny").expect("tiny");
+        plan.rooms = usize::MAX;
+        assert!(plan.check().is_err());
+        let mut plan = Plan::preset("tiny").expect("tiny");
+        plan.video_bitrate = u32::MAX;
+        assert!(plan.check().is_err());
     }
 }

@@ -1,4 +1,5 @@
-//! CPU time and memory of a process, from `/proc` (Linux).
+//! CPU time and memory of a process, from `/proc` (Linux); and tying the
+//! helper processes' lives to the generator's.
 
 use std::time::Duration;
 
@@ -42,4 +43,16 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
 /// every Linux this runs on).
 fn clock_ticks() -> u64 {
     100
+}
+
+/// For a helper process (the server or the relay, spawned with a piped
+/// stdin): exits as soon as stdin reaches end of file, which happens when
+/// the parent exits however it dies (a panic, SIGKILL, the OOM killer). An
+/// orphaned helper would keep its loopback ports, and keep the parent's
+/// inherited stderr open, which hangs whoever waits for that output.
+pub fn exit_with_parent() {
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        std::process::exit(0);
+    });
 }

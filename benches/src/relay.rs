@@ -5,10 +5,12 @@
 //! WebRTC and no crypto. It is what this machine can do at best; the report
 //! divides the SFU's CPU per packet by the relay's.
 //!
-//! Members join a group by sending `JOIN <group>`; every other datagram is
-//! sent to every other member of the sender's group.
+//! Members join a group by sending `JOIN <group>`; a datagram starting with
+//! [`RTCP_MAGIC`] goes back to its sender (the RTCP a connection exchanges
+//! with the SFU, which it answers rather than forwards); every other
+//! datagram is sent to every other member of the sender's group.
 
-use crate::plan::Plan;
+use crate::plan::{KEYFRAME_INTERVAL, Plan};
 use crate::procstat::{self, ProcSample};
 use crate::report::{Percentiles, Side};
 use anyhow::{Context, Result, bail};
@@ -23,8 +25,21 @@ use tokio::net::UdpSocket;
 use zync_sfu::core::Outbox;
 use zync_sfu::driver::{MAX_BATCHES_PER_TURN, OUTBOX_BYTES, udp};
 
+/// Marks the RTCP-sized datagrams the relay sends back to their sender.
+const RTCP_MAGIC: &[u8; 2] = b"RC";
+/// RTCP-like datagrams each participant sends, and gets back, per second.
+/// Measured on the SFU (the generator's `sendto`/`recvfrom` under strace,
+/// 6 and 12 participants all publishing): ~20 RTCP datagrams a second each
+/// way per participant (TWCC feedback every 50 ms on a receiving
+/// connection, sender and receiver reports), of 64-91 bytes on average,
+/// growing with the streams a report covers.
+const RTCP_PER_SECOND: u32 = 20;
+/// Size of those datagrams (SRTCP included).
+const RTCP_BYTES: usize = 100;
+
 /// Runs the relay on `127.0.0.1:0` until killed; prints its address, then
-/// how many datagrams it forwarded, once a second.
+/// how many media datagrams it forwarded (RTCP echoes not counted), once a
+/// second.
 pub fn serve() -> Result<()> {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
     socket.set_nonblocking(true)?;
@@ -41,7 +56,7 @@ pub fn serve() -> Result<()> {
     let mut members: HashMap<u32, Vec<SocketAddr>> = HashMap::new();
     let local = socket.local_addr()?;
     let mut outbox = Outbox::default();
-    let mut forwarded: u64 = 0;
+    let (mut sent, mut echoed): (u64, u64) = (0, 0);
     let mut last_report = Instant::now();
     loop {
         poll.poll(&mut events, Some(Duration::from_millis(250)))?;
@@ -68,6 +83,14 @@ pub fn serve() -> Result<()> {
                 let Some(group) = group_of.get(&from) else {
                     return;
                 };
+                if data.starts_with(RTCP_MAGIC) {
+                    echoed += 1;
+                    outbox.push_with(|arena| {
+                        arena.extend_from_slice(data);
+                        Some((local, from))
+                    });
+                    return;
+                }
                 for member in members.get(group).into_iter().flatten() {
                     if *member != from {
                         outbox.push_with(|arena| {
@@ -78,16 +101,16 @@ pub fn serve() -> Result<()> {
                 }
             })?;
             if outbox.bytes() >= OUTBOX_BYTES {
-                forwarded += sender.send_outbox(&socket, &mut outbox)?.datagrams as u64;
+                sent += sender.send_outbox(&socket, &mut outbox)?.datagrams as u64;
             }
             if n == 0 {
                 break;
             }
         }
-        forwarded += sender.send_outbox(&socket, &mut outbox)?.datagrams as u64;
+        sent += sender.send_outbox(&socket, &mut outbox)?.datagrams as u64;
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
-            println!("forwarded {forwarded}");
+            println!("forwarded {}", sent.saturating_sub(echoed));
         }
     }
 }
@@ -101,9 +124,13 @@ struct Relay {
 }
 
 impl Relay {
+    /// Starts the relay (this binary, `--internal-relay`) and reads its
+    /// address.
     fn spawn() -> Result<Self> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("--internal-relay")
+            // Its end of the pipe closes when we exit: the relay follows.
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .context("starting the relay")?;
@@ -165,16 +192,103 @@ const HEADER: usize = 2 + 8 + 1 + 4 + 8;
 /// size the SFU sends.
 const WIRE_OVERHEAD: usize = 12 + 8 + 16;
 
-/// Runs `plan` through the relay with plain UDP participants.
+/// Packets and bytes the relay participants received at one moment, read
+/// between the relay's and the generator's `/proc` samples (no await in
+/// between), so CPU and packets cover one window.
+struct Sample {
+    at: Instant,
+    relay: Option<ProcSample>,
+    generator: Option<ProcSample>,
+    packets: u64,
+    bytes: u64,
+    /// The relay's own count (printed once a second: a cross-check).
+    counted: u64,
+}
+
+impl Sample {
+    /// Reads the relay's CPU, the participants' counters and our CPU now.
+    fn take(relay: &Relay, ledgers: &[Arc<Mutex<Ledger>>]) -> Self {
+        let relay_cpu = relay.sample();
+        let (packets, bytes) = ledgers.iter().fold((0u64, 0u64), |(p, b), l| {
+            let l = l.lock().unwrap_or_else(|e| e.into_inner());
+            (p + l.packets, b + l.bytes)
+        });
+        let generator = procstat::sample(std::process::id());
+        Self {
+            at: Instant::now(),
+            relay: relay_cpu,
+            generator,
+            packets,
+            bytes,
+            counted: relay.forwarded.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The relay's participants: what each received, when each joined, and
+/// their sending and receiving tasks, which run until this is dropped.
+struct Members {
+    ledgers: Vec<Arc<Mutex<Ledger>>>,
+    joined_at: Vec<Instant>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Members {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Runs `plan` through the relay with plain UDP participants. The relay
+/// has no equivalent of churn or a join storm: it runs the steady meeting.
 pub async fn run(plan: &Plan) -> Result<Side> {
     let relay = Relay::spawn()?;
     let epoch = Instant::now();
     let before = relay.sample();
-    let mut ledgers = Vec::new();
-    let mut tasks = Vec::new();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut joined_at = Vec::new();
-    for i in 0..plan.total() {
+    let members = join(plan, &relay, epoch).await?;
+    wait_for_media(plan, &members.ledgers).await?;
+    let join_ms = Percentiles::from_micros(
+        members
+            .ledgers
+            .iter()
+            .zip(&members.joined_at)
+            .filter_map(|(l, at)| {
+                let first = l.lock().ok()?.first_at?;
+                Some(first.saturating_duration_since(*at).as_micros() as u64)
+            })
+            .collect(),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for l in &members.ledgers {
+        l.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .latencies_us
+            .clear();
+    }
+    let start = Sample::take(&relay, &members.ledgers);
+    tokio::time::sleep(plan.duration).await;
+    let end = Sample::take(&relay, &members.ledgers);
+    let mut side = figures(&start, &end, before, members.ledgers.len());
+    side.join_ms = join_ms;
+    let (losses, latencies) = losses_and_latencies(&members.ledgers);
+    side.loss_mean_percent = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+    side.loss_max_percent = losses.iter().copied().fold(0.0, f64::max);
+    side.latency_ms = Percentiles::from_micros(latencies);
+    Ok(side)
+}
+
+/// Everyone joins the relay (faster than the SFU's join rate: a relay join
+/// is one datagram) and starts sending: media if a publisher, RTCP-like
+/// datagrams in any case.
+async fn join(plan: &Plan, relay: &Relay, epoch: Instant) -> Result<Members> {
+    let mut members = Members {
+        ledgers: Vec::new(),
+        joined_at: Vec::new(),
+        tasks: Vec::new(),
+    };
+    for i in 0..plan.rooms * plan.participants {
         let (room, seat) = (i / plan.participants, i % plan.participants);
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
         udp::tune_socket(&socket);
@@ -185,119 +299,78 @@ pub async fn run(plan: &Plan) -> Result<Side> {
         tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut ok))
             .await
             .context("relay did not answer")??;
-        joined_at.push(opened);
+        members.joined_at.push(opened);
         let ledger = Arc::new(Mutex::new(Ledger::default()));
-        ledgers.push(ledger.clone());
+        members.ledgers.push(ledger.clone());
         let socket = Arc::new(socket);
+        let tasks = &mut members.tasks;
         tasks.push(tokio::spawn(receive(
             socket.clone(),
             ledger,
             epoch,
-            stop.clone(),
+            plan.sample_every,
         )));
+        tasks.push(tokio::spawn(rtcp(socket.clone())));
         if seat < plan.publishers {
-            tasks.push(tokio::spawn(publish(
-                socket,
-                plan.clone(),
-                i as u64,
-                epoch,
-                stop.clone(),
-            )));
+            let publisher = Publisher::new(plan, i as u64, epoch);
+            tasks.push(tokio::spawn(publisher.run(socket)));
         }
-        tokio::time::sleep(Duration::from_secs_f64(
-            1.0 / plan.join_rate.max(0.1) / 10.0,
-        ))
-        .await;
+        tokio::time::sleep(Duration::from_secs_f64(1.0 / plan.join_rate / 10.0)).await;
     }
-    let after_join = relay.sample();
+    Ok(members)
+}
+
+/// Waits (at most 10 s) until everyone who should receive media got some.
+async fn wait_for_media(plan: &Plan, ledgers: &[Arc<Mutex<Ledger>>]) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let expects_media = |i: usize| plan.receives_media(i);
-    while ledgers
-        .iter()
-        .enumerate()
-        .any(|(i, l)| expects_media(i) && l.lock().map(|l| l.first_at.is_none()).unwrap_or(false))
-    {
+    while ledgers.iter().enumerate().any(|(i, l)| {
+        plan.receives_media(i) && l.lock().map(|l| l.first_at.is_none()).unwrap_or(false)
+    }) {
         if Instant::now() > deadline {
             bail!("relay participants received nothing");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let join_ms = Percentiles::from_micros(
-        ledgers
-            .iter()
-            .zip(&joined_at)
-            .filter_map(|(l, at)| {
-                Some(
-                    l.lock()
-                        .ok()?
-                        .first_at?
-                        .saturating_duration_since(*at)
-                        .as_micros() as u64,
-                )
-            })
-            .collect(),
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let sum = |ledgers: &[Arc<Mutex<Ledger>>]| {
-        ledgers.iter().fold((0u64, 0u64), |(p, b), l| {
-            let l = l.lock().unwrap_or_else(|e| e.into_inner());
-            (p + l.packets, b + l.bytes)
-        })
-    };
-    for l in &ledgers {
-        l.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .latencies_us
-            .clear();
-    }
-    let start = (
-        Instant::now(),
-        sum(&ledgers),
-        relay.sample(),
-        relay.forwarded.load(Ordering::Relaxed),
-        procstat::sample(std::process::id()),
-    );
-    tokio::time::sleep(plan.duration).await;
-    let end = (
-        Instant::now(),
-        sum(&ledgers),
-        relay.sample(),
-        relay.forwarded.load(Ordering::Relaxed),
-        procstat::sample(std::process::id()),
-    );
-    stop.store(true, Ordering::Relaxed);
-    let seconds = end.0.duration_since(start.0).as_secs_f64();
-    let received = end.1.0 - start.1.0;
-    // The relay prints its count once a second; scale to the window.
-    let forwarded = (end.3 - start.3).max(1) as f64;
+    Ok(())
+}
+
+/// Rates, CPU and memory between two samples; memory per participant at
+/// the end of the window (steady state).
+fn figures(start: &Sample, end: &Sample, before: Option<ProcSample>, joined: usize) -> Side {
+    let seconds = end.at.duration_since(start.at).as_secs_f64();
+    let received = end.packets.saturating_sub(start.packets);
     let mut side = Side {
         forwarder: "relay".into(),
-        joined: ledgers.len(),
+        joined,
         seconds,
-        forwarded_pps: forwarded / seconds,
-        received_pps: received as f64 / seconds,
-        received_bps: (end.1.1 - start.1.1) as f64 * 8.0 / seconds,
-        join_ms,
+        forwarded_pps: received as f64 / seconds,
+        forwarder_count_pps: Some(end.counted.saturating_sub(start.counted) as f64 / seconds),
+        received_bps: end.bytes.saturating_sub(start.bytes) as f64 * 8.0 / seconds,
         ..Side::default()
     };
-    if let (Some(a), Some(b)) = (start.2, end.2) {
+    if let (Some(a), Some(b)) = (start.relay, end.relay) {
         let cpu = (b.cpu - a.cpu).as_secs_f64();
-        side.cpu_us_per_packet = cpu * 1e6 / forwarded;
+        side.cpu_us_per_packet = cpu * 1e6 / received.max(1) as f64;
         side.cpu_percent = cpu / seconds * 100.0;
         side.peak_rss_mib = b.peak_rss as f64 / (1 << 20) as f64;
     }
-    if let (Some(a), Some(b)) = (before, after_join) {
+    if let (Some(a), Some(b)) = (before, end.relay) {
         side.memory_per_participant_kib =
-            b.rss.saturating_sub(a.rss) as f64 / 1024.0 / ledgers.len() as f64;
+            b.rss.saturating_sub(a.rss) as f64 / 1024.0 / joined.max(1) as f64;
     }
-    if let (Some(a), Some(b)) = (start.4, end.4) {
+    if let (Some(a), Some(b)) = (start.generator, end.generator) {
         let cpu = (b.cpu - a.cpu).as_secs_f64();
         side.generator_cpu_us_per_packet = cpu * 1e6 / received.max(1) as f64;
         side.generator_cpu_percent = cpu / seconds * 100.0;
     }
+    side
+}
+
+/// Every participant's loss (%) and every latency sample (µs).
+fn losses_and_latencies(ledgers: &[Arc<Mutex<Ledger>>]) -> (Vec<f64>, Vec<u64>) {
     let mut losses = Vec::new();
     let mut latencies = Vec::new();
-    for l in &ledgers {
+    for l in ledgers {
         let l = l.lock().unwrap_or_else(|e| e.into_inner());
         let (got, expected) = l
             .streams
@@ -310,23 +383,14 @@ pub async fn run(plan: &Plan) -> Result<Side> {
         }
         latencies.extend_from_slice(&l.latencies_us);
     }
-    side.loss_mean_percent = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
-    side.loss_max_percent = losses.iter().copied().fold(0.0, f64::max);
-    side.latency_ms = Percentiles::from_micros(latencies);
-    for t in tasks {
-        t.abort();
-    }
-    Ok(side)
+    (losses, latencies)
 }
 
-async fn receive(
-    socket: Arc<UdpSocket>,
-    ledger: Arc<Mutex<Ledger>>,
-    epoch: Instant,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) {
+/// Counts what arrives at one participant; samples latency of one packet
+/// in `every` per stream, as the SFU side decrypts one in `every`.
+async fn receive(socket: Arc<UdpSocket>, ledger: Arc<Mutex<Ledger>>, epoch: Instant, every: u64) {
     let mut buf = vec![0u8; 2048];
-    while !stop.load(Ordering::Relaxed) {
+    loop {
         let Ok(n) = socket.recv(&mut buf).await else {
             return;
         };
@@ -347,60 +411,105 @@ async fn receive(
         entry.0 = entry.0.min(seq);
         entry.1 = entry.1.max(seq);
         entry.2 += 1;
-        // Sampled like the SFU side (one packet in 16 per stream).
-        if seq.is_multiple_of(16) {
+        if u64::from(seq).is_multiple_of(every.max(1)) {
             let now_us = now.saturating_duration_since(epoch).as_micros() as u64;
             l.latencies_us.push(now_us.saturating_sub(sent));
         }
     }
 }
 
-/// Sends the same pattern a simulated browser does: audio every 20 ms,
-/// video frames split into 1200-byte packets.
-async fn publish(
-    socket: Arc<UdpSocket>,
+/// RTCP-sized datagrams to the relay, which sends them back: a
+/// connection's feedback and reports (see [`RTCP_PER_SECOND`]).
+async fn rtcp(socket: Arc<UdpSocket>) {
+    let mut datagram = vec![0u8; RTCP_BYTES];
+    datagram[..2].copy_from_slice(RTCP_MAGIC);
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / RTCP_PER_SECOND);
+    loop {
+        ticks.tick().await;
+        let _ = socket.send(&datagram).await;
+    }
+}
+
+/// Sends the same pattern a simulated browser does: audio at the plan's
+/// rate, video frames split into packets of at most 1200 bytes, a keyframe
+/// of three frames' bytes first and every [`KEYFRAME_INTERVAL`].
+struct Publisher {
     plan: Plan,
     id: u64,
     epoch: Instant,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) {
-    let frame_bytes = (plan.video_bitrate / 8 / plan.fps.max(1)) as usize;
-    let mut audio_next = Instant::now();
-    let mut video_next = Instant::now();
-    let (mut audio_seq, mut video_seq) = (0u32, 0u32);
-    let mut buf = vec![0u8; 1200 + WIRE_OVERHEAD];
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        let sent_us = now.saturating_duration_since(epoch).as_micros() as u64;
-        let stamp = |buf: &mut [u8], stream: u8, seq: u32| {
-            buf[..2].copy_from_slice(b"ZB");
-            buf[2..10].copy_from_slice(&id.to_be_bytes());
-            buf[10] = stream;
-            buf[11..15].copy_from_slice(&seq.to_be_bytes());
-            buf[15..23].copy_from_slice(&sent_us.to_be_bytes());
-        };
-        if plan.audio && now >= audio_next {
-            stamp(&mut buf, 2, audio_seq);
-            audio_seq += 1;
-            let _ = socket.send(&buf[..160 + WIRE_OVERHEAD]).await;
-            audio_next += Duration::from_millis(20);
+    seq: [u32; 2],
+    buf: Vec<u8>,
+}
+
+/// Stream numbers in the datagram header.
+const VIDEO: u8 = 1;
+const AUDIO: u8 = 2;
+
+impl Publisher {
+    /// Publisher `id` of `plan`; stamps count µs from `epoch`.
+    fn new(plan: &Plan, id: u64, epoch: Instant) -> Self {
+        Self {
+            plan: plan.clone(),
+            id,
+            epoch,
+            seq: [0, 0],
+            buf: vec![0u8; 1200 + WIRE_OVERHEAD],
         }
-        if plan.video && now >= video_next {
-            let mut left = frame_bytes.max(HEADER);
-            while left > 0 {
-                let len = left.min(1200);
-                stamp(&mut buf, 1, video_seq);
-                video_seq += 1;
-                let _ = socket.send(&buf[..len.max(HEADER) + WIRE_OVERHEAD]).await;
-                left -= len;
+    }
+
+    /// Sends until its task is aborted (when the run's `Members` go).
+    async fn run(mut self, socket: Arc<UdpSocket>) {
+        let frame_bytes = (self.plan.video_bitrate / 8 / self.plan.fps.max(1)) as usize;
+        let audio_gap = Duration::from_secs(1) / self.plan.audio_rate.max(1);
+        let video_gap = Duration::from_secs(1) / self.plan.fps.max(1);
+        let mut audio_next = Instant::now();
+        let mut video_next = Instant::now();
+        let mut last_keyframe: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            if self.plan.audio && now >= audio_next {
+                self.send(&socket, AUDIO, 160).await;
+                audio_next += audio_gap;
             }
-            video_next += Duration::from_secs(1) / plan.fps.max(1);
+            if self.plan.video && now >= video_next {
+                let keyframe = last_keyframe.is_none_or(|t| now - t >= KEYFRAME_INTERVAL);
+                if keyframe {
+                    last_keyframe = Some(now);
+                }
+                let mut left = if keyframe {
+                    frame_bytes * 3
+                } else {
+                    frame_bytes
+                }
+                .max(HEADER);
+                while left > 0 {
+                    let len = left.min(1200);
+                    self.send(&socket, VIDEO, len).await;
+                    left -= len;
+                }
+                video_next += video_gap;
+            }
+            let next = match (self.plan.audio, self.plan.video) {
+                (true, true) => audio_next.min(video_next),
+                (true, false) => audio_next,
+                _ => video_next,
+            };
+            tokio::time::sleep_until(next.into()).await;
         }
-        let next = match (plan.audio, plan.video) {
-            (true, true) => audio_next.min(video_next),
-            (true, false) => audio_next,
-            _ => video_next,
-        };
-        tokio::time::sleep_until(next.into()).await;
+    }
+
+    /// One datagram of `stream` with a `payload`-byte payload, stamped.
+    async fn send(&mut self, socket: &UdpSocket, stream: u8, payload: usize) {
+        let seq = &mut self.seq[usize::from(stream == AUDIO)];
+        let sent_us = self.epoch.elapsed().as_micros() as u64;
+        let buf = &mut self.buf;
+        buf[..2].copy_from_slice(b"ZB");
+        buf[2..10].copy_from_slice(&self.id.to_be_bytes());
+        buf[10] = stream;
+        buf[11..15].copy_from_slice(&seq.to_be_bytes());
+        buf[15..23].copy_from_slice(&sent_us.to_be_bytes());
+        *seq += 1;
+        let len = payload.clamp(HEADER, 1200) + WIRE_OVERHEAD;
+        let _ = socket.send(&buf[..len]).await;
     }
 }

@@ -35,18 +35,25 @@ impl Percentiles {
 }
 
 /// What one forwarder (the SFU, or the raw relay) did in the measured window.
+///
+/// Every per-packet figure divides by the packets the subscribers counted,
+/// read at the same instants as the `/proc` CPU samples, so CPU and packets
+/// cover the same window.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Side {
     /// `sfu` or `relay`.
     pub forwarder: String,
-    /// Participants that joined.
+    /// Participants present at the end.
     pub joined: usize,
-    /// Length of the measured window, seconds.
+    /// Length of the measured window, seconds (what the rates divide by).
     pub seconds: f64,
-    /// Packets per second the forwarder sent (its own count).
+    /// Packets per second the subscribers received (RTP; counted from
+    /// their headers).
     pub forwarded_pps: f64,
-    /// Packets per second the subscribers received.
-    pub received_pps: f64,
+    /// Packets per second by the forwarder's own count (the SFU's
+    /// `/metrics`, the relay's report), a cross-check: it is updated once a
+    /// second, so its window may be off by up to a second at each end.
+    pub forwarder_count_pps: Option<f64>,
     /// Bits per second the subscribers received (on the wire).
     pub received_bps: f64,
     /// Forwarder CPU time per forwarded packet, µs.
@@ -55,12 +62,16 @@ pub struct Side {
     pub cpu_percent: f64,
     /// Forwarder peak resident memory, MiB.
     pub peak_rss_mib: f64,
-    /// Forwarder memory added per participant, KiB.
+    /// Forwarder memory added per participant present at the end, KiB,
+    /// taken after the window's last second (steady state).
     pub memory_per_participant_kib: f64,
     /// Load generator CPU time per packet it received, µs.
     pub generator_cpu_us_per_packet: f64,
     /// Load generator CPU use, % of one core.
     pub generator_cpu_percent: f64,
+    /// How late the generator's runtime woke a task that asked every 5 ms
+    /// (latency is measured inside the generator: this is its share).
+    pub generator_lag_ms: Option<Percentiles>,
     /// Mean loss over subscribers, %.
     pub loss_mean_percent: f64,
     /// Worst subscriber's loss, %.
@@ -69,6 +80,59 @@ pub struct Side {
     pub latency_ms: Percentiles,
     /// WebSocket open → first remote packet.
     pub join_ms: Percentiles,
+    /// The largest subscribe offer any participant received (SFU only).
+    pub largest_sdp: Option<SdpSize>,
+    /// The final check that everyone receives everyone (SFU only).
+    pub delivery: Option<Delivery>,
+    /// Leave/rejoin cycles done (churn runs).
+    pub churn_cycles: Option<usize>,
+    /// The existing participants' latency around a join storm.
+    pub storm: Option<StormFigures>,
+    /// Checks that failed; any makes the tool exit with an error.
+    pub failures: Vec<String>,
+}
+
+/// Size of a subscribe offer.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct SdpSize {
+    /// SDP bytes.
+    pub bytes: usize,
+    /// m-lines.
+    pub m_lines: usize,
+    /// The most m-lines allowed (see `Plan::sdp_m_line_bound`).
+    pub m_line_bound: usize,
+}
+
+/// The final delivery check: over its window, every subscriber got new,
+/// correctly labelled payloads of every stream every other participant in
+/// its room sends.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Delivery {
+    /// How far back the check looked, seconds.
+    pub window_seconds: f64,
+    /// (subscriber, publisher, source) triples checked.
+    pub pairs: usize,
+    /// Of those, how many received nothing new.
+    pub failed: usize,
+}
+
+/// The existing participants' media latency before and during a join storm.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct StormFigures {
+    /// Participants that joined in the storm.
+    pub joiners: usize,
+    /// From the first join until every joiner received media, seconds.
+    pub window_seconds: f64,
+    /// Existing → existing latency in the steady time before.
+    pub before_ms: Percentiles,
+    /// Existing → existing latency during the storm.
+    pub during_ms: Percentiles,
+    /// The generator's wake-up lateness before the storm.
+    pub generator_lag_before_ms: Percentiles,
+    /// The generator's wake-up lateness during the storm.
+    pub generator_lag_during_ms: Percentiles,
+    /// The p99 during the storm must stay under this.
+    pub p99_limit_ms: f64,
 }
 
 /// A whole run.
@@ -89,6 +153,9 @@ pub struct Report {
     /// Every round's CPU figures, in the order run (`--rounds`); `sfu` and
     /// `baseline` above are the round with the median ratio.
     pub rounds: Vec<Round>,
+    /// Failed checks of every round (`round N sfu: ...`); any makes the
+    /// tool exit with an error after printing the report.
+    pub failures: Vec<String>,
 }
 
 /// One round's CPU per forwarded packet, for either forwarder that ran.
@@ -140,90 +207,182 @@ impl Round {
 impl Report {
     /// The table people read.
     pub fn table(&self) -> String {
-        let mut out = format!(
-            "zync-load: {} ({} room(s) x {} participants, {} publishing; video {}, {} kbit/s) on {}\n",
-            self.plan.name,
-            self.plan.rooms,
-            self.plan.participants,
-            self.plan.publishers,
-            if self.plan.video { "on" } else { "off" },
-            self.plan.video_bitrate / 1000,
-            self.machine
-        );
+        let mut out = self.heading();
         let sides: Vec<&Side> = [self.sfu.as_ref(), self.baseline.as_ref()]
             .into_iter()
             .flatten()
             .collect();
-        let row = |label: &str, f: &dyn Fn(&Side) -> String| {
-            let mut line = format!("{label:<34}");
+        for (label, figure) in ROWS {
+            out.push_str(&format!("{label:<40}"));
             for side in &sides {
-                line.push_str(&format!("{:>16}", f(side)));
+                out.push_str(&format!("{:>22}", figure(side)));
             }
-            line.push('\n');
-            line
-        };
-        out.push_str(&row("", &|s| s.forwarder.clone()));
-        out.push_str(&row("participants joined", &|s| s.joined.to_string()));
-        out.push_str(&row("forwarded packets/s (server)", &|s| {
-            format!("{:.0}", s.forwarded_pps)
-        }));
-        out.push_str(&row("received packets/s (subscribers)", &|s| {
-            format!("{:.0}", s.received_pps)
-        }));
-        out.push_str(&row("received Mbit/s (subscribers)", &|s| {
-            format!("{:.1}", s.received_bps / 1e6)
-        }));
-        out.push_str(&row("CPU us per forwarded packet", &|s| {
-            format!("{:.2}", s.cpu_us_per_packet)
-        }));
-        out.push_str(&row("CPU % of one core", &|s| {
-            format!("{:.0}", s.cpu_percent)
-        }));
-        out.push_str(&row("peak RSS MiB", &|s| format!("{:.1}", s.peak_rss_mib)));
-        out.push_str(&row("memory per participant KiB", &|s| {
-            format!("{:.0}", s.memory_per_participant_kib)
-        }));
-        out.push_str(&row("loss mean / max %", &|s| {
-            format!("{:.2}/{:.2}", s.loss_mean_percent, s.loss_max_percent)
-        }));
-        out.push_str(&row("latency p50/p95/p99 ms", &|s| {
-            format!(
-                "{:.1}/{:.1}/{:.1}",
-                s.latency_ms.p50, s.latency_ms.p95, s.latency_ms.p99
-            )
-        }));
-        out.push_str(&row("join p50/p95 ms", &|s| {
-            format!("{:.0}/{:.0}", s.join_ms.p50, s.join_ms.p95)
-        }));
-        out.push_str(&row("generator CPU us per packet", &|s| {
-            format!("{:.2}", s.generator_cpu_us_per_packet)
-        }));
-        out.push_str(&row("generator CPU % of one core", &|s| {
-            format!("{:.0}", s.generator_cpu_percent)
-        }));
-        if self.rounds.len() > 1 {
-            let figure =
-                |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.2}{unit}"));
-            out.push_str(
-                "rounds (CPU us per forwarded packet, sfu / relay = ratio); the table is the median:\n",
-            );
-            for (i, r) in self.rounds.iter().enumerate() {
-                out.push_str(&format!(
-                    "  {}: {} / {} = {}\n",
-                    i + 1,
-                    figure(r.sfu_cpu_us_per_packet, ""),
-                    figure(r.relay_cpu_us_per_packet, ""),
-                    figure(r.ratio, "x"),
-                ));
-            }
+            out.push('\n');
         }
+        out.push_str(&self.rounds_table());
         if let Some(ratio) = self.cpu_ratio_sfu_to_baseline {
             out.push_str(&format!(
                 "SFU / relay CPU per forwarded packet: {ratio:.2}x\n"
             ));
         }
+        for failure in &self.failures {
+            out.push_str(&format!("FAILED: {failure}\n"));
+        }
         out
     }
+
+    /// What ran, where, and for how long.
+    fn heading(&self) -> String {
+        let p = &self.plan;
+        let watchers = p.participants - p.publishers;
+        let mut out = format!(
+            "zync-load: {} ({} room(s) x {} participants, {} publishing, {} {}; audio {}/s, video {}, {} kbit/s at {} fps; duration {:.1} s) on {}\n",
+            p.name,
+            p.rooms,
+            p.participants,
+            p.publishers,
+            watchers,
+            if p.watchers_muted_mic {
+                "watching with muted microphones"
+            } else {
+                "watching"
+            },
+            p.audio_rate,
+            if p.video { "on" } else { "off" },
+            p.video_bitrate / 1000,
+            p.fps,
+            p.duration.as_secs_f64(),
+            self.machine
+        );
+        if let Some(c) = p.churn {
+            out.push_str(&format!(
+                "churn: {} leave/rejoin cycles, then {:.0} s settle\n",
+                c.cycles,
+                c.settle.as_secs_f64()
+            ));
+        }
+        if let Some(s) = p.storm {
+            out.push_str(&format!(
+                "join storm: {} more join at {}/s, {:.0} s into the window\n",
+                s.joiners,
+                s.rate,
+                s.after.as_secs_f64()
+            ));
+        }
+        out.push_str(&format!(
+            "expected forwarded packets/s with everyone in: {:.0}\n",
+            p.expected_forward_rate()
+        ));
+        out
+    }
+
+    /// Every round's CPU figures, when there was more than one.
+    fn rounds_table(&self) -> String {
+        if self.rounds.len() < 2 {
+            return String::new();
+        }
+        let figure = |v: Option<f64>, unit: &str| v.map_or("-".into(), |v| format!("{v:.2}{unit}"));
+        let mut out = String::from(
+            "rounds (CPU us per forwarded packet, sfu / relay = ratio); the table is the median:\n",
+        );
+        for (i, r) in self.rounds.iter().enumerate() {
+            out.push_str(&format!(
+                "  {}: {} / {} = {}\n",
+                i + 1,
+                figure(r.sfu_cpu_us_per_packet, ""),
+                figure(r.relay_cpu_us_per_packet, ""),
+                figure(r.ratio, "x"),
+            ));
+        }
+        out
+    }
+}
+
+/// A row of the table: its label and how to show a side's figure.
+type Row = (&'static str, fn(&Side) -> String);
+
+/// The table's rows, in order.
+const ROWS: [Row; 23] = [
+    ("", |s| s.forwarder.clone()),
+    ("participants at the end", |s| s.joined.to_string()),
+    ("measured window s", |s| format!("{:.1}", s.seconds)),
+    ("forwarded packets/s (subscribers)", |s| {
+        format!("{:.0}", s.forwarded_pps)
+    }),
+    ("  cross-check: forwarder's own count", |s| {
+        optional(s.forwarder_count_pps, |v| format!("{v:.0}"))
+    }),
+    ("received Mbit/s (subscribers)", |s| {
+        format!("{:.1}", s.received_bps / 1e6)
+    }),
+    ("CPU us per forwarded packet", |s| {
+        format!("{:.2}", s.cpu_us_per_packet)
+    }),
+    ("CPU % of one core", |s| format!("{:.0}", s.cpu_percent)),
+    ("peak RSS MiB", |s| format!("{:.1}", s.peak_rss_mib)),
+    ("memory per participant KiB (at end)", |s| {
+        format!("{:.0}", s.memory_per_participant_kib)
+    }),
+    ("loss mean / max %", |s| {
+        format!("{:.2}/{:.2}", s.loss_mean_percent, s.loss_max_percent)
+    }),
+    ("latency p50/p95/p99 ms", |s| percentiles(&s.latency_ms)),
+    ("join p50/p95 ms", |s| {
+        format!("{:.0}/{:.0}", s.join_ms.p50, s.join_ms.p95)
+    }),
+    ("largest subscribe SDP bytes/m-lines", |s| {
+        s.largest_sdp.map_or("-".into(), |l| {
+            format!("{}/{} (<={})", l.bytes, l.m_lines, l.m_line_bound)
+        })
+    }),
+    ("delivery: pairs receiving/checked", |s| {
+        s.delivery.map_or("-".into(), |d| {
+            format!(
+                "{}/{} in {:.1}s",
+                d.pairs - d.failed,
+                d.pairs,
+                d.window_seconds
+            )
+        })
+    }),
+    ("churn cycles done", |s| {
+        optional(s.churn_cycles, |c| c.to_string())
+    }),
+    ("storm: existing p50/p95/p99 before", |s| {
+        s.storm.map_or("-".into(), |t| percentiles(&t.before_ms))
+    }),
+    ("storm: existing p50/p95/p99 during", |s| {
+        s.storm.map_or("-".into(), |t| {
+            format!("{} in {:.1}s", percentiles(&t.during_ms), t.window_seconds)
+        })
+    }),
+    ("storm: generator lag before", |s| {
+        s.storm
+            .map_or("-".into(), |t| percentiles(&t.generator_lag_before_ms))
+    }),
+    ("storm: generator lag during", |s| {
+        s.storm
+            .map_or("-".into(), |t| percentiles(&t.generator_lag_during_ms))
+    }),
+    ("generator CPU us per packet", |s| {
+        format!("{:.2}", s.generator_cpu_us_per_packet)
+    }),
+    ("generator CPU % of one core", |s| {
+        format!("{:.0}", s.generator_cpu_percent)
+    }),
+    ("generator lag p50/p95/p99 ms", |s| {
+        optional(s.generator_lag_ms, |p| percentiles(&p))
+    }),
+];
+
+/// `-` for a figure that was not measured.
+fn optional<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
+    value.map_or("-".into(), show)
+}
+
+/// p50/p95/p99, ms.
+fn percentiles(p: &Percentiles) -> String {
+    format!("{:.1}/{:.1}/{:.1}", p.p50, p.p95, p.p99)
 }
 
 /// "CPU model (N cores)" from /proc/cpuinfo.

@@ -3,15 +3,16 @@
 //! peers) that join over the WebSocket, negotiate via `signal`, and send
 //! and receive media over UDP.
 
-use crate::plan::Plan;
+use crate::crowd::{Crowd, LatencyMarks, Totals};
+use crate::lag::LagProbe;
+use crate::plan::{Plan, Storm};
 use crate::procstat::{self, ProcSample};
-use crate::report::{Percentiles, Side};
+use crate::report::{Delivery, Percentiles, Side, StormFigures};
 use anyhow::{Context, Result, bail};
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use zync_sfu::testkit::MediaShape;
-use zync_tests::participant::TestParticipant;
 use zync_tests::{Client, PASSWORD};
 
 /// The server under test.
@@ -40,6 +41,8 @@ impl Server {
             .env("ZYNC_SFU_UDP_PORT_MAX", "0")
             .env("ZYNC_LIMITS_MAX_ROOM_PARTICIPANTS", "1000")
             .env("ZYNC_LOG_LEVEL", "warn")
+            // Its end of the pipe closes when we exit: the server follows.
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
             .context("starting the server")?;
@@ -74,21 +77,33 @@ impl Server {
         self.pid.and_then(procstat::sample)
     }
 
-    /// RTP packets the SFU has sent, from `/metrics`.
-    async fn packets_out(&self) -> Option<f64> {
+    /// RTP packets the SFU has received and sent, from `/metrics` (each
+    /// worker updates them once a second: a cross-check, not the measure).
+    async fn rtp_counts(&self) -> Option<RtpCounts> {
         let text = reqwest::get(format!("{}/metrics", self.base))
             .await
             .ok()?
             .text()
             .await
             .ok()?;
-        Some(
+        let sum = |name: &str| -> f64 {
             text.lines()
-                .filter(|l| l.starts_with("zync_sfu_rtp_packets_out_total"))
+                .filter(|l| l.starts_with(name))
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum(),
-        )
+                .sum()
+        };
+        Some(RtpCounts {
+            packets_in: sum("zync_sfu_rtp_packets_in_total"),
+            packets_out: sum("zync_sfu_rtp_packets_out_total"),
+        })
     }
+}
+
+/// The SFU's own RTP counters.
+#[derive(Debug, Clone, Copy)]
+struct RtpCounts {
+    packets_in: f64,
+    packets_out: f64,
 }
 
 impl Drop for Server {
@@ -100,34 +115,327 @@ impl Drop for Server {
     }
 }
 
-/// Counters summed over all participants at one moment.
-#[derive(Default, Clone, Copy)]
-struct Totals {
-    packets: u64,
-    bytes: u64,
+/// The moment CPU and packets are read together: the server's and the
+/// generator's `/proc` samples around the subscribers' counters, with no
+/// await in between, so per-packet figures cover one window.
+#[derive(Clone, Copy)]
+struct Sample {
+    at: Instant,
+    server: Option<ProcSample>,
+    generator: Option<ProcSample>,
+    received: Totals,
 }
 
-fn totals(people: &[TestParticipant]) -> Totals {
-    let mut t = Totals::default();
-    for p in people {
-        let observed = p.observe();
-        for ledger in observed.peer.headers.values() {
-            t.packets += ledger.packets;
-            t.bytes += ledger.bytes;
+impl Sample {
+    /// Reads the server's CPU, the subscribers' counters and our CPU now.
+    fn take(server: &Server, crowd: &Crowd<'_>) -> Self {
+        let server_cpu = server.sample();
+        let received = crowd.totals();
+        let generator = procstat::sample(std::process::id());
+        Self {
+            at: Instant::now(),
+            server: server_cpu,
+            generator,
+            received,
         }
     }
-    t
+}
+
+/// Something the measured window does at a set time.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    /// A churn leave/rejoin cycle.
+    Cycle,
+    /// A storm joiner joins every room.
+    StormJoin { seat: usize },
+}
+
+/// An action, when it is due, and the latest it may still start: a churn
+/// cycle that falls behind is dropped rather than run into the settle
+/// time (the run then fails, saying how many ran).
+#[derive(Debug, Clone, Copy)]
+struct Due {
+    at: Instant,
+    until: Instant,
+    action: Action,
+}
+
+/// The window's actions in time order, from its start `t0`.
+fn agenda(plan: &Plan, t0: Instant) -> VecDeque<Due> {
+    let mut actions = Vec::new();
+    if let Some(churn) = plan.churn {
+        let span = plan.duration.saturating_sub(churn.settle);
+        let gap = span / churn.cycles.max(1) as u32;
+        actions.extend((0..churn.cycles).map(|i| Due {
+            at: t0 + gap * i as u32,
+            until: t0 + span,
+            action: Action::Cycle,
+        }));
+    }
+    if let Some(storm) = plan.storm {
+        let gap = Duration::from_secs_f64(1.0 / storm.rate);
+        actions.extend((0..storm.joiners).map(|k| Due {
+            at: t0 + storm.after + gap * k as u32,
+            until: t0 + plan.duration,
+            action: Action::StormJoin {
+                seat: plan.participants + k,
+            },
+        }));
+    }
+    actions.sort_by_key(|d| d.at);
+    actions.into()
+}
+
+/// Bounds how long the storm window waits for its joiners' first media.
+const STORM_MEDIA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Samples (µs) before and during a join storm.
+#[derive(Default)]
+struct StormSamples {
+    latency: (Vec<u64>, Vec<u64>),
+    lag: (Vec<u64>, Vec<u64>),
+    window: Duration,
+}
+
+/// The join storm as it goes: marks at its start, samples at its end.
+struct StormWatch {
+    /// Joiners (per room) the storm brings.
+    joiners: usize,
+    /// Joiners that came so far.
+    joined: usize,
+    /// When the first joiner came, the latency and lag marks then.
+    started: Option<(Instant, LatencyMarks, usize)>,
+    samples: Option<StormSamples>,
+    last_join: Option<Instant>,
+}
+
+impl StormWatch {
+    /// Waiting for the storm's first joiner.
+    fn new(storm: &Storm) -> Self {
+        Self {
+            joiners: storm.joiners,
+            joined: 0,
+            started: None,
+            samples: None,
+            last_join: None,
+        }
+    }
+
+    /// Marks the start at the first joiner.
+    fn on_join(&mut self, crowd: &Crowd<'_>, probe: &LagProbe) {
+        if self.started.is_none() {
+            self.started = Some((Instant::now(), crowd.latency_marks(), probe.mark()));
+        }
+        self.joined += 1;
+        self.last_join = Some(Instant::now());
+    }
+
+    /// Closes the window once every joiner is in and received media (or
+    /// waited too long, or the run ends: `force`).
+    fn poll(&mut self, crowd: &Crowd<'_>, probe: &LagProbe, force: bool) {
+        let Some((started, marks, lag_mark)) = &self.started else {
+            return;
+        };
+        if self.samples.is_some() {
+            return;
+        }
+        let overdue = self
+            .last_join
+            .is_some_and(|t| t.elapsed() > STORM_MEDIA_TIMEOUT);
+        let done = self.joined == self.joiners && crowd.joiners_have_media();
+        if !(force || overdue || done) {
+            return;
+        }
+        let now = crowd.latency_marks();
+        self.samples = Some(StormSamples {
+            latency: (
+                crowd.latencies_between(None, Some(marks)),
+                crowd.latencies_between(Some(marks), Some(&now)),
+            ),
+            lag: (
+                probe.between(0, Some(*lag_mark)),
+                probe.between(*lag_mark, None),
+            ),
+            window: started.elapsed(),
+        });
+    }
+}
+
+/// What the measured window produced besides its two samples.
+struct Window {
+    start: Sample,
+    end: Sample,
+    /// The forwarder's own counts at the start and end (`/metrics`).
+    counted: (Option<RtpCounts>, Option<RtpCounts>),
+    delivery: Option<(Delivery, Vec<String>)>,
+    storm: Option<StormWatch>,
+    /// The generator's wake-up lateness over the window, µs.
+    lag: Vec<u64>,
+    failures: Vec<String>,
+}
+
+/// Runs the measured window: samples at both ends, a progress line each
+/// second, and the plan's churn cycles, storm joins and delivery check.
+async fn measure(plan: &Plan, server: &Server, crowd: &mut Crowd<'_>) -> Result<Window> {
+    let start = Sample::take(server, crowd);
+    let counted_start = server.rtp_counts().await;
+    let end_at = start.at + plan.duration;
+    let check_at = end_at - plan.check_window();
+    let probe = LagProbe::start(end_at);
+    let mut actions = agenda(plan, start.at);
+    let mut storm = plan.storm.as_ref().map(StormWatch::new);
+    let mut snapshot = None;
+    let mut progress = Progress::new(&start, counted_start);
+    while Instant::now() < end_at {
+        if snapshot.is_none() && Instant::now() >= check_at {
+            snapshot = Some(crowd.delivery_snapshot());
+        }
+        // One action per turn, so progress lines and the check start keep
+        // their time when actions fall behind.
+        if let Some(due) = actions.front().copied()
+            && due.at <= Instant::now()
+        {
+            actions.pop_front();
+            perform(plan, crowd, due, storm.as_mut(), &probe).await?;
+        }
+        if let Some(watch) = storm.as_mut() {
+            watch.poll(crowd, &probe, false);
+        }
+        progress.tick(plan, server, crowd).await;
+        let mut next = actions
+            .front()
+            .map_or(end_at, |d| d.at)
+            .min(progress.next)
+            .min(end_at)
+            .min(Instant::now() + Duration::from_millis(100));
+        if snapshot.is_none() {
+            next = next.min(check_at);
+        }
+        tokio::time::sleep_until(next.into()).await;
+    }
+    let end = Sample::take(server, crowd);
+    let counted_end = server.rtp_counts().await;
+    if let Some(watch) = storm.as_mut() {
+        watch.poll(crowd, &probe, true);
+    }
+    Ok(Window {
+        start,
+        end,
+        counted: (counted_start, counted_end),
+        delivery: snapshot.map(|s| crowd.check_delivery(&s)),
+        storm,
+        lag: probe.between(0, None),
+        failures: churn_shortfall(plan, crowd).into_iter().collect(),
+    })
+}
+
+/// Does one due action; nothing if it is past the latest it may start.
+async fn perform(
+    plan: &Plan,
+    crowd: &mut Crowd<'_>,
+    due: Due,
+    storm: Option<&mut StormWatch>,
+    probe: &LagProbe,
+) -> Result<()> {
+    if Instant::now() > due.until {
+        return Ok(());
+    }
+    match due.action {
+        Action::Cycle => crowd.cycle().await,
+        Action::StormJoin { seat } => {
+            if let Some(watch) = storm {
+                watch.on_join(crowd, probe);
+            }
+            for room in 0..plan.rooms {
+                crowd.join(room, seat).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A failure if fewer churn cycles ran than planned.
+fn churn_shortfall(plan: &Plan, crowd: &Crowd<'_>) -> Option<String> {
+    let churn = plan.churn?;
+    (crowd.cycles < churn.cycles).then(|| {
+        format!(
+            "only {} of {} churn cycles ran before the settle time (they fell behind)",
+            crowd.cycles, churn.cycles
+        )
+    })
+}
+
+/// The once-a-second progress line.
+struct Progress {
+    next: Instant,
+    start: Instant,
+    last: Sample,
+    counts: Option<RtpCounts>,
+}
+
+impl Progress {
+    /// The first line comes a second after `start`.
+    fn new(start: &Sample, counts: Option<RtpCounts>) -> Self {
+        Self {
+            next: start.at + Duration::from_secs(1),
+            start: start.at,
+            last: *start,
+            counts,
+        }
+    }
+
+    /// Prints, when a second has passed: packets/s the subscribers got,
+    /// the SFU's own in/out rates (which tell a stalled generator, whose
+    /// publishers send less, from a stalled SFU) and both processes' CPU.
+    async fn tick(&mut self, plan: &Plan, server: &Server, crowd: &Crowd<'_>) {
+        if Instant::now() < self.next {
+            return;
+        }
+        let now = Sample::take(server, crowd);
+        let counts = server.rtp_counts().await;
+        let seconds = now.at.duration_since(self.last.at).as_secs_f64().max(1e-3);
+        let cpu = |a: Option<ProcSample>, b: Option<ProcSample>| match (a, b) {
+            (Some(a), Some(b)) => {
+                format!("{:.0}%", (b.cpu - a.cpu).as_secs_f64() / seconds * 100.0)
+            }
+            _ => "-".into(),
+        };
+        let sfu = match (self.counts, counts) {
+            (Some(a), Some(b)) => format!(
+                "{:.0} in / {:.0} out",
+                (b.packets_in - a.packets_in) / seconds,
+                (b.packets_out - a.packets_out) / seconds
+            ),
+            _ => "-".into(),
+        };
+        eprintln!(
+            "t={:>3.0}s  received {:>7.0} packets/s (expected ~{:.0}); SFU's count {sfu}; CPU SFU {} generator {}; {} present, {} cycles",
+            now.at.duration_since(self.start).as_secs_f64(),
+            now.received
+                .packets
+                .saturating_sub(self.last.received.packets) as f64
+                / seconds,
+            plan.expected_forward_rate(),
+            cpu(self.last.server, now.server),
+            cpu(self.last.generator, now.generator),
+            crowd.present(),
+            crowd.cycles,
+        );
+        self.next = now.at + Duration::from_secs(1);
+        self.last = now;
+        self.counts = counts;
+    }
 }
 
 /// Runs `plan` against `server`, printing progress; returns the figures.
 pub async fn run(plan: &Plan, server: &Server) -> Result<Side> {
     let epoch = Instant::now();
-    eprintln!("signing up {} users…", plan.total());
-    let clients = sign_up(&server.base, plan.total()).await?;
+    eprintln!("signing up {} users…", plan.accounts());
+    let clients = sign_up(&server.base, plan.accounts()).await?;
     let mut slugs = Vec::new();
     for room in 0..plan.rooms {
         slugs.push(
-            clients[room * plan.participants]
+            clients[room * plan.room_size()]
                 .create_meeting(&format!("load {room}"))
                 .await?,
         );
@@ -135,156 +443,121 @@ pub async fn run(plan: &Plan, server: &Server) -> Result<Side> {
     // Let the server settle after the argon2 work before measuring memory.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before_join = server.sample();
+    let mut crowd = Crowd::new(plan, &clients, slugs, epoch);
+    crowd.join_initial().await?;
+    wait_for_media(&crowd).await?;
+    let join_ms = Percentiles::from_micros(crowd.join_times_us());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    crowd.clear_latencies();
+    let window = measure(plan, server, &mut crowd).await?;
+    let side = figures(plan, &crowd, window, before_join, join_ms);
+    crowd.vanish();
+    Ok(side)
+}
 
-    let mut people = Vec::new();
-    let gap = Duration::from_secs_f64(1.0 / plan.join_rate.max(0.1));
-    for (i, client) in clients.iter().enumerate() {
-        let (room, seat) = (i / plan.participants, i % plan.participants);
-        let publishes = seat < plan.publishers;
-        let shape = MediaShape {
-            audio: publishes && plan.audio,
-            video: publishes && plan.video,
-            video_bitrate: plan.video_bitrate,
-            fps: plan.fps,
-            ..Default::default()
-        };
-        let started = Instant::now();
-        let person =
-            TestParticipant::join_with(client, &slugs[room], shape, epoch, Some(plan.sample_every))
-                .await
-                .with_context(|| format!("participant {i} joining"))?;
-        people.push(person);
-        if (i + 1) % 10 == 0 || i + 1 == clients.len() {
-            eprintln!("joined {}/{}", i + 1, clients.len());
-        }
-        tokio::time::sleep(gap.saturating_sub(started.elapsed())).await;
-    }
-
-    // Everyone who should receive media gets some.
+/// Waits (at most 30 s) until everyone who should receive media got some.
+async fn wait_for_media(crowd: &Crowd<'_>) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let expects_media = |i: usize| plan.receives_media(i);
     loop {
-        let waiting = people
-            .iter()
-            .enumerate()
-            .filter(|(i, p)| expects_media(*i) && p.observe().peer.first_media_at.is_none())
-            .count();
+        let waiting = crowd.waiting_for_media();
         if waiting == 0 {
-            break;
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!("{waiting} participants never received media");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let join_ms = Percentiles::from_micros(
-        people
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| expects_media(*i))
-            .filter_map(|(_, p)| {
-                let o = p.observe();
-                Some(
-                    o.peer
-                        .first_media_at?
-                        .saturating_duration_since(o.opened_at)
-                        .as_micros() as u64,
-                )
-            })
-            .collect(),
-    );
-    let after_join = server.sample();
+}
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    for p in &people {
-        for r in p.observe().peer.received.values_mut() {
-            r.latencies_us.clear();
-        }
-    }
-    let start = (
-        Instant::now(),
-        totals(&people),
-        server.sample(),
-        server.packets_out().await,
-        procstat::sample(std::process::id()),
-    );
-    let mut last = start.1;
-    let measure_until = Instant::now() + plan.duration;
-    while Instant::now() < measure_until {
-        tokio::time::sleep(
-            Duration::from_secs(1).min(measure_until.saturating_duration_since(Instant::now())),
-        )
-        .await;
-        let now = totals(&people);
-        eprintln!(
-            "t={:>3.0}s  received {:>8} packets/s (expected ~{:.0})",
-            start.0.elapsed().as_secs_f64(),
-            now.packets - last.packets,
-            plan.expected_forward_rate()
-        );
-        last = now;
-    }
-    let end = (
-        Instant::now(),
-        totals(&people),
-        server.sample(),
-        server.packets_out().await,
-        procstat::sample(std::process::id()),
-    );
-    let seconds = end.0.duration_since(start.0).as_secs_f64();
-    let received = end.1.packets - start.1.packets;
-    let forwarded = match (start.3, end.3) {
-        (Some(a), Some(b)) => b - a,
-        _ => received as f64,
-    };
+/// The report's figures from the window's samples and what the crowd saw.
+fn figures(
+    plan: &Plan,
+    crowd: &Crowd<'_>,
+    window: Window,
+    before_join: Option<ProcSample>,
+    join_ms: Percentiles,
+) -> Side {
+    let (start, end) = (&window.start, &window.end);
+    let seconds = end.at.duration_since(start.at).as_secs_f64();
+    let received = end.received.packets.saturating_sub(start.received.packets);
+    let received_bytes = end.received.bytes.saturating_sub(start.received.bytes);
+    // Over the bound fails the run, naming who got such offers.
+    let (largest_sdp, over_bound) = crowd.largest_offer();
     let mut side = Side {
         forwarder: "sfu".into(),
-        joined: people.len(),
+        joined: crowd.present(),
         seconds,
-        forwarded_pps: forwarded / seconds,
-        received_pps: received as f64 / seconds,
-        received_bps: (end.1.bytes - start.1.bytes) as f64 * 8.0 / seconds,
+        forwarded_pps: received as f64 / seconds,
+        forwarder_count_pps: match window.counted {
+            (Some(a), Some(b)) => Some((b.packets_out - a.packets_out) / seconds),
+            _ => None,
+        },
+        received_bps: received_bytes as f64 * 8.0 / seconds,
         join_ms,
+        largest_sdp: Some(largest_sdp),
+        churn_cycles: plan.churn.map(|_| crowd.cycles),
+        failures: [window.failures, over_bound].concat(),
         ..Side::default()
     };
-    if let (Some(a), Some(b)) = (start.2, end.2) {
+    if let (Some(a), Some(b)) = (start.server, end.server) {
         let cpu = (b.cpu - a.cpu).as_secs_f64();
-        side.cpu_us_per_packet = cpu * 1e6 / forwarded.max(1.0);
+        side.cpu_us_per_packet = cpu * 1e6 / received.max(1) as f64;
         side.cpu_percent = cpu / seconds * 100.0;
         side.peak_rss_mib = b.peak_rss as f64 / (1 << 20) as f64;
     }
-    if let (Some(a), Some(b)) = (before_join, after_join) {
+    // At the end of the window: steady state, churn included.
+    if let (Some(a), Some(b)) = (before_join, end.server) {
         side.memory_per_participant_kib =
-            b.rss.saturating_sub(a.rss) as f64 / 1024.0 / people.len() as f64;
+            b.rss.saturating_sub(a.rss) as f64 / 1024.0 / crowd.present().max(1) as f64;
     }
-    if let (Some(a), Some(b)) = (start.4, end.4) {
+    if let (Some(a), Some(b)) = (start.generator, end.generator) {
         let cpu = (b.cpu - a.cpu).as_secs_f64();
-        side.generator_cpu_us_per_packet = cpu * 1e6 / (received.max(1)) as f64;
+        side.generator_cpu_us_per_packet = cpu * 1e6 / received.max(1) as f64;
         side.generator_cpu_percent = cpu / seconds * 100.0;
     }
-    let mut losses = Vec::new();
-    let mut latencies = Vec::new();
-    for p in &people {
-        let o = p.observe();
-        let (lost, expected) = o
-            .peer
-            .headers
-            .values()
-            .fold((0, 0), |(l, e), h| (l + h.lost(), e + h.expected()));
-        if expected > 0 {
-            losses.push(lost as f64 / expected as f64 * 100.0);
-        }
-        for r in o.peer.received.values() {
-            latencies.extend_from_slice(&r.latencies_us);
-        }
-    }
+    let losses = crowd.losses();
     side.loss_mean_percent = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
     side.loss_max_percent = losses.iter().copied().fold(0.0, f64::max);
-    side.latency_ms = Percentiles::from_micros(latencies);
-    for p in people {
-        p.vanish();
+    side.latency_ms = Percentiles::from_micros(crowd.latencies_us());
+    if let Some((delivery, failures)) = window.delivery {
+        side.delivery = Some(delivery);
+        side.failures.extend(failures);
     }
-    Ok(side)
+    if let (Some(storm), Some(watch)) = (plan.storm, window.storm) {
+        side.storm = storm_figures(&storm, watch, &mut side.failures);
+    }
+    side.generator_lag_ms = Some(Percentiles::from_micros(window.lag));
+    side
+}
+
+/// The storm's figures; fails the run if it never started or the
+/// existing participants' p99 went over the limit.
+fn storm_figures(
+    storm: &Storm,
+    watch: StormWatch,
+    failures: &mut Vec<String>,
+) -> Option<StormFigures> {
+    let Some(samples) = watch.samples else {
+        failures.push("the join storm did not run within the window".into());
+        return None;
+    };
+    let figures = StormFigures {
+        joiners: storm.joiners,
+        window_seconds: samples.window.as_secs_f64(),
+        before_ms: Percentiles::from_micros(samples.latency.0),
+        during_ms: Percentiles::from_micros(samples.latency.1),
+        generator_lag_before_ms: Percentiles::from_micros(samples.lag.0),
+        generator_lag_during_ms: Percentiles::from_micros(samples.lag.1),
+        p99_limit_ms: storm.p99_limit_ms,
+    };
+    if figures.during_ms.samples == 0 || figures.during_ms.p99 >= storm.p99_limit_ms {
+        failures.push(format!(
+            "existing participants' latency p99 during the join storm: {:.1} ms ({} samples), limit {} ms",
+            figures.during_ms.p99, figures.during_ms.samples, storm.p99_limit_ms
+        ));
+    }
+    Some(figures)
 }
 
 /// Signs up `n` users, a few at a time (argon2 is deliberately slow).

@@ -6,14 +6,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 use zync_bench::plan::Plan;
 use zync_bench::report::{self, Report, Round, Side};
-use zync_bench::{relay, sfu_run};
+use zync_bench::{procstat, relay, sfu_run};
 
 /// Simulated meetings against Zync, with a raw UDP relay as the baseline.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// A preset: tiny, small (4x5), meeting (1x25), large (1x100, 10
-    /// publishing), fanout (1 publisher, 200 viewers).
+    /// A preset: tiny, tiny-churn (CI), small (4x5), meeting (1x25), large
+    /// (1x100, 10 publishing, 90 with muted microphones), fanout (1
+    /// publisher, 200 viewers), churn (1x60, 200 leave/rejoin cycles),
+    /// join-storm (25 more join a meeting of 25 at 10/s).
     #[arg(long, default_value = "small")]
     preset: String,
     /// Rooms (overrides the preset).
@@ -31,19 +33,24 @@ struct Args {
     /// Video bitrate per publisher, kbit/s.
     #[arg(long)]
     bitrate_kbps: Option<u32>,
-    /// Measured seconds (after everyone joined).
+    /// Measured seconds (after everyone joined; churn and a join storm
+    /// happen within).
     #[arg(long)]
     duration: Option<f64>,
     /// Participants joining per second.
     #[arg(long)]
     join_rate: Option<f64>,
+    /// Leave/rejoin cycles (presets with churn).
+    #[arg(long)]
+    cycles: Option<usize>,
     /// Target a running Zync instead of starting one (loopback only).
     #[arg(long)]
     url: Option<String>,
     /// With --url: the server's process id, for its CPU and memory.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Also run the raw UDP relay baseline with the same pattern.
+    /// Also run the raw UDP relay baseline with the same pattern (steady
+    /// meetings only: the relay has no churn or join storm).
     #[arg(long)]
     baseline: bool,
     /// Run only the baseline.
@@ -65,6 +72,9 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.internal_server || args.internal_relay {
+        procstat::exit_with_parent();
+    }
     if args.internal_relay {
         return relay::serve();
     }
@@ -78,6 +88,7 @@ fn main() -> Result<()> {
     runtime.block_on(run(args, plan))
 }
 
+/// The preset with the command line's overrides, checked.
 fn plan(args: &Args) -> Result<Plan> {
     let mut plan = Plan::preset(&args.preset).with_context(|| {
         format!(
@@ -96,20 +107,35 @@ fn plan(args: &Args) -> Result<Plan> {
         .unwrap_or(plan.publishers)
         .min(plan.participants);
     plan.video &= !args.no_video;
-    plan.video_bitrate = args.bitrate_kbps.map_or(plan.video_bitrate, |k| k * 1000);
+    if let Some(kbps) = args.bitrate_kbps {
+        plan.video_bitrate = kbps.saturating_mul(1000);
+    }
     if let Some(d) = args.duration {
-        plan.duration = Duration::from_secs_f64(d);
+        plan.duration = Duration::try_from_secs_f64(d)
+            .ok()
+            .context("--duration must be a number of seconds")?;
     }
     plan.join_rate = args.join_rate.unwrap_or(plan.join_rate);
-    if plan.rooms == 0 || plan.participants < 2 || plan.publishers == 0 {
-        bail!("a run needs at least one room of two participants with a publisher");
+    if let Some(cycles) = args.cycles {
+        let churn = plan
+            .churn
+            .as_mut()
+            .context("--cycles needs a preset with churn")?;
+        churn.cycles = cycles;
     }
-    if plan.duration > Duration::from_secs(600) {
-        bail!("runs are bounded: at most 600 s");
+    if let Err(why) = plan.check() {
+        bail!("{why}");
+    }
+    if (args.baseline || args.baseline_only) && (plan.churn.is_some() || plan.storm.is_some()) {
+        bail!(
+            "the relay baseline runs steady meetings only: no --baseline with churn or a join storm"
+        );
     }
     Ok(plan)
 }
 
+/// Runs the rounds, prints the report (and writes it as JSON), then fails
+/// if any check of any round failed.
 async fn run(args: Args, plan: Plan) -> Result<()> {
     let mut results = Vec::new();
     for round in 1..=args.rounds {
@@ -133,6 +159,7 @@ async fn run(args: Args, plan: Plan) -> Result<()> {
         .iter()
         .map(|(s, b)| Round::of(s.as_ref(), b.as_ref()))
         .collect();
+    let failures = failures(&results, args.rounds > 1);
     let median = Round::median(&rounds);
     let ratio = rounds[median].ratio;
     let (sfu, baseline) = results.swap_remove(median);
@@ -144,13 +171,38 @@ async fn run(args: Args, plan: Plan) -> Result<()> {
         baseline,
         cpu_ratio_sfu_to_baseline: ratio,
         rounds,
+        failures,
     };
     println!("{}", report.table());
     if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    if !report.failures.is_empty() {
+        bail!(
+            "{} check(s) failed (see FAILED above)",
+            report.failures.len()
+        );
+    }
     Ok(())
+}
+
+/// Every round's failed checks, named by round (when there are several)
+/// and forwarder.
+fn failures(results: &[(Option<Side>, Option<Side>)], name_rounds: bool) -> Vec<String> {
+    let mut all = Vec::new();
+    for (i, (sfu, baseline)) in results.iter().enumerate() {
+        for side in [sfu, baseline].into_iter().flatten() {
+            for failure in &side.failures {
+                all.push(if name_rounds {
+                    format!("round {} {}: {failure}", i + 1, side.forwarder)
+                } else {
+                    format!("{}: {failure}", side.forwarder)
+                });
+            }
+        }
+    }
+    all
 }
 
 /// One run through Zync: a fresh server (unless `--url`), torn down after.
