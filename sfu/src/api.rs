@@ -157,8 +157,7 @@ impl PublishOffer {
     /// microphone, camera, screen and screen-audio track at most; labels
     /// matching their m-line's kind) and parses it.
     pub fn parse(sdp: &str, labels: Vec<TrackLabel>) -> Result<Self, SdpRefused> {
-        crate::core::check_publish_offer(sdp, &labels)
-            .map_err(|e| SdpRefused::TooManyTracks(e.to_string()))?;
+        crate::core::check_publish_offer(sdp, &labels)?;
         let sdp = SdpOffer::from_sdp_string(sdp)
             .map_err(|e| SdpRefused::Invalid(format!("the offer is not valid SDP: {e}")))?;
         Ok(Self { sdp, labels })

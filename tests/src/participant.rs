@@ -301,7 +301,14 @@ impl Runner {
                     None
                 }
                 Some("signal") => match signal_to_event(&message) {
-                    Some(event) => observed.peer.on_event(Instant::now(), event),
+                    Some(event) => {
+                        if let Event::SubscribeOffer { .. } = &event
+                            && let Some(sdp) = message["sdp"]["sdp"].as_str()
+                        {
+                            observed.peer.note_offer_text(sdp);
+                        }
+                        observed.peer.on_event(Instant::now(), event)
+                    }
                     None => bail!("unexpected signal {message}"),
                 },
                 _ => None,

@@ -14,7 +14,7 @@ use super::forward::TrackKey;
 use super::leg::{LegError, LegEvent, LegRtc};
 use super::outbox::Outbox;
 use super::rewrite::Rewriter;
-use crate::api::{Kind, Source, TrackLabel};
+use crate::api::{Kind, SdpRefused, Source, TrackLabel};
 use std::time::Instant;
 use str0m::change::{SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, Mid};
@@ -247,17 +247,12 @@ fn msid(carried: &Carried) -> (String, String) {
     (stream, track)
 }
 
-/// Why a publish offer was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PublishRefused(pub String);
-
 /// Checks a publisher's offer against what one participant may send: at
 /// most one microphone, one camera, one screen and one screen-audio track,
 /// each label on an m-line of its kind. Stopped m-lines (port 0) do not
 /// count. m-lines without a label count as microphone (audio) or camera
 /// (video), as they are published.
-pub fn check_publish_offer(sdp: &str, labels: &[TrackLabel]) -> Result<(), PublishRefused> {
+pub fn check_publish_offer(sdp: &str, labels: &[TrackLabel]) -> Result<(), SdpRefused> {
     let mut seen: Vec<Source> = Vec::new();
     for line in active_media_lines(sdp) {
         let label = line
@@ -267,7 +262,7 @@ pub fn check_publish_offer(sdp: &str, labels: &[TrackLabel]) -> Result<(), Publi
         let source = match (line.kind, label) {
             (kind, Some(source)) if source.is_video() == (kind == Kind::Video) => source,
             (kind, Some(source)) => {
-                return Err(PublishRefused(format!(
+                return Err(SdpRefused::TooManyTracks(format!(
                     "m-line {:?} is {} but labelled {}",
                     line.mid.unwrap_or_default(),
                     kind.as_str(),
@@ -278,7 +273,7 @@ pub fn check_publish_offer(sdp: &str, labels: &[TrackLabel]) -> Result<(), Publi
             (Kind::Video, None) => Source::Camera,
         };
         if seen.contains(&source) {
-            return Err(PublishRefused(format!(
+            return Err(SdpRefused::TooManyTracks(format!(
                 "a participant sends at most one microphone, one camera, one screen and one \
                  screen-audio track; this offer has a second {} m-line (mid {:?})",
                 source.as_str(),
@@ -378,12 +373,12 @@ mod tests {
             ("video", "9", "4"),
         ]);
         let err = check_publish_offer(&five_videos, &[]).expect_err("five cameras");
-        assert!(err.0.contains("second camera"), "{err}");
+        assert!(err.to_string().contains("second camera"), "{err}");
 
         let two_screens = sdp(&[("video", "9", "0"), ("video", "9", "1")]);
         let labels = [label("0", Source::Screen), label("1", Source::Screen)];
         let err = check_publish_offer(&two_screens, &labels).expect_err("two screens");
-        assert!(err.0.contains("second screen"), "{err}");
+        assert!(err.to_string().contains("second screen"), "{err}");
     }
 
     #[test]
@@ -400,6 +395,9 @@ mod tests {
         let audio_as_screen = sdp(&[("audio", "9", "0")]);
         let err = check_publish_offer(&audio_as_screen, &[label("0", Source::Screen)])
             .expect_err("audio labelled screen");
-        assert!(err.0.contains("is audio but labelled screen"), "{err}");
+        assert!(
+            err.to_string().contains("is audio but labelled screen"),
+            "{err}"
+        );
     }
 }

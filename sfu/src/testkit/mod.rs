@@ -261,7 +261,8 @@ pub struct SimPeer {
     pub received: HashMap<(ParticipantId, Source), Received>,
     /// Subscribe offers answered so far.
     pub offers_answered: u64,
-    /// The largest subscribe offer received: its SDP bytes and m-lines.
+    /// The largest subscribe offer received: its SDP bytes and m-lines
+    /// (noted by whoever has the text, see [`SimPeer::note_offer_text`]).
     pub largest_offer: (usize, usize),
     /// First time any remote media arrived.
     pub first_media_at: Option<Instant>,
@@ -383,9 +384,6 @@ impl SimPeer {
                 None
             }
             Event::SubscribeOffer { offer, tracks } => {
-                let lines = offer.media_lines.len();
-                let sdp = offer.to_sdp_string();
-                self.largest_offer = self.largest_offer.max((sdp.len(), lines));
                 let answer = match self.subscribe.sdp_api().accept_offer(offer) {
                     Ok(answer) => answer,
                     Err(e) => {
@@ -455,6 +453,12 @@ impl SimPeer {
                 }
             }
         }
+    }
+
+    /// Records the size of a subscribe offer's SDP text, as it arrived.
+    pub fn note_offer_text(&mut self, sdp: &str) {
+        let lines = sdp.matches("\nm=").count();
+        self.largest_offer = self.largest_offer.max((sdp.len(), lines));
     }
 
     /// Mutes or unmutes the microphone as the web client does: while muted

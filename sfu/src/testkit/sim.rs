@@ -4,7 +4,7 @@
 //! deterministic and faster than real time.
 
 use super::{Datagram, MediaShape, SimPeer};
-use crate::api::{Command, ParticipantId};
+use crate::api::{Command, Event, ParticipantId};
 use crate::core::{Core, CoreConfig};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -175,6 +175,11 @@ impl Sim {
             let Some(peer) = self.peers.iter_mut().find(|p| p.id == id) else {
                 continue;
             };
+            // Signaling prints the SFU's offers for the browser; so does
+            // the simulated network, to measure them.
+            if let Event::SubscribeOffer { offer, .. } = &event {
+                peer.note_offer_text(&offer.to_sdp_string());
+            }
             if let Some(reply) = peer.on_event(self.now, event) {
                 self.core.handle_command(self.now, reply);
             }
