@@ -12,6 +12,7 @@
 //! same run.
 
 pub mod crowd;
+pub mod delay;
 pub mod lag;
 pub mod plan;
 pub mod procstat;

@@ -88,7 +88,9 @@ pub struct Storm {
     /// time before is the steady reference).
     #[serde(serialize_with = "seconds")]
     pub after: Duration,
-    /// The existing participants' latency p99 must stay under this.
+    /// The SFU's forwarding delay p99 during the storm (its `/metrics`
+    /// histogram, which the generator's own lateness does not enter) must
+    /// not exceed this.
     pub p99_limit_ms: f64,
 }
 

@@ -1,5 +1,6 @@
 //! The figures of a run, as a table and as JSON.
 
+use crate::delay::DelayFigures;
 use crate::plan::Plan;
 use serde::Serialize;
 
@@ -76,8 +77,12 @@ pub struct Side {
     pub loss_mean_percent: f64,
     /// Worst subscriber's loss, %.
     pub loss_max_percent: f64,
-    /// Publisher → subscriber latency.
+    /// Publisher → subscriber latency, as the generator measures it (its
+    /// own lateness included).
     pub latency_ms: Percentiles,
+    /// How long received datagrams waited inside the SFU (its
+    /// `/metrics` histogram; SFU only).
+    pub forward_delay: Option<DelayFigures>,
     /// WebSocket open → first remote packet.
     pub join_ms: Percentiles,
     /// The largest subscribe offer any participant received (SFU only).
@@ -131,7 +136,12 @@ pub struct StormFigures {
     pub generator_lag_before_ms: Percentiles,
     /// The generator's wake-up lateness during the storm.
     pub generator_lag_during_ms: Percentiles,
-    /// The p99 during the storm must stay under this.
+    /// The SFU's own forwarding delay from the window's start to the storm.
+    pub forward_delay_before: Option<DelayFigures>,
+    /// The SFU's own forwarding delay during the storm (its p99 is held to
+    /// the limit).
+    pub forward_delay_during: Option<DelayFigures>,
+    /// The SFU's forwarding delay p99 during the storm must not exceed this.
     pub p99_limit_ms: f64,
 }
 
@@ -302,7 +312,7 @@ impl Report {
 type Row = (&'static str, fn(&Side) -> String);
 
 /// The table's rows, in order.
-const ROWS: [Row; 23] = [
+const ROWS: &[Row] = &[
     ("", |s| s.forwarder.clone()),
     ("participants at the end", |s| s.joined.to_string()),
     ("measured window s", |s| format!("{:.1}", s.seconds)),
@@ -327,6 +337,9 @@ const ROWS: [Row; 23] = [
         format!("{:.2}/{:.2}", s.loss_mean_percent, s.loss_max_percent)
     }),
     ("latency p50/p95/p99 ms", |s| percentiles(&s.latency_ms)),
+    ("SFU forwarding delay p50/p99/p99.9 ms", |s| {
+        optional(s.forward_delay, |d| d.describe())
+    }),
     ("join p50/p95 ms", |s| {
         format!("{:.0}/{:.0}", s.join_ms.p50, s.join_ms.p95)
     }),
@@ -355,6 +368,16 @@ const ROWS: [Row; 23] = [
         s.storm.map_or("-".into(), |t| {
             format!("{} in {:.1}s", percentiles(&t.during_ms), t.window_seconds)
         })
+    }),
+    ("storm: SFU forwarding delay before, ms", |s| {
+        s.storm
+            .and_then(|t| t.forward_delay_before)
+            .map_or("-".into(), |d| d.describe())
+    }),
+    ("storm: SFU forwarding delay during, ms", |s| {
+        s.storm
+            .and_then(|t| t.forward_delay_during)
+            .map_or("-".into(), |d| d.describe())
     }),
     ("storm: generator lag before", |s| {
         s.storm

@@ -4,6 +4,7 @@
 //! and receive media over UDP.
 
 use crate::crowd::{Crowd, LatencyMarks, Totals};
+use crate::delay::{DelayCounts, DelayFigures};
 use crate::lag::LagProbe;
 use crate::plan::{Plan, Storm};
 use crate::procstat::{self, ProcSample};
@@ -78,7 +79,8 @@ impl Server {
     }
 
     /// RTP packets the SFU has received and sent, from `/metrics` (each
-    /// worker updates them once a second: a cross-check, not the measure).
+    /// worker updates them once a second: a cross-check, not the measure),
+    /// and its forwarding-delay histogram (always current).
     async fn rtp_counts(&self) -> Option<RtpCounts> {
         let text = reqwest::get(format!("{}/metrics", self.base))
             .await
@@ -95,15 +97,25 @@ impl Server {
         Some(RtpCounts {
             packets_in: sum("zync_sfu_rtp_packets_in_total"),
             packets_out: sum("zync_sfu_rtp_packets_out_total"),
+            delay: DelayCounts::parse(&text),
         })
     }
 }
 
-/// The SFU's own RTP counters.
-#[derive(Debug, Clone, Copy)]
+/// The SFU's own counters.
+#[derive(Debug, Clone)]
 struct RtpCounts {
     packets_in: f64,
     packets_out: f64,
+    delay: Option<DelayCounts>,
+}
+
+/// The forwarding delay between two readings of `/metrics`.
+fn delay_between(a: Option<&RtpCounts>, b: Option<&RtpCounts>) -> Option<DelayFigures> {
+    let (Some(a), Some(b)) = (a?.delay.as_ref(), b?.delay.as_ref()) else {
+        return None;
+    };
+    b.since(a).figures()
 }
 
 impl Drop for Server {
@@ -195,6 +207,9 @@ struct StormSamples {
     latency: (Vec<u64>, Vec<u64>),
     lag: (Vec<u64>, Vec<u64>),
     window: Duration,
+    /// The SFU's counters at the window's start, the storm's start and its
+    /// end (the last read just after the samples).
+    counted: [Option<RtpCounts>; 3],
 }
 
 /// The join storm as it goes: marks at its start, samples at its end.
@@ -205,6 +220,8 @@ struct StormWatch {
     joined: usize,
     /// When the first joiner came, the latency and lag marks then.
     started: Option<(Instant, LatencyMarks, usize)>,
+    /// The SFU's counters when the first joiner came.
+    counted_at_start: Option<RtpCounts>,
     samples: Option<StormSamples>,
     last_join: Option<Instant>,
 }
@@ -216,35 +233,39 @@ impl StormWatch {
             joiners: storm.joiners,
             joined: 0,
             started: None,
+            counted_at_start: None,
             samples: None,
             last_join: None,
         }
     }
 
-    /// Marks the start at the first joiner.
-    fn on_join(&mut self, crowd: &Crowd<'_>, probe: &LagProbe) {
+    /// Marks the start at the first joiner (`counted`: the SFU's counters
+    /// read just before).
+    fn on_join(&mut self, crowd: &Crowd<'_>, probe: &LagProbe, counted: Option<RtpCounts>) {
         if self.started.is_none() {
             self.started = Some((Instant::now(), crowd.latency_marks(), probe.mark()));
+            self.counted_at_start = counted;
         }
         self.joined += 1;
         self.last_join = Some(Instant::now());
     }
 
     /// Closes the window once every joiner is in and received media (or
-    /// waited too long, or the run ends: `force`).
-    fn poll(&mut self, crowd: &Crowd<'_>, probe: &LagProbe, force: bool) {
+    /// waited too long, or the run ends: `force`). True when it closed now
+    /// (the caller then reads the SFU's counters: [`StormWatch::closed`]).
+    fn poll(&mut self, crowd: &Crowd<'_>, probe: &LagProbe, force: bool) -> bool {
         let Some((started, marks, lag_mark)) = &self.started else {
-            return;
+            return false;
         };
         if self.samples.is_some() {
-            return;
+            return false;
         }
         let overdue = self
             .last_join
             .is_some_and(|t| t.elapsed() > STORM_MEDIA_TIMEOUT);
         let done = self.joined == self.joiners && crowd.joiners_have_media();
         if !(force || overdue || done) {
-            return;
+            return false;
         }
         let now = crowd.latency_marks();
         self.samples = Some(StormSamples {
@@ -257,7 +278,18 @@ impl StormWatch {
                 probe.between(*lag_mark, None),
             ),
             window: started.elapsed(),
+            counted: [None, self.counted_at_start.take(), None],
         });
+        true
+    }
+
+    /// The SFU's counters at the start of the measured window and at the
+    /// close of the storm's.
+    fn closed(&mut self, window_start: Option<&RtpCounts>, end: Option<RtpCounts>) {
+        if let Some(samples) = self.samples.as_mut() {
+            samples.counted[0] = window_start.cloned();
+            samples.counted[2] = end;
+        }
     }
 }
 
@@ -285,7 +317,7 @@ async fn measure(plan: &Plan, server: &Server, crowd: &mut Crowd<'_>) -> Result<
     let mut actions = agenda(plan, start.at);
     let mut storm = plan.storm.as_ref().map(StormWatch::new);
     let mut snapshot = None;
-    let mut progress = Progress::new(&start, counted_start);
+    let mut progress = Progress::new(&start, counted_start.clone());
     while Instant::now() < end_at {
         if snapshot.is_none() && Instant::now() >= check_at {
             snapshot = Some(crowd.delivery_snapshot());
@@ -296,10 +328,12 @@ async fn measure(plan: &Plan, server: &Server, crowd: &mut Crowd<'_>) -> Result<
             && due.at <= Instant::now()
         {
             actions.pop_front();
-            perform(plan, crowd, due, storm.as_mut(), &probe).await?;
+            perform(plan, server, crowd, due, storm.as_mut(), &probe).await?;
         }
-        if let Some(watch) = storm.as_mut() {
-            watch.poll(crowd, &probe, false);
+        if let Some(watch) = storm.as_mut()
+            && watch.poll(crowd, &probe, false)
+        {
+            watch.closed(counted_start.as_ref(), server.rtp_counts().await);
         }
         progress.tick(plan, server, crowd).await;
         let mut next = actions
@@ -315,8 +349,10 @@ async fn measure(plan: &Plan, server: &Server, crowd: &mut Crowd<'_>) -> Result<
     }
     let end = Sample::take(server, crowd);
     let counted_end = server.rtp_counts().await;
-    if let Some(watch) = storm.as_mut() {
-        watch.poll(crowd, &probe, true);
+    if let Some(watch) = storm.as_mut()
+        && watch.poll(crowd, &probe, true)
+    {
+        watch.closed(counted_start.as_ref(), counted_end.clone());
     }
     Ok(Window {
         start,
@@ -332,6 +368,7 @@ async fn measure(plan: &Plan, server: &Server, crowd: &mut Crowd<'_>) -> Result<
 /// Does one due action; nothing if it is past the latest it may start.
 async fn perform(
     plan: &Plan,
+    server: &Server,
     crowd: &mut Crowd<'_>,
     due: Due,
     storm: Option<&mut StormWatch>,
@@ -344,7 +381,11 @@ async fn perform(
         Action::Cycle => crowd.cycle().await,
         Action::StormJoin { seat } => {
             if let Some(watch) = storm {
-                watch.on_join(crowd, probe);
+                let counted = match watch.started {
+                    None => server.rtp_counts().await,
+                    Some(_) => None,
+                };
+                watch.on_join(crowd, probe, counted);
             }
             for room in 0..plan.rooms {
                 crowd.join(room, seat).await?;
@@ -400,7 +441,7 @@ impl Progress {
             }
             _ => "-".into(),
         };
-        let sfu = match (self.counts, counts) {
+        let sfu = match (&self.counts, &counts) {
             (Some(a), Some(b)) => format!(
                 "{:.0} in / {:.0} out",
                 (b.packets_in - a.packets_in) / seconds,
@@ -489,10 +530,11 @@ fn figures(
         joined: crowd.present(),
         seconds,
         forwarded_pps: received as f64 / seconds,
-        forwarder_count_pps: match window.counted {
+        forwarder_count_pps: match &window.counted {
             (Some(a), Some(b)) => Some((b.packets_out - a.packets_out) / seconds),
             _ => None,
         },
+        forward_delay: delay_between(window.counted.0.as_ref(), window.counted.1.as_ref()),
         received_bps: received_bytes as f64 * 8.0 / seconds,
         join_ms,
         largest_sdp: Some(largest_sdp),
@@ -549,13 +591,29 @@ fn storm_figures(
         during_ms: Percentiles::from_micros(samples.latency.1),
         generator_lag_before_ms: Percentiles::from_micros(samples.lag.0),
         generator_lag_during_ms: Percentiles::from_micros(samples.lag.1),
+        forward_delay_before: delay_between(
+            samples.counted[0].as_ref(),
+            samples.counted[1].as_ref(),
+        ),
+        forward_delay_during: delay_between(
+            samples.counted[1].as_ref(),
+            samples.counted[2].as_ref(),
+        ),
         p99_limit_ms: storm.p99_limit_ms,
     };
-    if figures.during_ms.samples == 0 || figures.during_ms.p99 >= storm.p99_limit_ms {
-        failures.push(format!(
-            "existing participants' latency p99 during the join storm: {:.1} ms ({} samples), limit {} ms",
-            figures.during_ms.p99, figures.during_ms.samples, storm.p99_limit_ms
-        ));
+    // The SFU is held to its own forwarding delay: the latency the
+    // generator measures adds the generator's lateness, which on a machine
+    // it shares with the server can be the larger part (both are reported).
+    match figures.forward_delay_during {
+        Some(delay) if delay.p99_ms.is_some_and(|p99| p99 <= storm.p99_limit_ms) => {}
+        Some(delay) => failures.push(format!(
+            "the SFU's forwarding delay during the join storm: {} ms, p99 limit {} ms",
+            delay.describe(),
+            storm.p99_limit_ms
+        )),
+        None => failures.push(
+            "the SFU's forwarding delay during the join storm was not measured (no zync_sfu_forward_delay_seconds in /metrics)".into(),
+        ),
     }
     Some(figures)
 }

@@ -31,6 +31,17 @@ pub use zync_config;
 /// How often expired sessions are purged from the database.
 const SESSION_SWEEP: Duration = Duration::from_secs(600);
 
+/// The async runtime Zync's signaling runs on: multi-threaded, every thread
+/// (workers and blocking pool) at a lower CPU priority than the media
+/// workers, so a burst of HTTP, WebSocket and SDP work never delays
+/// forwarding (see [`zync_sfu::yield_to_media`]).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(zync_sfu::yield_to_media)
+        .build()
+}
+
 /// Runs Zync on `listener` until `shutdown` completes, then closes every
 /// WebSocket (clients see `user-left` as usual), finishes in-flight HTTP
 /// requests, and closes the database.

@@ -67,10 +67,7 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let runtime = zync::runtime().context("starting the async runtime")?;
     runtime.block_on(async {
         let bind = config.http.bind;
         let listener = tokio::net::TcpListener::bind(bind)

@@ -1,6 +1,7 @@
 //! Prometheus metrics: the recorder (installed once per process) and the
 //! `GET /metrics` endpoint. The media plane's counters come from its
-//! workers; signaling adds its own here.
+//! workers (through the recorder, and its forwarding-delay histogram
+//! directly); signaling adds its own here.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -34,8 +35,9 @@ pub async fn render(State(state): State<AppState>) -> Result<impl IntoResponse, 
         .as_ref()
         .ok_or(ApiError::NotFound("metrics are disabled"))?;
     metrics::gauge!("zync_meetings_live").set(state.rooms.room_count() as f64);
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        handle.render(),
-    ))
+    let mut text = handle.render();
+    // Histograms the media workers keep themselves (lock-free, one add per
+    // turn) rather than through the recorder.
+    state.sfu.render_metrics(&mut text);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }

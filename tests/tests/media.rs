@@ -105,6 +105,23 @@ async fn participants_receive_each_others_media_and_see_a_vanished_one_go() -> a
     ] {
         assert!(metrics.contains(name), "/metrics lists {name}");
     }
+    // Every datagram the SFU handled has its wait measured: a histogram an
+    // operator can graph, most of it (loopback, a debug build) well under
+    // 50 ms.
+    let delay = |prefix: &str, within: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix) && l.contains(within))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let count = delay("zync_sfu_forward_delay_seconds_count", "");
+    assert!(count > 100.0, "forward delay samples: {count}\n{metrics}");
+    let within_50ms = delay("zync_sfu_forward_delay_seconds_bucket", "le=\"0.05\"");
+    assert!(
+        within_50ms >= count / 2.0,
+        "{within_50ms} of {count} datagrams forwarded within 50 ms"
+    );
     for p in people {
         p.leave().await;
     }

@@ -78,12 +78,18 @@ fn main() -> Result<()> {
     if args.internal_relay {
         return relay::serve();
     }
+    if args.internal_server {
+        return zync::runtime()?.block_on(internal_server());
+    }
+    // The simulated browsers stand in for other machines: their threads
+    // yield to the server's media workers as the server's own signaling
+    // does, so on a shared box the contention between the two processes
+    // does not decide the server's forwarding delay. (The main thread,
+    // which starts the server and the relay, keeps its priority for them.)
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_start(zync_sfu::yield_to_media)
         .build()?;
-    if args.internal_server {
-        return runtime.block_on(internal_server());
-    }
     let plan = plan(&args)?;
     runtime.block_on(run(args, plan))
 }

@@ -22,6 +22,8 @@ pub struct Participant {
     pub lines: SubscribeLines,
     /// In the room's queue of subscribe offers to make.
     pub offer_queued: bool,
+    /// When its last subscribe offer was made.
+    pub last_offer: Option<Instant>,
     /// What the browser says each of its m-lines carries.
     labels: FxHashMap<String, Source>,
     /// Incoming SSRC → the m-line it belongs to (cache of str0m's lookup).
@@ -37,6 +39,7 @@ impl Participant {
             subscribe: LegRtc::new(now, config, Leg::Subscribe)?,
             lines: SubscribeLines::default(),
             offer_queued: false,
+            last_offer: None,
             labels: FxHashMap::default(),
             ssrc_mid: FxHashMap::default(),
         })

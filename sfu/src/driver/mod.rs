@@ -1,11 +1,15 @@
 //! The thin I/O driver: worker threads, each owning a UDP socket and the
 //! rooms placed on it, and the handle signaling uses to reach them.
 
+mod delay;
+mod priority;
 pub mod udp;
 mod worker;
 
 use crate::api::{Command, Event, ParticipantId};
 use crate::core::{Core, CoreConfig, VideoCodec};
+pub use delay::{BUCKET_BOUNDS_MICROS, DelaySnapshot};
+pub use priority::{NICE_BELOW_MEDIA, yield_to_media};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
@@ -213,6 +217,24 @@ impl Sfu {
             participant,
         }))?;
         Ok(session)
+    }
+
+    /// Appends the media plane's histograms to a Prometheus text
+    /// exposition: `zync_sfu_forward_delay_seconds` per worker, how long
+    /// received datagrams waited in the SFU (see [`DelaySnapshot`]).
+    pub fn render_metrics(&self, out: &mut String) {
+        const NAME: &str = "zync_sfu_forward_delay_seconds";
+        out.push_str(&format!(
+            "# HELP {NAME} Time from a datagram's arrival at the host to the end of the worker turn that forwarded it.\n# TYPE {NAME} histogram\n"
+        ));
+        for (index, worker) in self.inner.workers.iter().enumerate() {
+            let labels = format!("worker=\"{index}\"");
+            worker
+                .load
+                .forward_delay
+                .snapshot()
+                .render(NAME, &labels, out);
+        }
     }
 
     /// Stops every worker and waits for the threads.

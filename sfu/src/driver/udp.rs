@@ -5,12 +5,14 @@
 use crate::core::Outbox;
 use nix::errno::Errno;
 use nix::sys::socket::{
-    ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg, sendmsg,
-    setsockopt, sockopt,
+    ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg,
+    sendmmsg, sendmsg, setsockopt, sockopt,
 };
+use nix::sys::time::TimeSpec;
 use std::io::{IoSlice, IoSliceMut};
 use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
 
 /// Datagrams per system call.
 pub const BATCH: usize = 64;
@@ -20,8 +22,12 @@ pub const MAX_DATAGRAM: usize = 2048;
 const SOCKET_BUFFER: usize = 4 << 20;
 
 /// Asks for larger kernel socket buffers (best effort: the kernel caps them
-/// at `net.core.rmem_max`/`wmem_max`).
+/// at `net.core.rmem_max`/`wmem_max`) and for the kernel's receive
+/// timestamp on every datagram (what [`Receiver::arrivals`] reports).
 pub fn tune_socket(socket: &impl AsFd) {
+    if let Err(e) = setsockopt(socket, sockopt::ReceiveTimestampns, &true) {
+        tracing::warn!(error = %e, "no receive timestamps: forwarding delay is not measured");
+    }
     // As root the *Force variants pass the sysctl caps (which default to
     // ~200 KiB, too small for a burst to a few hundred subscribers).
     if setsockopt(socket, sockopt::RcvBufForce, &SOCKET_BUFFER).is_err() {
@@ -40,14 +46,17 @@ pub struct Receiver {
     headers: MultiHeaders<SockaddrStorage>,
     /// (buffer index, sender, length) of the last batch.
     received: Vec<(usize, SocketAddr, usize)>,
+    /// Kernel receive stamps of the last batch, since the Unix epoch.
+    arrivals: Vec<Duration>,
 }
 
 impl Default for Receiver {
     fn default() -> Self {
         Self {
             buffers: vec![[0; MAX_DATAGRAM]; BATCH],
-            headers: MultiHeaders::preallocate(BATCH, None),
+            headers: MultiHeaders::preallocate(BATCH, Some(nix::cmsg_space!(TimeSpec))),
             received: Vec::with_capacity(BATCH),
+            arrivals: Vec::with_capacity(BATCH),
         }
     }
 }
@@ -61,11 +70,13 @@ impl Receiver {
         mut deliver: impl FnMut(SocketAddr, &[u8]),
     ) -> std::io::Result<usize> {
         self.received.clear();
+        self.arrivals.clear();
         {
             let Self {
                 buffers,
                 headers,
                 received,
+                arrivals,
             } = self;
             let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers
                 .iter_mut()
@@ -86,6 +97,13 @@ impl Receiver {
                 if let Some(addr) = message.address.as_ref().and_then(to_socket_addr) {
                     received.push((i, addr, message.bytes));
                 }
+                let stamps = message.cmsgs().into_iter().flatten();
+                arrivals.extend(stamps.filter_map(|cmsg| match cmsg {
+                    ControlMessageOwned::ScmTimestampns(t) => {
+                        Some(Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
+                    }
+                    _ => None,
+                }));
             }
         }
         for &(i, addr, len) in &self.received {
@@ -94,6 +112,13 @@ impl Receiver {
             deliver(addr, &self.buffers[i][..len.min(MAX_DATAGRAM)]);
         }
         Ok(self.received.len())
+    }
+
+    /// When the datagrams of the last [`Receiver::receive`] reached this
+    /// host (the kernel's `SO_TIMESTAMPNS`, since the Unix epoch); empty
+    /// when the socket does not stamp.
+    pub fn arrivals(&self) -> &[Duration] {
+        &self.arrivals
     }
 }
 

@@ -1,6 +1,7 @@
 //! One worker thread: a UDP socket, the rooms placed on it (a [`Core`]),
 //! and a loop that feeds the core datagrams, commands and time.
 
+use super::delay::{DelayHistogram, DelayMeter};
 use super::udp;
 use crate::api::{Command, Event, ParticipantId};
 use crate::core::{Core, CoreStats};
@@ -9,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc::error::TrySendError;
 
 const SOCKET: Token = Token(0);
@@ -41,6 +42,8 @@ pub struct WorkerLoad {
     pub participants: AtomicU64,
     /// Nanoseconds spent working (not waiting) in the loop.
     pub busy_nanos: AtomicU64,
+    /// How long received datagrams waited in the SFU.
+    pub forward_delay: DelayHistogram,
 }
 
 /// The worker's state, owned by its thread.
@@ -72,6 +75,7 @@ impl Worker {
         let mut events = Events::with_capacity(16);
         let mut receiver = udp::Receiver::default();
         let mut sender = udp::Sender::default();
+        let mut delay = DelayMeter::default();
         let mut sinks: HashMap<ParticipantId, tokio::sync::mpsc::Sender<Event>> = HashMap::new();
         let mut exported = CoreStats::default();
         let mut last_export = Instant::now();
@@ -113,11 +117,13 @@ impl Worker {
                 }) {
                     Ok(0) => break,
                     // Encrypted per batch (each subscriber's packets
-                    // together) and sent whenever the outbox holds
-                    // OUTBOX_BYTES, else after the loop (GSO groups more
-                    // packets per subscriber): that bounds both its memory
-                    // and the delay.
-                    Ok(_) => self.send_full_outboxes(&mut sender),
+                    // together) and sent in outboxes of OUTBOX_BYTES, which
+                    // bounds the memory, and all of it before the next
+                    // batch, which bounds the delay to one batch.
+                    Ok(_) => {
+                        self.flush(&mut sender);
+                        delay.forwarded(receiver.arrivals(), SystemTime::now());
+                    }
                     Err(e) => {
                         tracing::warn!(worker = self.index, error = %e, "receive failed");
                         break;
@@ -152,6 +158,7 @@ impl Worker {
                 }
             }
             self.flush(&mut sender);
+            delay.publish(&self.load.forward_delay);
 
             self.load
                 .participants

@@ -22,7 +22,7 @@ use super::participant::Participant;
 use super::{CoreConfig, Outputs};
 use crate::api::{Event, Leg, ParticipantId};
 use rustc_hash::FxHashMap;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 use str0m::rtp::RtpPacket;
@@ -62,10 +62,13 @@ pub struct Room {
     failed: Vec<(ParticipantId, String)>,
     /// Participants removed, for the core to unregister.
     removed: Vec<Participant>,
-    /// Participants whose subscribe connection needs a new offer, made a
-    /// few per turn (see `Room::offer_some`).
+    /// Participants whose subscribe connection needs a new offer now, made
+    /// a few per turn (see `Room::offer_some`).
     to_offer: VecDeque<ParticipantId>,
-    /// When the queued offers became due.
+    /// Offers that wait until their participant's last offer is
+    /// `OFFER_INTERVAL` old, by when they are due.
+    offer_later: BTreeSet<(Instant, ParticipantId)>,
+    /// When the room next has offers to make.
     offers_due: Option<Instant>,
     /// Forwarded packets not yet written (see [`Queued`]).
     queued: Vec<Queued>,
@@ -85,6 +88,7 @@ impl Room {
             failed: Vec::new(),
             removed: Vec::new(),
             to_offer: VecDeque::new(),
+            offer_later: BTreeSet::new(),
             offers_due: None,
             queued: Vec::new(),
             sending: Vec::new(),

@@ -18,6 +18,13 @@ const RTX_CACHE_AGE: Duration = Duration::from_millis(100);
 /// Subscribe offers a room makes per worker turn when a change concerns
 /// everyone (a track published or gone): a bound on how long media waits.
 const OFFERS_PER_TURN: usize = 4;
+/// Shortest time between two subscribe offers to one participant. The
+/// first change after a quiet spell is offered at once; changes that follow
+/// within this time (a join storm, people coming and going) wait and go out
+/// together in one offer rather than one offer each, which is what a join
+/// costs every subscriber (building, parsing and answering an SDP that
+/// grows with the room).
+pub(super) const OFFER_INTERVAL: Duration = Duration::from_millis(250);
 
 impl Room {
     /// Applies the browser's offer (checked and parsed by signaling) on its
@@ -88,7 +95,7 @@ impl Room {
                     .get(&id)
                     .is_some_and(|p| p.lines.wants_renegotiation())
                 {
-                    self.renegotiate(now, id, out);
+                    self.queue_offer(now, id);
                 }
             }
             Ok(Err(e)) => {
@@ -181,19 +188,56 @@ impl Room {
     /// subscriber of 118 tracks, so a join in a room of 60 would otherwise
     /// hold up everyone's media for ~18 ms at once.
     pub(super) fn renegotiate_others(&mut self, now: Instant, publisher: ParticipantId) {
-        for (id, participant) in &mut self.participants {
-            if *id != publisher && !participant.offer_queued {
-                participant.offer_queued = true;
-                self.to_offer.push_back(*id);
-            }
+        let others: Vec<ParticipantId> = self
+            .participants
+            .keys()
+            .filter(|id| **id != publisher)
+            .copied()
+            .collect();
+        for id in others {
+            self.queue_offer(now, id);
         }
-        self.offers_due.get_or_insert(now);
     }
 
-    /// Makes up to [`OFFERS_PER_TURN`] of the queued subscribe offers;
-    /// the rest wait for the next turn (the room's timeout is due at once
-    /// while any remain).
+    /// Queues a subscribe offer for `id`: due now, or [`OFFER_INTERVAL`]
+    /// after its last offer if that was more recent.
+    fn queue_offer(&mut self, now: Instant, id: ParticipantId) {
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if participant.offer_queued {
+            return;
+        }
+        participant.offer_queued = true;
+        let due = participant.last_offer.map(|t| t + OFFER_INTERVAL);
+        match due.filter(|due| *due > now) {
+            Some(due) => {
+                self.offer_later.insert((due, id));
+            }
+            None => self.to_offer.push_back(id),
+        }
+        self.update_offers_due(now);
+    }
+
+    /// When the room next has offers to make.
+    fn update_offers_due(&mut self, now: Instant) {
+        self.offers_due = if self.to_offer.is_empty() {
+            self.offer_later.first().map(|(due, _)| *due)
+        } else {
+            Some(now)
+        };
+    }
+
+    /// Makes up to [`OFFERS_PER_TURN`] of the subscribe offers that are
+    /// due; the rest wait for the next turn (the room's timeout is due at
+    /// once while any remain).
     pub(super) fn offer_some(&mut self, now: Instant, out: &mut Outputs) {
+        while let Some(&(due, id)) = self.offer_later.first()
+            && due <= now
+        {
+            self.offer_later.pop_first();
+            self.to_offer.push_back(id);
+        }
         for _ in 0..OFFERS_PER_TURN {
             let Some(id) = self.to_offer.pop_front() else {
                 break;
@@ -203,11 +247,7 @@ impl Room {
                 self.renegotiate(now, id, out);
             }
         }
-        if self.to_offer.is_empty() {
-            self.offers_due = None;
-        } else {
-            self.offers_due = Some(now);
-        }
+        self.update_offers_due(now);
     }
 
     /// Brings `id`'s subscribe connection in line with the room's tracks,
@@ -231,6 +271,7 @@ impl Room {
         });
         match offer {
             Ok(Some(offer)) => {
+                participant.last_offer = Some(now);
                 // Forwarding on lines that lost their track stops now; the
                 // line keeps its numbering for the next track it carries.
                 for (key, mid) in offer.retired {
