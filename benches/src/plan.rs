@@ -227,10 +227,15 @@ impl Plan {
                 }),
                 ..churn_media
             },
-            // 25 in a meeting for 5 s, then 25 more join at 10/s.
+            // 25 in a meeting for 5 s, then 25 more join at 10/s. Video at
+            // 300 kbit/s: the 50 receiving at the end (~135,000 packets/s)
+            // stay within what the generator sends and receives on a
+            // 2-core box; at 1 Mbit/s it falls up to 150 ms behind and its
+            // catch-up bursts, not the joins, set the SFU's delay.
             "join-storm" => Plan {
                 participants: 25,
                 publishers: 25,
+                video_bitrate: 300_000,
                 duration: Duration::from_secs(12),
                 storm: Some(Storm {
                     joiners: 25,

@@ -120,7 +120,9 @@ impl DelayMeter {
             }
         }
         if self.sum_nanos > 0 {
-            shared.sum_nanos.fetch_add(self.sum_nanos, Ordering::Relaxed);
+            shared
+                .sum_nanos
+                .fetch_add(self.sum_nanos, Ordering::Relaxed);
             self.sum_nanos = 0;
         }
     }
@@ -141,7 +143,11 @@ mod tests {
         // Waiting 20 ms (bucket le=0.02), 1 µs and nothing (le=0.00025).
         meter.forwarded(&[at(0), at(19_999), at(20_000)], UNIX_EPOCH + at(20_000));
         meter.forwarded(&[at(0)], UNIX_EPOCH + at(2_000_000)); // the open bucket
-        assert_eq!(shared.snapshot().count(), 0, "nothing shown before publishing");
+        assert_eq!(
+            shared.snapshot().count(),
+            0,
+            "nothing shown before publishing"
+        );
         meter.publish(&shared);
 
         let snapshot = shared.snapshot();

@@ -21,6 +21,10 @@ const MAX_SLEEP: Duration = Duration::from_millis(250);
 const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Receive batches handled before timers and sends get a turn.
 pub const MAX_BATCHES_PER_TURN: usize = 16;
+/// Longest a turn spends on commands (joins, offers, answers: one answer
+/// of a large room takes ~0.3 ms, and a burst of joins queues dozens)
+/// before it forwards again; the rest wait for the next turn.
+const COMMAND_BUDGET: Duration = Duration::from_millis(2);
 /// Bytes of encrypted packets the outbox holds before they are sent (a
 /// batch of 64 datagrams to a room of 25 is ~1.8 MB otherwise).
 pub const OUTBOX_BYTES: usize = 256 * 1024;
@@ -80,10 +84,14 @@ impl Worker {
         let mut exported = CoreStats::default();
         let mut last_export = Instant::now();
         let worker = self.index.to_string();
+        let mut commands_left = false;
         loop {
-            let sleep = self.core.next_timeout().map_or(MAX_SLEEP, |t| {
-                t.saturating_duration_since(Instant::now()).min(MAX_SLEEP)
-            });
+            let sleep = match self.core.next_timeout() {
+                // The waker fired for them already: do not wait for it again.
+                _ if commands_left => Duration::ZERO,
+                Some(t) => t.saturating_duration_since(Instant::now()).min(MAX_SLEEP),
+                None => MAX_SLEEP,
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(sleep))
                 && e.kind() != std::io::ErrorKind::Interrupted
             {
@@ -92,8 +100,15 @@ impl Worker {
             }
             let started = Instant::now();
 
-            // Commands first: a join must exist before its first STUN packet.
+            // Commands first: a join must exist before its first STUN
+            // packet. At most COMMAND_BUDGET of them, so that negotiation
+            // never holds up forwarding for long.
+            commands_left = false;
             loop {
+                if started.elapsed() >= COMMAND_BUDGET {
+                    commands_left = true;
+                    break;
+                }
                 match self.messages.try_recv() {
                     Ok(WorkerMessage::Register(id, sink)) => {
                         sinks.insert(id, sink);
