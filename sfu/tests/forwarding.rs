@@ -296,6 +296,63 @@ fn garbage_datagrams_neither_panic_nor_disturb_the_others() {
     assert!(received(&sim, 0, 2, Source::Microphone) > 0);
 }
 
+/// A STUN binding request naming `ufrag` as the local one, with a
+/// MESSAGE-INTEGRITY that no password produced.
+fn spoofed_binding_request(ufrag: &str, seed: u8) -> Vec<u8> {
+    let mut attrs = Vec::new();
+    let username = format!("{ufrag}:attacker");
+    attrs.extend_from_slice(&0x0006u16.to_be_bytes());
+    attrs.extend_from_slice(&(username.len() as u16).to_be_bytes());
+    attrs.extend_from_slice(username.as_bytes());
+    while attrs.len() % 4 != 0 {
+        attrs.push(0);
+    }
+    attrs.extend_from_slice(&0x0008u16.to_be_bytes());
+    attrs.extend_from_slice(&20u16.to_be_bytes());
+    attrs.extend_from_slice(&[seed; 20]);
+    let mut packet = vec![0x00, 0x01];
+    packet.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    packet.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+    packet.extend_from_slice(&[seed; 12]);
+    packet.extend_from_slice(&attrs);
+    packet
+}
+
+#[test]
+fn spoofed_stun_adds_no_route() {
+    let mut sim = one_room(2, 8);
+    sim.run_for(Duration::from_secs(2));
+    let ufrag = sim.peers[0]
+        .server_ufrag
+        .clone()
+        .expect("the first peer got a subscribe offer");
+    let routes = sim.core.routed_addresses();
+    let before = received(&sim, 1, 0, Source::Camera);
+    for n in 0..1_000u32 {
+        let source = format!("10.66.{}.{}:4000", n / 250, n % 250)
+            .parse()
+            .expect("addr");
+        sim.inject(source, spoofed_binding_request(&ufrag, n as u8));
+    }
+    assert_eq!(
+        sim.core.routed_addresses(),
+        routes,
+        "a request that fails the integrity check routes nothing"
+    );
+    // Nor does anything else from those addresses reach the participant.
+    let dropped = sim.core.stats().dropped_datagrams;
+    let mut rtp = vec![0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1];
+    rtp.extend_from_slice(&[0; 100]);
+    sim.inject("10.66.0.1:4000".parse().expect("addr"), rtp);
+    assert_eq!(sim.core.stats().dropped_datagrams, dropped + 1);
+    sim.run_for(Duration::from_secs(1));
+    assert!(
+        received(&sim, 1, 0, Source::Camera) > before + 10,
+        "the call goes on"
+    );
+    assert_no_errors(&sim);
+}
+
 #[test]
 fn a_silent_participant_is_removed_and_its_tracks_stop() {
     let mut sim = one_room(3, 8);

@@ -29,6 +29,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::config::DtlsCert;
 
+/// Most remote addresses routed to one connection. A browser checks a few
+/// candidate pairs (IPv4 and IPv6, an interface or two); a new one beyond
+/// this replaces the oldest.
+const MAX_ADDRS_PER_LEG: usize = 8;
+
 /// Counters the core keeps; the driver exports them as metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CoreStats {
@@ -276,18 +281,8 @@ impl Core {
             self.stats.dropped_datagrams += 1;
             return;
         };
-        if stun::is_stun(contents) && !self.by_addr.contains_key(&source) {
-            // A new flow for a known connection: route its address from now on.
-            self.by_addr.insert(source, (participant, leg));
-            if let Some(room) = self
-                .room_of
-                .get(&participant)
-                .and_then(|r| self.rooms.get_mut(&**r))
-                && let Some(addrs) = room.leg_addrs_mut(participant, leg)
-            {
-                addrs.push(source);
-            }
-        }
+        let new_flow = stun::is_stun(contents) && !self.by_addr.contains_key(&source);
+        let sent_before = self.transmits.len();
         let destination = self.config.candidate;
         self.with_room(participant, |room, config, out| {
             room.receive(
@@ -301,6 +296,43 @@ impl Core {
                 out,
             )
         });
+        // A new flow for a known connection is routed from now on only if
+        // str0m answered its binding request, which it does only once the
+        // request's MESSAGE-INTEGRITY matched the connection's ICE
+        // password: a stranger who knows a ufrag (it travels in SDP) cannot
+        // add routes.
+        let answered = self
+            .transmits
+            .iter()
+            .skip(sent_before)
+            .any(|(_, to, _)| to == source);
+        if new_flow && answered {
+            self.route(participant, leg, source);
+        }
+    }
+
+    /// Routes `source` to one of `participant`'s connections, forgetting
+    /// the oldest address if it has [`MAX_ADDRS_PER_LEG`] already.
+    fn route(&mut self, participant: ParticipantId, leg: Leg, source: SocketAddr) {
+        let Some(addrs) = self
+            .room_of
+            .get(&participant)
+            .and_then(|r| self.rooms.get_mut(&**r))
+            .and_then(|room| room.leg_addrs_mut(participant, leg))
+        else {
+            return;
+        };
+        if addrs.len() >= MAX_ADDRS_PER_LEG {
+            let oldest = addrs.remove(0);
+            self.by_addr.remove(&oldest);
+        }
+        addrs.push(source);
+        self.by_addr.insert(source, (participant, leg));
+    }
+
+    /// Addresses routed to a connection (for tests and metrics).
+    pub fn routed_addresses(&self) -> usize {
+        self.by_addr.len()
     }
 
     /// Advances time for every connection that is due.

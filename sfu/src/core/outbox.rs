@@ -66,6 +66,11 @@ impl Outbox {
         self.arena.len()
     }
 
+    /// Datagrams waiting.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()

@@ -264,6 +264,8 @@ pub struct SimPeer {
     /// The largest subscribe offer received: its SDP bytes and m-lines
     /// (noted by whoever has the text, see [`SimPeer::note_offer_text`]).
     pub largest_offer: (usize, usize),
+    /// The SFU's ICE ufrag on the subscribe connection (from its last offer).
+    pub server_ufrag: Option<String>,
     /// First time any remote media arrived.
     pub first_media_at: Option<Instant>,
     /// Events for signaling from str0m errors, for tests to assert on.
@@ -322,6 +324,7 @@ impl SimPeer {
             received: HashMap::new(),
             offers_answered: 0,
             largest_offer: (0, 0),
+            server_ufrag: None,
             first_media_at: None,
             errors: Vec::new(),
             sample_every: None,
@@ -459,6 +462,10 @@ impl SimPeer {
     pub fn note_offer_text(&mut self, sdp: &str) {
         let lines = sdp.matches("\nm=").count();
         self.largest_offer = self.largest_offer.max((sdp.len(), lines));
+        self.server_ufrag = sdp
+            .lines()
+            .find_map(|l| l.strip_prefix("a=ice-ufrag:"))
+            .map(|u| u.trim().to_string());
     }
 
     /// Mutes or unmutes the microphone as the web client does: while muted
