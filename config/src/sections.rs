@@ -36,6 +36,14 @@ pub struct HttpConfig {
     /// Empty means `http://<bind>`. Drives the WebSocket Origin check and the
     /// cookie's `Secure` flag.
     pub public_url: String,
+    /// Seconds a client has to send a request's headers, counted from when
+    /// the connection is ready for the next request: closes slow-header
+    /// connections and idle keep-alive ones alike.
+    pub header_timeout_secs: u32,
+    /// Most HTTP connections open at once (WebSockets, once upgraded, are
+    /// not counted). More wait in the kernel's accept queue. Lowered at
+    /// start to fit the process's file-descriptor limit.
+    pub max_connections: u32,
 }
 
 impl Default for HttpConfig {
@@ -43,6 +51,8 @@ impl Default for HttpConfig {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: String::new(),
+            header_timeout_secs: 15,
+            max_connections: 4096,
         }
     }
 }
@@ -265,6 +275,12 @@ impl Config {
             self.database.max_connections.into(),
             1,
         )?;
+        at_least(
+            "http.header_timeout_secs",
+            self.http.header_timeout_secs.into(),
+            1,
+        )?;
+        at_least("http.max_connections", self.http.max_connections.into(), 1)?;
         let l = &self.limits;
         at_least("limits.max_upload_bytes", l.max_upload_bytes, 1024)?;
         at_least("limits.max_chat_chars", l.max_chat_chars.into(), 1)?;

@@ -8,6 +8,7 @@ pub mod avatar;
 pub mod cpu;
 pub mod db;
 pub mod error;
+pub mod http_server;
 pub mod json;
 pub mod meetings;
 pub mod metrics;
@@ -71,6 +72,12 @@ pub async fn serve(
         auth.max_failures_per_ip,
         Duration::from_secs(auth.throttle_window_secs.into()),
     );
+    let limits = http_server::HttpLimits {
+        header_timeout: Duration::from_secs(config.http.header_timeout_secs.into()),
+        max_connections: http_server::fit_connections_to_descriptors(
+            config.http.max_connections as usize,
+        ),
+    };
     let cpu = cpu::CpuPool::per_core();
     let sfu = zync_sfu::Sfu::start(sfu_config(&config))
         .context("starting the media plane (config [sfu])")?;
@@ -100,13 +107,7 @@ pub async fn serve(
         tracing::info!("shutting down");
         let _ = stop.send(true);
     };
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(graceful)
-    .await
-    .context("serving HTTP")?;
+    http_server::serve(listener, app, limits, graceful).await;
     // WebSockets live outside hyper once upgraded; give them a moment to
     // leave their rooms before the database goes away.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
