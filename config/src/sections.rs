@@ -195,6 +195,11 @@ pub struct SfuConfig {
     pub video_codec: String,
     /// A participant whose media connection is silent this long is removed.
     pub media_timeout_secs: u32,
+    /// A participant whose media never connected this long after it joined
+    /// is removed (so sockets that join and never negotiate cannot hold a
+    /// meeting's places; a participant without camera or microphone still
+    /// connects its receiving side within a second or two).
+    pub join_media_timeout_secs: u32,
 }
 
 impl Default for SfuConfig {
@@ -207,6 +212,7 @@ impl Default for SfuConfig {
             workers: 0,
             video_codec: "vp8".into(),
             media_timeout_secs: 10,
+            join_media_timeout_secs: 20,
         }
     }
 }
@@ -419,6 +425,11 @@ impl SfuConfig {
             ));
         }
         at_least("sfu.media_timeout_secs", self.media_timeout_secs.into(), 2)?;
+        at_least(
+            "sfu.join_media_timeout_secs",
+            self.join_media_timeout_secs.into(),
+            2,
+        )?;
         Ok(())
     }
 }

@@ -136,6 +136,7 @@ fn sfu_config(config: &Config) -> zync_sfu::SfuConfig {
             _ => zync_sfu::VideoCodec::Vp8,
         },
         media_timeout: Duration::from_secs(sfu.media_timeout_secs.into()),
+        join_media_timeout: Duration::from_secs(sfu.join_media_timeout_secs.into()),
     }
 }
 

@@ -445,6 +445,43 @@ async fn a_full_room_refuses_the_next_participant() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn sockets_that_join_but_never_connect_media_lose_their_places() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_room_participants = 2;
+        c.sfu.join_media_timeout_secs = 2;
+    })
+    .await?;
+    let (alice, mallory) = (server.user("alice").await?, server.user("mallory").await?);
+    let slug = alice.create_meeting("").await?;
+    // Mallory fills Alice's meeting with sockets that answer pings but never
+    // negotiate media.
+    let mut squatters = Vec::new();
+    for _ in 0..2 {
+        let mut ws = mallory.ws().await?;
+        ws.join(&slug).await?;
+        squatters.push(ws);
+    }
+    let mut owner = alice.ws().await?;
+    owner
+        .send(json!({"type": "join-meeting", "slug": slug}))
+        .await?;
+    assert_eq!(owner.recv().await?["code"], "room_full");
+
+    for squatter in &mut squatters {
+        let error = squatter.recv_type("error").await?;
+        assert_eq!(error["code"], "media_failed", "{error}");
+        assert!(
+            error["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no media connection within 2 s")),
+            "{error}"
+        );
+    }
+    owner.join(&slug).await?;
+    server.stop().await
+}
+
+#[tokio::test]
 async fn heartbeat_drops_a_silent_client() -> anyhow::Result<()> {
     let server = TestServer::start_with(|c| {
         c.websocket.ping_interval_ms = 100;

@@ -86,6 +86,9 @@ pub struct CoreConfig {
     pub keyframe_throttle: Duration,
     /// A connected participant silent this long is removed.
     pub media_timeout: Duration,
+    /// A participant whose media has not connected this long after joining
+    /// is removed.
+    pub join_media_timeout: Duration,
     /// The DTLS certificate every connection presents (browsers check its
     /// fingerprint from the SDP, not a chain, so one serves all).
     pub dtls_cert: DtlsCert,
@@ -105,6 +108,7 @@ impl CoreConfig {
             codec: VideoCodec::Vp8,
             keyframe_throttle: Duration::from_millis(500),
             media_timeout: Duration::from_secs(10),
+            join_media_timeout: Duration::from_secs(20),
             dtls_cert: cert,
         }
     }

@@ -6,7 +6,7 @@ use super::leg::{LegError, LegRtc};
 use super::negotiation::SubscribeLines;
 use crate::api::{Kind, Leg, ParticipantId, Source, TrackLabel};
 use rustc_hash::FxHashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use str0m::media::Mid;
 use str0m::rtp::Ssrc;
 
@@ -20,6 +20,8 @@ pub struct Participant {
     pub subscribe: LegRtc,
     /// The subscribe connection's m-lines and offer state.
     pub lines: SubscribeLines,
+    /// When it joined.
+    joined: Instant,
     /// In the room's queue of subscribe offers to make.
     pub offer_queued: bool,
     /// When its last subscribe offer was made.
@@ -38,6 +40,7 @@ impl Participant {
             publish: LegRtc::new(now, config, Leg::Publish)?,
             subscribe: LegRtc::new(now, config, Leg::Subscribe)?,
             lines: SubscribeLines::default(),
+            joined: now,
             offer_queued: false,
             last_offer: None,
             labels: FxHashMap::default(),
@@ -54,14 +57,22 @@ impl Participant {
     }
 
     /// When this participant counts as gone if nothing more arrives: the
-    /// media timeout after the last datagram on a connected leg.
-    pub fn silence_deadline(&self, timeout: Duration) -> Option<Instant> {
+    /// media timeout after the last datagram on a connected leg, or, while
+    /// neither leg has connected, the join timeout after joining.
+    pub fn silence_deadline(&self, config: &CoreConfig) -> Instant {
         [&self.publish, &self.subscribe]
             .into_iter()
             .filter(|leg| leg.connected)
             .map(|leg| leg.last_heard)
             .max()
-            .map(|heard| heard + timeout)
+            .map_or(self.joined + config.join_media_timeout, |heard| {
+                heard + config.media_timeout
+            })
+    }
+
+    /// Whether either connection has ever connected.
+    pub fn has_connected(&self) -> bool {
+        self.publish.connected || self.subscribe.connected
     }
 
     /// Records the labels of the browser's m-lines (those of its latest

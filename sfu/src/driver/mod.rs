@@ -44,6 +44,9 @@ pub struct SfuConfig {
     pub codec: VideoCodec,
     /// A connected participant silent this long is removed.
     pub media_timeout: Duration,
+    /// A participant whose media has not connected this long after joining
+    /// is removed.
+    pub join_media_timeout: Duration,
 }
 
 /// Why the SFU could not start or accept a participant.
@@ -126,6 +129,7 @@ impl Sfu {
         let mut core_config = CoreConfig::new(SocketAddr::new(advertised, 0));
         core_config.codec = config.codec;
         core_config.media_timeout = config.media_timeout;
+        core_config.join_media_timeout = config.join_media_timeout;
         for index in 0..config.workers.max(1) {
             let (socket, port) = bind_in_range(config.bind_ip, next_port, config.port_max)
                 .map_err(|reason| SfuError::NoPort {

@@ -131,7 +131,7 @@ impl Room {
     /// The earliest time any connection here wants attention.
     pub fn next_timeout(&self, config: &CoreConfig) -> Option<Instant> {
         let connections = self.participants.values().flat_map(|p| {
-            let silence = p.silence_deadline(config.media_timeout);
+            let silence = Some(p.silence_deadline(config));
             [
                 Some(p.publish.next_timeout),
                 Some(p.subscribe.next_timeout),
@@ -223,12 +223,16 @@ impl Room {
     /// keyframe requests that were owed.
     pub fn timeout(&mut self, now: Instant, config: &CoreConfig, out: &mut Outputs) {
         for (id, participant) in &mut self.participants {
-            if participant
-                .silence_deadline(config.media_timeout)
-                .is_some_and(|d| d <= now)
-            {
-                self.failed
-                    .push((*id, "no media traffic (connection lost)".into()));
+            if participant.silence_deadline(config) <= now {
+                let reason = if participant.has_connected() {
+                    "no media traffic (connection lost)".to_string()
+                } else {
+                    format!(
+                        "no media connection within {} s of joining",
+                        config.join_media_timeout.as_secs()
+                    )
+                };
+                self.failed.push((*id, reason));
                 continue;
             }
             for leg in [Leg::Publish, Leg::Subscribe] {
