@@ -93,6 +93,7 @@ pub async fn serve(
         config: Arc::new(config),
         shutdown: stopped,
         sfu: sfu.clone(),
+        sockets: ws::sessions::SessionSockets::default(),
         metrics,
     };
     let rooms = state.rooms.clone();

@@ -482,6 +482,30 @@ async fn sockets_that_join_but_never_connect_media_lose_their_places() -> anyhow
 }
 
 #[tokio::test]
+async fn logging_out_closes_the_sessions_websockets() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (alice, bob) = (server.user("alice").await?, server.user("bob").await?);
+    let slug = alice.create_meeting("").await?;
+    let mut a = alice.ws().await?;
+    let a_id = a.join(&slug).await?["self"]["id"].clone();
+    let mut b = bob.ws().await?;
+    b.join(&slug).await?;
+    a.recv_type("user-joined").await?;
+
+    let (status, _) = alice.post("/api/auth/logout", json!({})).await?;
+    assert_eq!(status, 204);
+    let closed = a.recv_type("error").await.expect_err("the socket closes");
+    assert!(format!("{closed:#}").contains("logged out"), "{closed:#}");
+    let left = b.recv_type("user-left").await?;
+    assert_eq!(left["participant_id"], a_id);
+    // Bob's session, and his socket, are untouched.
+    b.send(json!({"type": "chat-message", "text": "still here"}))
+        .await?;
+    assert_eq!(b.recv_type("chat-message").await?["text"], "still here");
+    server.stop().await
+}
+
+#[tokio::test]
 async fn heartbeat_drops_a_silent_client() -> anyhow::Result<()> {
     let server = TestServer::start_with(|c| {
         c.websocket.ping_interval_ms = 100;

@@ -5,10 +5,11 @@
  *
  * Events (CustomEvent on the client):
  * - `message`: `detail` is one server message.
- * - `state`: `detail` is `'open' | 'reconnecting' | 'closed'`.
+ * - `state`: `detail` is `'open' | 'reconnecting' | 'closed' | 'logged-out'`
+ *   (the server closed the socket because its login session ended).
  */
 
-/** @typedef {'connecting'|'open'|'reconnecting'|'closed'} SignalingState */
+/** @typedef {'connecting'|'open'|'reconnecting'|'closed'|'logged-out'} SignalingState */
 
 const BACKOFF_MS = [500, 1000, 2000, 3000, 5000];
 
@@ -43,11 +44,15 @@ export class SignalingClient extends EventTarget {
         try { message = JSON.parse(e.data); } catch { return; }
         this.dispatchEvent(new CustomEvent('message', { detail: message }));
       };
-      ws.onclose = () => {
+      ws.onclose = (e) => {
         if (this.ws !== ws) return;
         this.ws = null;
         if (!opened) reject(new Error('Cannot connect to the meeting server.'));
-        if (this.stopped) {
+        if (e.reason === 'logged out') {
+          // Reconnecting would only be refused: the session is gone.
+          this.stopped = true;
+          this.setState('logged-out');
+        } else if (this.stopped) {
           this.setState('closed');
         } else {
           this.scheduleReconnect();

@@ -245,9 +245,15 @@ pub async fn login(
     }
 }
 
-/// `POST /api/auth/logout`: destroys the session server-side.
-pub async fn logout(session: Session) -> ApiResult<StatusCode> {
+/// `POST /api/auth/logout`: destroys the session server-side and closes its
+/// WebSockets.
+pub async fn logout(State(state): State<AppState>, session: Session) -> ApiResult<StatusCode> {
+    let id = session.id();
     session.flush().await?;
+    // The session's open WebSockets close with it.
+    if let Some(id) = id {
+        state.sockets.end(&id.to_string());
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -5,6 +5,7 @@ use super::protocol::{
     CLIENT_TYPES, CandidateInit, ClientMessage, MediaState, Participant, PcName, ServerMessage,
     SessionDescription, TrackLabelIn, TrackOut,
 };
+use super::sessions::SessionWatch;
 use crate::db::User;
 use crate::meetings;
 use crate::room::{JoinError, OUTBOX_CAPACITY, RoomCommand, RoomHandle};
@@ -68,6 +69,7 @@ enum End {
     TimedOut,
     Dropped,
     Shutdown,
+    LoggedOut,
 }
 
 struct Connection {
@@ -78,6 +80,8 @@ struct Connection {
     chat_rate: RateLimit,
     /// Bounds signal and media-state messages (ICE candidates come in bursts).
     control_rate: RateLimit,
+    /// Ends when the login session that authorized this socket does.
+    session_ended: Option<SessionWatch>,
 }
 
 /// Signal and media-state messages a client may send at once, and per minute.
@@ -85,16 +89,27 @@ const CONTROL_BURST: u32 = 200;
 const CONTROL_PER_MINUTE: u32 = 1200;
 
 /// Serves one upgraded connection until it closes.
-pub async fn run(socket: WebSocket, state: AppState, user: User) {
+pub async fn run(
+    socket: WebSocket,
+    state: AppState,
+    user: User,
+    session_ended: Option<SessionWatch>,
+) {
     let limits = &state.config.limits;
     let chat_rate = RateLimit::new(limits.chat_burst, limits.chat_per_minute);
     let span = tracing::info_span!("ws", user_id = user.id);
-    serve_connection(socket, state, user, chat_rate)
+    serve_connection(socket, state, user, chat_rate, session_ended)
         .instrument(span)
         .await;
 }
 
-async fn serve_connection(socket: WebSocket, state: AppState, user: User, chat_rate: RateLimit) {
+async fn serve_connection(
+    socket: WebSocket,
+    state: AppState,
+    user: User,
+    chat_rate: RateLimit,
+    session_ended: Option<SessionWatch>,
+) {
     let control_rate = RateLimit::new(CONTROL_BURST, CONTROL_PER_MINUTE);
     let mut connection = Connection {
         state,
@@ -103,13 +118,15 @@ async fn serve_connection(socket: WebSocket, state: AppState, user: User, chat_r
         joined: None,
         chat_rate,
         control_rate,
+        session_ended,
     };
     let end = connection.serve().await;
     tracing::debug!(?end, "connection ended");
     connection.leave().await;
-    if matches!(end, End::Shutdown | End::Dropped) {
+    if matches!(end, End::Shutdown | End::Dropped | End::LoggedOut) {
         let (code, reason) = match end {
             End::Shutdown => (close_code::AWAY, "server shutting down"),
+            End::LoggedOut => (close_code::POLICY, "logged out"),
             _ => (close_code::POLICY, "too slow to keep up"),
         };
         let frame = CloseFrame {
@@ -135,6 +152,14 @@ async fn next_from_meeting(joined: &mut Option<Joined>) -> FromMeeting {
             message = j.outbox.recv() => FromMeeting::Room(message),
             event = j.media.next_event() => FromMeeting::Media(event),
         },
+        None => std::future::pending().await,
+    }
+}
+
+/// Completes once the socket's login session has ended; never without one.
+async fn session_ended(watch: &mut Option<SessionWatch>) {
+    match watch {
+        Some(watch) => watch.ended().await,
         None => std::future::pending().await,
     }
 }
@@ -185,6 +210,7 @@ impl Connection {
                     }
                 }
                 () = stopped(&mut shutdown) => return End::Shutdown,
+                () = session_ended(&mut self.session_ended) => return End::LoggedOut,
             }
         }
     }

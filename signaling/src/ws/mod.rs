@@ -4,6 +4,7 @@
 
 mod connection;
 pub mod protocol;
+pub mod sessions;
 
 use crate::auth::user_from_session;
 use crate::error::ApiError;
@@ -43,6 +44,7 @@ pub async fn upgrade(
         return Err(ApiError::Forbidden("origin not allowed"));
     }
     let user = user_from_session(&state, &session).await?;
+    let session_ended = session.id().map(|id| state.sockets.watch(&id.to_string()));
     let upgrade = upgrade.map_err(|e| ApiError::bad_request("not_websocket", e.body_text()))?;
     // Frames past the hard cap close the connection (tungstenite refuses to
     // buffer them); anything between the configured limit and the cap is
@@ -61,5 +63,5 @@ pub async fn upgrade(
         // patch, buffers a large message (an SDP for dozens of tracks) grew
         // are given back afterwards instead of kept per connection.
         .write_buffer_size(WS_WRITE_BUFFER)
-        .on_upgrade(move |socket| connection::run(socket, state, user)))
+        .on_upgrade(move |socket| connection::run(socket, state, user, session_ended)))
 }

@@ -281,7 +281,9 @@ class Room {
   /** @param {string} state */
   onState(state) {
     if (this.ended) return;
-    if (state === 'reconnecting') {
+    if (state === 'logged-out') {
+      this.end('error', 'You signed out (here or in another tab). Sign in again to rejoin.');
+    } else if (state === 'reconnecting') {
       this.banner.hidden = false;
     } else if (state === 'open') {
       this.banner.hidden = true;
