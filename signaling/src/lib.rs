@@ -94,6 +94,7 @@ pub async fn serve(
         shutdown: stopped,
         sfu: sfu.clone(),
         sockets: ws::sessions::SessionSockets::default(),
+        user_limits: ws::rate::UserLimits::default(),
         metrics,
     };
     let rooms = state.rooms.clone();

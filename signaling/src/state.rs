@@ -29,6 +29,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The media plane.
     pub sfu: zync_sfu::Sfu,
+    /// Budgets a user's connections share.
+    pub user_limits: crate::ws::rate::UserLimits,
     /// Open WebSockets per login session (closed when it ends).
     pub sockets: crate::ws::sessions::SessionSockets,
     /// Renders Prometheus metrics (when enabled).

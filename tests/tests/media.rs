@@ -196,7 +196,7 @@ async fn bad_signals_get_errors_and_media_state_is_broadcast() -> anyhow::Result
         ),
         (
             json!({"type": "signal", "pc": "subscribe", "sdp": {"type": "answer", "sdp": "v=0"}}),
-            "invalid_sdp",
+            "no_offer_pending",
         ),
         (
             json!({"type": "signal", "pc": "sideways"}),

@@ -506,6 +506,31 @@ async fn logging_out_closes_the_sessions_websockets() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_client_that_keeps_sending_refused_messages_is_disconnected() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.user("alice").await?;
+    let slug = alice.create_meeting("").await?;
+    let mut a = alice.ws().await?;
+    a.join(&slug).await?;
+    // An answer with no offer outstanding is refused without being parsed;
+    // twenty are tolerated, the next closes the connection.
+    let answer =
+        json!({"type": "signal", "pc": "subscribe", "sdp": {"type": "answer", "sdp": "v=0"}});
+    for _ in 0..20 {
+        a.send(answer.clone()).await?;
+        assert_eq!(a.recv_type("error").await?["code"], "no_offer_pending");
+    }
+    a.send(answer).await?;
+    assert_eq!(a.recv_type("error").await?["code"], "no_offer_pending");
+    let closed = a.recv().await.expect_err("closed");
+    assert!(
+        format!("{closed:#}").contains("too many refused messages"),
+        "{closed:#}"
+    );
+    server.stop().await
+}
+
+#[tokio::test]
 async fn heartbeat_drops_a_silent_client() -> anyhow::Result<()> {
     let server = TestServer::start_with(|c| {
         c.websocket.ping_interval_ms = 100;

@@ -46,6 +46,8 @@ pub struct WorkerLoad {
     pub participants: AtomicU64,
     /// Nanoseconds spent working (not waiting) in the loop.
     pub busy_nanos: AtomicU64,
+    /// Of those, nanoseconds spent on commands (joins, offers, answers).
+    pub negotiation_nanos: AtomicU64,
     /// How long received datagrams waited in the SFU.
     pub forward_delay: DelayHistogram,
 }
@@ -117,7 +119,11 @@ impl Worker {
                         if let Command::Leave { participant } = &command {
                             sinks.remove(participant);
                         }
-                        self.core.handle_command(Instant::now(), command);
+                        let at = Instant::now();
+                        self.core.handle_command(at, command);
+                        self.load
+                            .negotiation_nanos
+                            .fetch_add(at.elapsed().as_nanos() as u64, Ordering::Relaxed);
                     }
                     Ok(WorkerMessage::Shutdown) | Err(TryRecvError::Disconnected) => return,
                     Err(TryRecvError::Empty) => break,
@@ -262,6 +268,8 @@ impl Worker {
             .set(self.core.forwarded_track_count() as f64);
         metrics::gauge!("zync_sfu_worker_busy_seconds", &labels)
             .set(self.load.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9);
+        metrics::gauge!("zync_sfu_worker_negotiation_seconds", &labels)
+            .set(self.load.negotiation_nanos.load(Ordering::Relaxed) as f64 / 1e9);
         now
     }
 }

@@ -5,6 +5,7 @@ use super::protocol::{
     CLIENT_TYPES, CandidateInit, ClientMessage, MediaState, Participant, PcName, ServerMessage,
     SessionDescription, TrackLabelIn, TrackOut,
 };
+use super::rate::RateLimit;
 use super::sessions::SessionWatch;
 use crate::db::User;
 use crate::meetings;
@@ -27,39 +28,9 @@ struct Joined {
     outbox: mpsc::Receiver<Utf8Bytes>,
     /// The participant in the media plane; dropping it removes it there.
     media: SfuSession,
-}
-
-/// A token bucket: `capacity` at once, refilled at `per_sec`.
-struct RateLimit {
-    tokens: f64,
-    capacity: f64,
-    per_sec: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    fn new(capacity: u32, per_minute: u32) -> Self {
-        let capacity = f64::from(capacity);
-        Self {
-            tokens: capacity,
-            capacity,
-            per_sec: f64::from(per_minute) / 60.0,
-            last: Instant::now(),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.per_sec;
-        self.tokens = (self.tokens + refill).min(self.capacity);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+    /// A subscribe offer was relayed and its answer has not come back:
+    /// only then is an answer parsed.
+    awaiting_answer: bool,
 }
 
 /// Why the loop ended.
@@ -70,6 +41,8 @@ enum End {
     Dropped,
     Shutdown,
     LoggedOut,
+    /// Too many refused messages: closed so it stops costing work.
+    Abusive,
 }
 
 struct Connection {
@@ -82,7 +55,25 @@ struct Connection {
     control_rate: RateLimit,
     /// Ends when the login session that authorized this socket does.
     session_ended: Option<SessionWatch>,
+    /// Refused messages a client may send (rate-limited, oversized, invalid
+    /// SDP); a client that keeps sending them is disconnected.
+    refusals: RateLimit,
+    abusive: bool,
 }
+
+/// Refused messages a connection may cause at once, and per minute after.
+const REFUSAL_BURST: u32 = 20;
+const REFUSALS_PER_MINUTE: u32 = 20;
+/// Error codes that count as refusals (not, e.g., `room_full`).
+const REFUSALS: [&str; 7] = [
+    "rate_limited",
+    "message_too_large",
+    "sdp_too_large",
+    "too_many_tracks",
+    "invalid_sdp",
+    "invalid_signal",
+    "no_offer_pending",
+];
 
 /// Signal and media-state messages a client may send at once, and per minute.
 const CONTROL_BURST: u32 = 200;
@@ -119,14 +110,20 @@ async fn serve_connection(
         chat_rate,
         control_rate,
         session_ended,
+        refusals: RateLimit::new(REFUSAL_BURST, REFUSALS_PER_MINUTE),
+        abusive: false,
     };
     let end = connection.serve().await;
     tracing::debug!(?end, "connection ended");
     connection.leave().await;
-    if matches!(end, End::Shutdown | End::Dropped | End::LoggedOut) {
+    if matches!(
+        end,
+        End::Shutdown | End::Dropped | End::LoggedOut | End::Abusive
+    ) {
         let (code, reason) = match end {
             End::Shutdown => (close_code::AWAY, "server shutting down"),
             End::LoggedOut => (close_code::POLICY, "logged out"),
+            End::Abusive => (close_code::POLICY, "too many refused messages"),
             _ => (close_code::POLICY, "too slow to keep up"),
         };
         let frame = CloseFrame {
@@ -184,7 +181,13 @@ impl Connection {
                     let Some(Ok(frame)) = frame else { return End::ClientClosed };
                     last_heard = Instant::now();
                     match frame {
-                        Message::Text(text) => self.on_text(&text).await,
+                        Message::Text(text) => {
+                            self.on_text(&text).await;
+                            if self.abusive {
+                                tracing::warn!(user_id = self.user.id, "closing a connection that keeps sending refused messages");
+                                return End::Abusive;
+                            }
+                        }
                         Message::Binary(_) => {
                             self.send_error("binary_not_supported", "send JSON text messages", None).await;
                         }
@@ -338,6 +341,23 @@ impl Connection {
                 .send_error("sdp_too_large", &message, reference.as_ref())
                 .await;
         }
+        let offering = pc == PcName::Publish && sdp.as_ref().is_some_and(|s| s.kind == "offer");
+        let answering = pc == PcName::Subscribe && sdp.as_ref().is_some_and(|s| s.kind == "answer");
+        // Parsing SDP is the costly part of a message: publish offers come
+        // out of one budget per user (however many sockets it opens), and
+        // answers are parsed only when an offer awaits one.
+        if offering && self.joined.is_some() && !self.state.user_limits.take_offer(self.user.id) {
+            let message = "too many publish offers from this account; slow down";
+            return self
+                .send_error("rate_limited", message, reference.as_ref())
+                .await;
+        }
+        if answering && self.joined.as_ref().is_some_and(|j| !j.awaiting_answer) {
+            let message = "an answer arrived but no subscribe offer is outstanding";
+            return self
+                .send_error("no_offer_pending", message, reference.as_ref())
+                .await;
+        }
         let Some(joined) = self.admit_control(&reference).await else {
             return;
         };
@@ -402,8 +422,12 @@ impl Connection {
         };
         if let Err(e) = joined.media.send(command) {
             let message = format!("{e}; try again shortly");
-            self.send_error("unavailable", &message, reference.as_ref())
+            return self
+                .send_error("unavailable", &message, reference.as_ref())
                 .await;
+        }
+        if answering && let Some(joined) = self.joined.as_mut() {
+            joined.awaiting_answer = false;
         }
     }
 
@@ -426,6 +450,9 @@ impl Connection {
             }
             .to_json(),
             Some(MediaEvent::SubscribeOffer { offer, tracks }) => {
+                if let Some(joined) = self.joined.as_mut() {
+                    joined.awaiting_answer = true;
+                }
                 let tracks = tracks
                     .into_iter()
                     .map(|t| TrackOut {
@@ -523,6 +550,7 @@ impl Connection {
                     participant_id,
                     outbox: receiver,
                     media,
+                    awaiting_answer: false,
                 });
                 let db = self.state.db.clone();
                 let (meeting_id, user_id) = (meeting.id, self.user.id);
@@ -597,6 +625,9 @@ impl Connection {
 
     async fn send_error(&mut self, code: &str, message: &str, reference: Option<&Value>) {
         tracing::debug!(code, message, "refused a client message");
+        if REFUSALS.contains(&code) && !self.refusals.take() {
+            self.abusive = true;
+        }
         let json = ServerMessage::Error {
             code,
             message,

@@ -4,6 +4,7 @@
 
 mod connection;
 pub mod protocol;
+pub mod rate;
 pub mod sessions;
 
 use crate::auth::user_from_session;
