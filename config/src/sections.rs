@@ -87,6 +87,10 @@ pub struct LimitsConfig {
     pub max_chat_chars: u32,
     /// Most participants (connections) in one meeting.
     pub max_room_participants: u32,
+    /// Most participants one account may be in one meeting (browser tabs).
+    pub max_participants_per_user: u32,
+    /// Most WebSockets one account may have open.
+    pub max_sockets_per_user: u32,
     /// Largest WebSocket message accepted from a client, in bytes (chat and
     /// every other message except `signal` with an SDP).
     pub max_ws_message_bytes: u32,
@@ -94,9 +98,11 @@ pub struct LimitsConfig {
     /// SDP grows with the tracks a participant receives at once (about
     /// 1 KiB per m-line), so it has its own limit.
     pub max_sdp_bytes: u32,
-    /// Chat messages a participant may send in a burst.
+    /// Chat messages an account may send to one meeting in a burst (over
+    /// all its tabs).
     pub chat_burst: u32,
-    /// Chat messages per minute a participant may sustain after the burst.
+    /// Chat messages per minute an account may sustain in one meeting after
+    /// the burst.
     pub chat_per_minute: u32,
 }
 
@@ -106,6 +112,8 @@ impl Default for LimitsConfig {
             max_upload_bytes: 5 * 1024 * 1024,
             max_chat_chars: 2000,
             max_room_participants: 100,
+            max_participants_per_user: 3,
+            max_sockets_per_user: 10,
             max_ws_message_bytes: 64 * 1024,
             max_sdp_bytes: 512 * 1024,
             chat_burst: 10,
@@ -301,6 +309,16 @@ impl Config {
             1024,
         )?;
         at_least("limits.max_sdp_bytes", l.max_sdp_bytes.into(), 4096)?;
+        at_least(
+            "limits.max_participants_per_user",
+            l.max_participants_per_user.into(),
+            1,
+        )?;
+        at_least(
+            "limits.max_sockets_per_user",
+            l.max_sockets_per_user.into(),
+            1,
+        )?;
         at_least("limits.chat_burst", l.chat_burst.into(), 1)?;
         at_least("limits.chat_per_minute", l.chat_per_minute.into(), 1)?;
         let a = &self.auth;

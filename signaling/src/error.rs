@@ -48,6 +48,9 @@ pub enum ApiError {
     /// 429: throttled; retry after this many seconds.
     #[error("too many attempts; try again in {0} s")]
     TooManyRequests(u64),
+    /// 429: a per-account limit on what is open at once.
+    #[error("{0}")]
+    TooManyOpen(&'static str),
     /// 503: the server is overloaded; retry later.
     #[error("the server is busy; try again shortly")]
     Busy,
@@ -77,6 +80,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
+            Self::TooManyOpen(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_connections"),
             Self::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

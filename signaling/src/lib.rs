@@ -84,7 +84,15 @@ pub async fn serve(
     let metrics = config.metrics.enabled.then(metrics::handle);
     let (stop, stopped) = watch::channel(false);
     let state = state::AppState {
-        rooms: room::Registry::new(db.clone(), config.limits.max_room_participants as usize),
+        rooms: room::Registry::new(
+            db.clone(),
+            room::RoomLimits {
+                max_participants: config.limits.max_room_participants as usize,
+                max_per_user: config.limits.max_participants_per_user as usize,
+                chat_burst: config.limits.chat_burst,
+                chat_per_minute: config.limits.chat_per_minute,
+            },
+        ),
         passwords: auth::Passwords::new(cpu.clone()),
         cpu,
         throttle: Arc::new(throttle),

@@ -531,6 +531,66 @@ async fn a_client_that_keeps_sending_refused_messages_is_disconnected() -> anyho
 }
 
 #[tokio::test]
+async fn one_account_is_bounded_in_sockets_tabs_and_chat() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| {
+        c.limits.max_sockets_per_user = 4;
+        c.limits.max_participants_per_user = 3;
+        c.limits.chat_burst = 5;
+        c.limits.chat_per_minute = 6;
+    })
+    .await?;
+    let (alice, bob) = (server.user("alice").await?, server.user("bob").await?);
+    let slug = alice.create_meeting("").await?;
+    let mut b = bob.ws().await?;
+    b.join(&slug).await?;
+
+    let mut tabs = Vec::new();
+    for _ in 0..4 {
+        tabs.push(alice.ws().await?);
+    }
+    let Err(refused) = alice.ws().await else {
+        panic!("a fifth socket is refused");
+    };
+    assert!(format!("{refused:#}").contains("429"), "{refused:#}");
+
+    for tab in tabs.iter_mut().take(3) {
+        tab.join(&slug).await?;
+    }
+    tabs[3]
+        .send(json!({"type": "join-meeting", "slug": slug}))
+        .await?;
+    assert_eq!(tabs[3].recv_type("error").await?["code"], "too_many_tabs");
+
+    // Three tabs chatting at once share one budget of five.
+    for (i, tab) in tabs.iter_mut().take(3).enumerate() {
+        for n in 0..4 {
+            tab.send(json!({"type": "chat-message", "text": format!("tab {i} #{n}")}))
+                .await?;
+        }
+    }
+    let mut delivered = 0;
+    while let Ok(m) = b.recv_within(Duration::from_millis(500)).await {
+        if m["type"] == "chat-message" {
+            delivered += 1;
+        }
+    }
+    assert_eq!(delivered, 5, "Bob sees the account's burst, not three");
+
+    // A closed socket frees its place.
+    tabs.pop().expect("four").close().await?;
+    let mut again = None;
+    for _ in 0..50 {
+        if let Ok(ws) = alice.ws().await {
+            again = Some(ws);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(again.is_some(), "a socket opens again once one closed");
+    server.stop().await
+}
+
+#[tokio::test]
 async fn heartbeat_drops_a_silent_client() -> anyhow::Result<()> {
     let server = TestServer::start_with(|c| {
         c.websocket.ping_interval_ms = 100;

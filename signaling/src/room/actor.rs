@@ -1,12 +1,14 @@
 //! The room actor: the one task that owns a live meeting's state.
 
+use super::RoomLimits;
 use super::{JoinError, Outbox, Registry, RoomCommand};
 use crate::auth::PublicUser;
 use crate::db::{Database, rfc3339};
 use crate::meetings::ChatView;
 use crate::ws::protocol::{MeetingInfo, Participant, ServerMessage};
+use crate::ws::rate::RateLimit;
 use axum::extract::ws::Utf8Bytes;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
@@ -29,12 +31,15 @@ pub(super) struct RoomActor {
     pub meeting: MeetingInfo,
     pub db: Database,
     pub registry: Registry,
-    pub max_participants: usize,
+    pub limits: RoomLimits,
     pub count: Arc<AtomicUsize>,
     pub commands: mpsc::Receiver<RoomCommand>,
     members: Vec<Member>,
     /// The last [`HISTORY_ON_JOIN`] messages, oldest first.
     history: VecDeque<ChatView>,
+    /// Each account's chat budget here (shared by its tabs; forgotten
+    /// with the room).
+    chat_rates: HashMap<i64, RateLimit>,
 }
 
 impl RoomActor {
@@ -45,7 +50,7 @@ impl RoomActor {
         meeting: MeetingInfo,
         db: Database,
         registry: Registry,
-        max_participants: usize,
+        limits: RoomLimits,
         count: Arc<AtomicUsize>,
         commands: mpsc::Receiver<RoomCommand>,
     ) -> Self {
@@ -55,11 +60,12 @@ impl RoomActor {
             meeting,
             db,
             registry,
-            max_participants,
+            limits,
             count,
             commands,
             members: Vec::new(),
             history: VecDeque::with_capacity(HISTORY_ON_JOIN),
+            chat_rates: HashMap::new(),
         }
     }
 
@@ -143,8 +149,16 @@ impl RoomActor {
     }
 
     fn join(&mut self, participant: Participant, outbox: Outbox) -> Result<(), JoinError> {
-        if self.members.len() >= self.max_participants {
+        if self.members.len() >= self.limits.max_participants {
             return Err(JoinError::Full);
+        }
+        let tabs = self
+            .members
+            .iter()
+            .filter(|m| m.participant.user_id == participant.user_id)
+            .count();
+        if tabs >= self.limits.max_per_user {
+            return Err(JoinError::TooManyTabs);
         }
         let welcome = ServerMessage::ExistingUsers {
             meeting: &self.meeting,
@@ -199,6 +213,21 @@ impl RoomActor {
         else {
             return;
         };
+        let limits = self.limits;
+        let budget = self
+            .chat_rates
+            .entry(member.participant.user_id)
+            .or_insert_with(|| RateLimit::new(limits.chat_burst, limits.chat_per_minute));
+        if !budget.take() {
+            let error = ServerMessage::Error {
+                code: "rate_limited",
+                message: "you are sending messages too fast; wait a moment",
+                reference: reference.as_ref(),
+            }
+            .to_json();
+            let _ = member.outbox.try_send(error.into());
+            return;
+        }
         let author = PublicUser {
             id: member.participant.user_id,
             display_name: member.participant.display_name.clone(),

@@ -8,6 +8,19 @@ mod registry;
 
 pub use registry::{Registry, RoomHandle};
 
+/// Bounds every room applies.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomLimits {
+    /// Most participants in the room.
+    pub max_participants: usize,
+    /// Most participants of one account in the room (tabs).
+    pub max_per_user: usize,
+    /// Chat messages one account may send to the room at once...
+    pub chat_burst: u32,
+    /// ...and per minute after that.
+    pub chat_per_minute: u32,
+}
+
 use crate::ws::protocol::Participant;
 use axum::extract::ws::Utf8Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -24,6 +37,9 @@ pub const OUTBOX_CAPACITY: usize = 512;
 pub enum JoinError {
     /// The meeting is at `limits.max_room_participants`.
     Full,
+    /// The account is in the meeting `limits.max_participants_per_user`
+    /// times already.
+    TooManyTabs,
     /// The room task is shutting down; ask the registry again.
     Closed,
 }

@@ -1,7 +1,7 @@
 //! The registry of live meetings: slug → handle of the task that owns it.
 
 use super::actor::RoomActor;
-use super::{JoinError, Outbox, RoomCommand};
+use super::{JoinError, Outbox, RoomCommand, RoomLimits};
 use crate::db::{Database, Meeting};
 use crate::ws::protocol::{MeetingInfo, Participant};
 use dashmap::DashMap;
@@ -35,17 +35,17 @@ pub struct Registry {
     rooms: Arc<DashMap<String, RoomHandle>>,
     next_entry: Arc<AtomicU64>,
     db: Database,
-    max_participants: usize,
+    limits: RoomLimits,
 }
 
 impl Registry {
     /// An empty registry whose rooms store chat in `db`.
-    pub fn new(db: Database, max_participants: usize) -> Self {
+    pub fn new(db: Database, limits: RoomLimits) -> Self {
         Self {
             rooms: Arc::new(DashMap::new()),
             next_entry: Arc::new(AtomicU64::new(1)),
             db,
-            max_participants,
+            limits,
         }
     }
 
@@ -83,7 +83,9 @@ impl Registry {
             }
             match answer.await {
                 Ok(Ok(())) => return Ok(handle),
-                Ok(Err(JoinError::Full)) => return Err(JoinError::Full),
+                Ok(Err(refused @ (JoinError::Full | JoinError::TooManyTabs))) => {
+                    return Err(refused);
+                }
                 Ok(Err(JoinError::Closed)) | Err(_) => {
                     self.remove_entry(&meeting.slug, handle.entry_id);
                 }
@@ -109,7 +111,7 @@ impl Registry {
                     },
                     self.db.clone(),
                     self.clone(),
-                    self.max_participants,
+                    self.limits,
                     count.clone(),
                     receiver,
                 );

@@ -5,7 +5,7 @@ use super::protocol::{
     CLIENT_TYPES, CandidateInit, ClientMessage, MediaState, Participant, PcName, ServerMessage,
     SessionDescription, TrackLabelIn, TrackOut,
 };
-use super::rate::RateLimit;
+use super::rate::{RateLimit, SocketSlot};
 use super::sessions::SessionWatch;
 use crate::db::User;
 use crate::meetings;
@@ -50,7 +50,8 @@ struct Connection {
     user: User,
     socket: WebSocket,
     joined: Option<Joined>,
-    chat_rate: RateLimit,
+    /// Counts against the account's open sockets until dropped.
+    _slot: SocketSlot,
     /// Bounds signal and media-state messages (ICE candidates come in bursts).
     control_rate: RateLimit,
     /// Ends when the login session that authorized this socket does.
@@ -85,11 +86,10 @@ pub async fn run(
     state: AppState,
     user: User,
     session_ended: Option<SessionWatch>,
+    slot: SocketSlot,
 ) {
-    let limits = &state.config.limits;
-    let chat_rate = RateLimit::new(limits.chat_burst, limits.chat_per_minute);
     let span = tracing::info_span!("ws", user_id = user.id);
-    serve_connection(socket, state, user, chat_rate, session_ended)
+    serve_connection(socket, state, user, session_ended, slot)
         .instrument(span)
         .await;
 }
@@ -98,8 +98,8 @@ async fn serve_connection(
     socket: WebSocket,
     state: AppState,
     user: User,
-    chat_rate: RateLimit,
     session_ended: Option<SessionWatch>,
+    slot: SocketSlot,
 ) {
     let control_rate = RateLimit::new(CONTROL_BURST, CONTROL_PER_MINUTE);
     let mut connection = Connection {
@@ -107,7 +107,7 @@ async fn serve_connection(
         user,
         socket,
         joined: None,
-        chat_rate,
+        _slot: slot,
         control_rate,
         session_ended,
         refusals: RateLimit::new(REFUSAL_BURST, REFUSALS_PER_MINUTE),
@@ -568,6 +568,14 @@ impl Connection {
                 self.send_error("room_full", &message, reference.as_ref())
                     .await;
             }
+            Err(JoinError::TooManyTabs) => {
+                let message = format!(
+                    "you are in this meeting {} times already; leave in another tab first",
+                    self.state.config.limits.max_participants_per_user
+                );
+                self.send_error("too_many_tabs", &message, reference.as_ref())
+                    .await;
+            }
             Err(JoinError::Closed) => {
                 self.send_error("unavailable", "try again shortly", reference.as_ref())
                     .await;
@@ -589,12 +597,6 @@ impl Connection {
             let message = format!("chat messages are limited to {max} characters");
             return self
                 .send_error("chat_too_long", &message, reference.as_ref())
-                .await;
-        }
-        if !self.chat_rate.take() {
-            let message = "you are sending messages too fast; wait a moment";
-            return self
-                .send_error("rate_limited", message, reference.as_ref())
                 .await;
         }
         let command = RoomCommand::Chat {

@@ -45,6 +45,12 @@ pub async fn upgrade(
         return Err(ApiError::Forbidden("origin not allowed"));
     }
     let user = user_from_session(&state, &session).await?;
+    let max_sockets = state.config.limits.max_sockets_per_user as usize;
+    let Some(slot) = state.user_limits.open_socket(user.id, max_sockets) else {
+        return Err(ApiError::TooManyOpen(
+            "too many open connections for this account (limits.max_sockets_per_user)",
+        ));
+    };
     let session_ended = session.id().map(|id| state.sockets.watch(&id.to_string()));
     let upgrade = upgrade.map_err(|e| ApiError::bad_request("not_websocket", e.body_text()))?;
     // Frames past the hard cap close the connection (tungstenite refuses to
@@ -64,5 +70,5 @@ pub async fn upgrade(
         // patch, buffers a large message (an SDP for dozens of tracks) grew
         // are given back afterwards instead of kept per connection.
         .write_buffer_size(WS_WRITE_BUFFER)
-        .on_upgrade(move |socket| connection::run(socket, state, user, session_ended)))
+        .on_upgrade(move |socket| connection::run(socket, state, user, session_ended, slot)))
 }

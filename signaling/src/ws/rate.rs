@@ -53,9 +53,23 @@ const OFFERS_PER_MINUTE: u32 = 30;
 #[derive(Clone, Default)]
 pub struct UserLimits {
     offers: Arc<DashMap<i64, Arc<Mutex<RateLimit>>>>,
+    sockets: Arc<DashMap<i64, usize>>,
 }
 
 impl UserLimits {
+    /// Counts one more open socket of `user`, unless it has `max` already.
+    pub fn open_socket(&self, user: i64, max: usize) -> Option<SocketSlot> {
+        let mut open = self.sockets.entry(user).or_insert(0);
+        if *open >= max {
+            return None;
+        }
+        *open += 1;
+        Some(SocketSlot {
+            user,
+            sockets: self.sockets.clone(),
+        })
+    }
+
     /// Takes one publish offer from `user`'s budget.
     pub fn take_offer(&self, user: i64) -> bool {
         let bucket = self
@@ -65,6 +79,21 @@ impl UserLimits {
             .clone();
         let mut bucket = bucket.lock().unwrap_or_else(|e| e.into_inner());
         bucket.take()
+    }
+}
+
+/// One open socket of a user; counted until dropped.
+pub struct SocketSlot {
+    user: i64,
+    sockets: Arc<DashMap<i64, usize>>,
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        if let Some(mut open) = self.sockets.get_mut(&self.user) {
+            *open = open.saturating_sub(1);
+        }
+        self.sockets.remove_if(&self.user, |_, open| *open == 0);
     }
 }
 
@@ -88,5 +117,22 @@ mod tests {
             .count();
         assert_eq!(taken, OFFER_BURST as usize);
         assert!(limits.take_offer(2), "another user has a budget of its own");
+    }
+
+    #[test]
+    fn sockets_are_counted_until_dropped() {
+        let limits = UserLimits::default();
+        let first = limits.open_socket(7, 2);
+        let second = limits.open_socket(7, 2);
+        assert!(first.is_some() && second.is_some());
+        assert!(limits.open_socket(7, 2).is_none(), "a third is refused");
+        drop(first);
+        let third = limits.open_socket(7, 2);
+        assert!(third.is_some(), "a closed socket frees its place");
+        drop((second, third));
+        assert!(
+            limits.sockets.is_empty(),
+            "nothing is kept for users with no socket"
+        );
     }
 }
