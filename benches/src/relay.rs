@@ -1,7 +1,7 @@
 //! The baseline: a raw UDP relay that does nothing but forward, with the
 //! same system calls and batching as the SFU's workers (`recvmmsg`, up to
-//! `MAX_BATCHES_PER_TURN` receive batches per wakeup, sends of
-//! `OUTBOX_BYTES` from the SFU's own `Outbox`, GSO runs, `sendmmsg`), no
+//! `MAX_BATCHES_PER_TURN` receive batches per wakeup, each batch's copies
+//! sent from the SFU's own `Outbox` before the next, GSO runs, `sendmmsg`), no
 //! WebRTC and no crypto. It is what this machine can do at best; the report
 //! divides the SFU's CPU per packet by the relay's.
 //!
@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use zync_sfu::core::Outbox;
-use zync_sfu::driver::{MAX_BATCHES_PER_TURN, OUTBOX_BYTES, udp};
+use zync_sfu::driver::{MAX_BATCHES_PER_TURN, udp};
 
 /// Marks the RTCP-sized datagrams the relay sends back to their sender.
 const RTCP_MAGIC: &[u8; 2] = b"RC";
@@ -61,7 +61,7 @@ pub fn serve() -> Result<()> {
     loop {
         poll.poll(&mut events, Some(Duration::from_millis(250)))?;
         // The worker's turn: up to MAX_BATCHES_PER_TURN receive batches,
-        // sending whenever OUTBOX_BYTES wait, the rest at the end.
+        // each batch's copies sent before the next batch is received.
         for _ in 0..MAX_BATCHES_PER_TURN {
             let n = receiver.receive(&socket, |from, data| {
                 if let Some(group) = data.strip_prefix(b"JOIN ") {
@@ -100,9 +100,7 @@ pub fn serve() -> Result<()> {
                     }
                 }
             })?;
-            if outbox.bytes() >= OUTBOX_BYTES {
-                sent += sender.send_outbox(&socket, &mut outbox)?.datagrams as u64;
-            }
+            sent += sender.send_outbox(&socket, &mut outbox)?.datagrams as u64;
             if n == 0 {
                 break;
             }

@@ -413,3 +413,26 @@ impl WsClient {
         self.stream
     }
 }
+
+/// A Chrome-like publish offer with `videos` video m-lines.
+pub fn offer_with_video_lines(videos: usize) -> String {
+    let mut sdp = String::from(
+        "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+         a=group:BUNDLE",
+    );
+    for mid in 0..videos {
+        sdp.push_str(&format!(" {mid}"));
+    }
+    sdp.push_str("\r\na=msid-semantic: WMS\r\n");
+    for mid in 0..videos {
+        sdp.push_str(&format!(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n\
+             a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+             a=fingerprint:sha-256 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF\r\n\
+             a=setup:actpass\r\na=mid:{mid}\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n\
+             a=ssrc:{} cname:x\r\n",
+            1000 + mid
+        ));
+    }
+    sdp
+}

@@ -24,7 +24,7 @@ const OFFERS_PER_TURN: usize = 4;
 /// together in one offer rather than one offer each, which is what a join
 /// costs every subscriber (building, parsing and answering an SDP that
 /// grows with the room).
-pub(super) const OFFER_INTERVAL: Duration = Duration::from_millis(250);
+const OFFER_INTERVAL: Duration = Duration::from_millis(250);
 
 impl Room {
     /// Applies the browser's offer (checked and parsed by signaling) on its
