@@ -41,6 +41,9 @@ impl Server {
             .env("ZYNC_SFU_UDP_PORT_MIN", "0")
             .env("ZYNC_SFU_UDP_PORT_MAX", "0")
             .env("ZYNC_LIMITS_MAX_ROOM_PARTICIPANTS", "1000")
+            // Every simulated person signs up and meets from loopback.
+            .env("ZYNC_AUTH_MAX_REGISTRATIONS_PER_IP_PER_HOUR", "1000000")
+            .env("ZYNC_AUTH_MAX_MEETINGS_PER_IP_PER_HOUR", "1000000")
             .env("ZYNC_LOG_LEVEL", "warn")
             // Its end of the pipe closes when we exit: the server follows.
             .stdin(Stdio::piped())

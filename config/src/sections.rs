@@ -44,6 +44,32 @@ pub struct HttpConfig {
     /// not counted). More wait in the kernel's accept queue. Lowered at
     /// start to fit the process's file-descriptor limit.
     pub max_connections: u32,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For`
+    /// or `Forwarded` header says who the client is. Empty: the TCP peer is
+    /// the client, and the headers are ignored.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl HttpConfig {
+    /// The trusted proxies as networks (a bare address is a /32 or /128).
+    /// Call after validation; entries that do not parse are left out.
+    pub fn trusted_networks(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| parse_network(p).ok())
+            .collect()
+    }
+}
+
+/// An address or a CIDR range.
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    text.parse::<IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR range"))
 }
 
 impl Default for HttpConfig {
@@ -53,6 +79,7 @@ impl Default for HttpConfig {
             public_url: String::new(),
             header_timeout_secs: 15,
             max_connections: 4096,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -128,12 +155,18 @@ impl Default for LimitsConfig {
 pub struct AuthConfig {
     /// A session ends after this many days without a request.
     pub session_days: u32,
-    /// Failed logins allowed per username within `throttle_window_secs`.
+    /// Failed logins allowed per username from one client address within
+    /// `throttle_window_secs` (beyond, attempts at it are slowed, not
+    /// refused, from other addresses).
     pub max_failures_per_username: u32,
     /// Failed logins allowed per client IP within `throttle_window_secs`.
     pub max_failures_per_ip: u32,
     /// The window over which failed logins are counted, in seconds.
     pub throttle_window_secs: u32,
+    /// Accounts one client address may register per hour.
+    pub max_registrations_per_ip_per_hour: u32,
+    /// Meetings one client address may create per hour.
+    pub max_meetings_per_ip_per_hour: u32,
 }
 
 impl Default for AuthConfig {
@@ -143,6 +176,8 @@ impl Default for AuthConfig {
             max_failures_per_username: 5,
             max_failures_per_ip: 50,
             throttle_window_secs: 300,
+            max_registrations_per_ip_per_hour: 20,
+            max_meetings_per_ip_per_hour: 100,
         }
     }
 }
@@ -295,6 +330,9 @@ impl Config {
             1,
         )?;
         at_least("http.max_connections", self.http.max_connections.into(), 1)?;
+        for proxy in &self.http.trusted_proxies {
+            parse_network(proxy).map_err(|r| invalid("http.trusted_proxies", r))?;
+        }
         let l = &self.limits;
         at_least("limits.max_upload_bytes", l.max_upload_bytes, 1024)?;
         at_least("limits.max_chat_chars", l.max_chat_chars.into(), 1)?;
@@ -332,6 +370,16 @@ impl Config {
         at_least(
             "auth.throttle_window_secs",
             a.throttle_window_secs.into(),
+            1,
+        )?;
+        at_least(
+            "auth.max_registrations_per_ip_per_hour",
+            a.max_registrations_per_ip_per_hour.into(),
+            1,
+        )?;
+        at_least(
+            "auth.max_meetings_per_ip_per_hour",
+            a.max_meetings_per_ip_per_hour.into(),
             1,
         )?;
         let w = &self.websocket;

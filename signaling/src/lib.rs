@@ -5,6 +5,7 @@
 pub mod app;
 pub mod auth;
 pub mod avatar;
+pub mod client_ip;
 pub mod cpu;
 pub mod db;
 pub mod error;
@@ -82,6 +83,7 @@ pub async fn serve(
     let sfu = zync_sfu::Sfu::start(sfu_config(&config))
         .context("starting the media plane (config [sfu])")?;
     let metrics = config.metrics.enabled.then(metrics::handle);
+    let trusted_proxies = Arc::new(config.http.trusted_networks());
     let (stop, stopped) = watch::channel(false);
     let state = state::AppState {
         rooms: room::Registry::new(
@@ -96,6 +98,14 @@ pub async fn serve(
         passwords: auth::Passwords::new(cpu.clone()),
         cpu,
         throttle: Arc::new(throttle),
+        registrations: Arc::new(auth::AddressQuota::new(
+            config.auth.max_registrations_per_ip_per_hour,
+            Duration::from_secs(3600),
+        )),
+        meeting_creations: Arc::new(auth::AddressQuota::new(
+            config.auth.max_meetings_per_ip_per_hour,
+            Duration::from_secs(3600),
+        )),
         allowed_origins: Arc::new(allowed_origins),
         db: db.clone(),
         config: Arc::new(config),
@@ -103,6 +113,7 @@ pub async fn serve(
         sfu: sfu.clone(),
         sockets: ws::sessions::SessionSockets::default(),
         user_limits: ws::rate::UserLimits::default(),
+        trusted_proxies,
         metrics,
     };
     let rooms = state.rooms.clone();

@@ -1,6 +1,6 @@
 //! The state every handler shares.
 
-use crate::auth::{LoginThrottle, Passwords};
+use crate::auth::{AddressQuota, LoginThrottle, Passwords};
 use crate::cpu::CpuPool;
 use crate::db::Database;
 use crate::room::Registry;
@@ -21,6 +21,10 @@ pub struct AppState {
     pub passwords: Passwords,
     /// Failed-login counters.
     pub throttle: Arc<LoginThrottle>,
+    /// Registrations per client address.
+    pub registrations: Arc<AddressQuota>,
+    /// New meetings per client address.
+    pub meeting_creations: Arc<AddressQuota>,
     /// Live meetings: slug → the task that owns the meeting's state.
     pub rooms: Registry,
     /// Origins the WebSocket accepts.
@@ -29,6 +33,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// The media plane.
     pub sfu: zync_sfu::Sfu,
+    /// Reverse proxies whose forwarding headers name the client.
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     /// Budgets a user's connections share.
     pub user_limits: crate::ws::rate::UserLimits,
     /// Open WebSockets per login session (closed when it ends).

@@ -311,3 +311,118 @@ async fn the_selected_database_is_the_one_in_use() -> anyhow::Result<()> {
     );
     server.stop().await
 }
+
+/// A login attempt as a client behind a proxy at 127.0.0.1 that says the
+/// client is `client`.
+async fn login_via_proxy(
+    server: &TestServer,
+    client: &str,
+    username: &str,
+    password: &str,
+) -> anyhow::Result<StatusCode> {
+    Ok(reqwest::Client::new()
+        .post(format!("{}/api/auth/login", server.base))
+        .header("x-forwarded-for", client)
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await?
+        .status())
+}
+
+#[tokio::test]
+async fn guessing_at_an_account_locks_out_the_guesser_not_the_owner() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| {
+        c.http.trusted_proxies = vec!["127.0.0.1".into()];
+        c.auth.max_failures_per_username = 3;
+    })
+    .await?;
+    server.user("alice").await?;
+    const ATTACKER: &str = "203.0.113.66";
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(login_via_proxy(&server, ATTACKER, "alice", "wrong password").await?);
+    }
+    assert_eq!(
+        statuses,
+        [
+            vec![StatusCode::UNAUTHORIZED; 3],
+            vec![StatusCode::TOO_MANY_REQUESTS; 3]
+        ]
+        .concat()
+    );
+    // Alice, from her own address, still gets in at once.
+    let started = std::time::Instant::now();
+    let owner = login_via_proxy(&server, "198.51.100.7", "alice", PASSWORD).await?;
+    assert_eq!(owner, StatusCode::OK);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    server.stop().await
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_is_throttled_on_its_own() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| {
+        c.http.trusted_proxies = vec!["127.0.0.0/8".into()];
+        c.auth.max_failures_per_ip = 3;
+    })
+    .await?;
+    server.user("bob").await?;
+    for name in ["x", "y", "z"] {
+        let status = login_via_proxy(&server, "203.0.113.66", name, "nope").await?;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let locked = login_via_proxy(&server, "203.0.113.66", "bob", PASSWORD).await?;
+    assert_eq!(
+        locked,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the guesser's address is locked"
+    );
+    let other = login_via_proxy(&server, "198.51.100.8", "bob", PASSWORD).await?;
+    assert_eq!(
+        other,
+        StatusCode::OK,
+        "someone else behind the same proxy is not"
+    );
+
+    // A client cannot dodge its lock by naming itself someone else: the
+    // proxy appends the real address, which is what counts.
+    let forged = login_via_proxy(&server, "192.0.2.1, 203.0.113.66", "bob", PASSWORD).await?;
+    assert_eq!(forged, StatusCode::TOO_MANY_REQUESTS);
+    server.stop().await
+}
+
+#[tokio::test]
+async fn forwarding_headers_are_ignored_without_trusted_proxies() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| c.auth.max_failures_per_ip = 2).await?;
+    for (i, name) in ["x", "y"].iter().enumerate() {
+        let claimed = format!("198.51.100.{i}");
+        let status = login_via_proxy(&server, &claimed, name, "nope").await?;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let status = login_via_proxy(&server, "198.51.100.99", "z", "nope").await?;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the peer address counts"
+    );
+    server.stop().await
+}
+
+#[tokio::test]
+async fn registrations_and_new_meetings_are_limited_per_address() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| {
+        c.auth.max_registrations_per_ip_per_hour = 2;
+        c.auth.max_meetings_per_ip_per_hour = 2;
+    })
+    .await?;
+    let alice = server.user("alice").await?;
+    server.user("bob").await?;
+    let (status, body) = server.client().register("carol", "Carol", PASSWORD).await?;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    alice.create_meeting("one").await?;
+    alice.create_meeting("two").await?;
+    let (status, _) = alice
+        .post("/api/meetings", json!({"title": "three"}))
+        .await?;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    server.stop().await
+}

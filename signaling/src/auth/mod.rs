@@ -5,19 +5,19 @@ mod password;
 mod throttle;
 
 pub use password::Passwords;
-pub use throttle::LoginThrottle;
+pub use throttle::{AddressQuota, LoginThrottle};
 
+use crate::client_ip::ClientIp;
 use crate::db::{NewUser, User, rfc3339};
 use crate::error::{ApiError, ApiResult};
 use crate::json::ApiJson;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use tower_sessions::Session;
 
 /// Session key holding the logged-in user's id.
@@ -180,6 +180,7 @@ async fn log_in(session: &Session, user: &User) -> ApiResult<()> {
 /// `POST /api/auth/register`: creates an account and logs it in.
 pub async fn register(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     session: Session,
     ApiJson(req): ApiJson<RegisterRequest>,
 ) -> ApiResult<impl IntoResponse> {
@@ -187,6 +188,11 @@ pub async fn register(
     validate_username(username)?;
     let display_name = clean_display_name(&req.display_name)?;
     validate_password(&req.password)?;
+    // Counted once the request is valid (before the costly hash).
+    state
+        .registrations
+        .take(ip)
+        .map_err(ApiError::TooManyRequests)?;
     let taken = || ApiError::Conflict {
         code: "username_taken",
         message: "that username is taken".into(),
@@ -213,14 +219,19 @@ pub async fn register(
 /// `POST /api/auth/login`: checks credentials (throttled) and logs in.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     session: Session,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<Json<Me>> {
     let username = req.username.trim();
-    let ip = peer.ip();
     if let Some(wait) = state.throttle.check(username, ip) {
         return Err(ApiError::TooManyRequests(wait));
+    }
+    // Guessing at one account from many addresses slows every attempt at
+    // it down; nobody is locked out of their own account.
+    let slowdown = state.throttle.slowdown(username);
+    if !slowdown.is_zero() {
+        tokio::time::sleep(slowdown).await;
     }
     let user = if username.len() <= *USERNAME_LEN.end() && req.password.len() <= PASSWORD_MAX_BYTES
     {
@@ -232,7 +243,7 @@ pub async fn login(
     let ok = state.passwords.verify(req.password, hash).await?;
     match user {
         Some(user) if ok => {
-            state.throttle.succeeded(username);
+            state.throttle.succeeded(username, ip);
             log_in(&session, &user).await?;
             Ok(Json(Me::from(&user)))
         }

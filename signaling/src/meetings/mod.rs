@@ -4,6 +4,7 @@ pub mod slug;
 mod words;
 
 use crate::auth::{CurrentUser, PublicUser};
+use crate::client_ip::ClientIp;
 use crate::db::{ChatMessage, Meeting, rfc3339};
 use crate::error::{ApiError, ApiResult};
 use crate::json::ApiJson;
@@ -96,8 +97,13 @@ pub struct CreateMeeting {
 pub async fn create(
     State(state): State<AppState>,
     CurrentUser(user): CurrentUser,
+    ClientIp(ip): ClientIp,
     ApiJson(body): ApiJson<CreateMeeting>,
 ) -> ApiResult<(StatusCode, Json<MeetingView>)> {
+    state
+        .meeting_creations
+        .take(ip)
+        .map_err(ApiError::TooManyRequests)?;
     let title = body.title.unwrap_or_default();
     let title = title.trim();
     if title.chars().count() > TITLE_MAX_CHARS || title.chars().any(char::is_control) {
