@@ -126,12 +126,12 @@ zync_sfu_rtp_packets_in_total{worker=\"0\"} 7
 
     #[test]
     fn sums_workers_and_reads_bucket_bounds() {
-        let counts = DelayCounts::parse(TEXT).unwrap();
+        let counts = DelayCounts::parse(TEXT).expect("the histogram");
         assert_eq!(
             counts.0,
             vec![(0.001, 990.0), (0.02, 999.0), (f64::INFINITY, 1000.0)]
         );
-        let figures = counts.figures().unwrap();
+        let figures = counts.figures().expect("samples");
         assert_eq!(figures.samples, 1000);
         assert_eq!(figures.p50_ms, Some(1.0));
         assert_eq!(figures.p99_ms, Some(1.0));
@@ -140,14 +140,14 @@ zync_sfu_rtp_packets_in_total{worker=\"0\"} 7
 
     #[test]
     fn a_window_is_the_difference_of_two_readings() {
-        let before = DelayCounts::parse(TEXT).unwrap();
+        let before = DelayCounts::parse(TEXT).expect("the histogram");
         let later = DelayCounts(vec![
             (0.001, 990.0),
             (0.02, 1_000.0),
             (f64::INFINITY, 1_010.0),
         ]);
         let window = later.since(&before);
-        let figures = window.figures().unwrap();
+        let figures = window.figures().expect("samples");
         assert_eq!(figures.samples, 10);
         assert_eq!(figures.p50_ms, None, "most of the window was past 20 ms");
         assert!(DelayCounts::parse("nothing here").is_none());

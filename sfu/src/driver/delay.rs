@@ -156,7 +156,7 @@ mod tests {
         let twenty_ms = BUCKET_BOUNDS_MICROS
             .iter()
             .position(|b| *b == 20_000)
-            .unwrap();
+            .expect("a 20 ms bound");
         assert_eq!(snapshot.buckets[twenty_ms], 1);
         assert_eq!(snapshot.buckets[BUCKETS - 1], 1);
         assert_eq!(snapshot.sum_nanos, 2_020_001_000);
