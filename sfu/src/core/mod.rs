@@ -34,6 +34,8 @@ use str0m::config::DtlsCert;
 /// this replaces the oldest.
 const MAX_ADDRS_PER_LEG: usize = 8;
 
+pub(crate) use participant::Participant;
+
 /// Counters the core keeps; the driver exports them as metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CoreStats {
@@ -95,6 +97,17 @@ pub struct CoreConfig {
 }
 
 impl CoreConfig {
+    /// A participant's two connections for the core this config is for:
+    /// the costly part of a join (two str0m connections), so that it can be
+    /// done on the joiner's own thread rather than the worker's.
+    pub(crate) fn connections(
+        &self,
+        now: Instant,
+        id: ParticipantId,
+    ) -> Result<Participant, leg::LegError> {
+        Participant::new(now, id, self)
+    }
+
     /// Defaults for a core advertising `candidate`, with a new DTLS
     /// certificate (clone the config to share it between cores).
     pub fn new(candidate: SocketAddr) -> Self {
@@ -354,6 +367,24 @@ impl Core {
     }
 
     fn join(&mut self, now: Instant, room_name: String, participant: ParticipantId) {
+        match Participant::new(now, participant, &self.config) {
+            Ok(prepared) => self.join_prepared(now, room_name, prepared),
+            Err(e) => {
+                tracing::error!(participant = %participant, error = %e, "could not create connections");
+                self.events.push_back((
+                    participant,
+                    Event::Failed {
+                        reason: e.to_string(),
+                    },
+                ));
+            }
+        }
+    }
+
+    /// Puts a participant whose connections were built elsewhere (see
+    /// [`CoreConfig::connections`]) into `room_name`.
+    pub(crate) fn join_prepared(&mut self, now: Instant, room_name: String, prepared: Participant) {
+        let participant = prepared.id;
         if self.room_of.contains_key(&participant) {
             self.events.push_back((
                 participant,
@@ -373,7 +404,7 @@ impl Core {
             events: &mut self.events,
             stats: &mut self.stats,
         };
-        match room.join(now, participant, &self.config, &mut out) {
+        match room.join(now, prepared, &self.config, &mut out) {
             Ok(p) => {
                 self.by_ufrag
                     .insert(p.publish.ufrag.clone(), (participant, Leg::Publish));

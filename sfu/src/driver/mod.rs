@@ -76,9 +76,15 @@ pub enum SfuError {
     /// The worker's queue is full; try again.
     #[error("the media plane is overloaded")]
     Busy,
+    /// A participant's connections could not be set up.
+    #[error("setting up the media connections: {0}")]
+    Setup(String),
 }
 
 struct WorkerHandle {
+    /// The worker's core settings (its candidate), to build joiners'
+    /// connections off the worker.
+    config: CoreConfig,
     messages: SyncSender<WorkerMessage>,
     waker: Arc<mio::Waker>,
     load: Arc<WorkerLoad>,
@@ -149,12 +155,13 @@ impl Sfu {
             let waker = Worker::waker(&poll)?;
             let (messages, receiver) = std::sync::mpsc::sync_channel(WORKER_QUEUE);
             let load = Arc::new(WorkerLoad::default());
+            let worker_config = CoreConfig {
+                candidate,
+                ..core_config.clone()
+            };
             let worker = Worker {
                 index,
-                core: Core::new(CoreConfig {
-                    candidate,
-                    ..core_config.clone()
-                }),
+                core: Core::new(worker_config.clone()),
                 socket,
                 poll,
                 messages: receiver,
@@ -165,6 +172,7 @@ impl Sfu {
                 .spawn(move || worker.run())?;
             tracing::info!(worker = index, %candidate, "media worker listening");
             workers.push(WorkerHandle {
+                config: worker_config,
                 messages,
                 waker,
                 load,
@@ -215,11 +223,14 @@ impl Sfu {
             events,
         };
         let handle = &self.inner.workers[worker];
+        // Built here, on the joiner's task, not on the worker that forwards
+        // the room's media.
+        let connections = handle
+            .config
+            .connections(std::time::Instant::now(), participant)
+            .map_err(|e| SfuError::Setup(e.to_string()))?;
         handle.send(WorkerMessage::Register(participant, sink))?;
-        handle.send(WorkerMessage::Command(Command::Join {
-            room: room.to_string(),
-            participant,
-        }))?;
+        handle.send(WorkerMessage::Join(room.to_string(), Box::new(connections)))?;
         Ok(session)
     }
 
@@ -229,7 +240,7 @@ impl Sfu {
     pub fn render_metrics(&self, out: &mut String) {
         const NAME: &str = "zync_sfu_forward_delay_seconds";
         out.push_str(&format!(
-            "# HELP {NAME} Time from a datagram's arrival at the host to the end of the worker turn that forwarded it.\n# TYPE {NAME} histogram\n"
+            "# HELP {NAME} Time from a datagram's arrival at the host to the last send of the batch that forwarded it.\n# TYPE {NAME} histogram\n"
         ));
         for (index, worker) in self.inner.workers.iter().enumerate() {
             let labels = format!("worker=\"{index}\"");

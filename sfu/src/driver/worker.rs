@@ -4,7 +4,7 @@
 use super::delay::{DelayHistogram, DelayMeter};
 use super::udp;
 use crate::api::{Command, Event, ParticipantId};
-use crate::core::{Core, CoreStats};
+use crate::core::{Core, CoreStats, Participant};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +35,8 @@ pub enum WorkerMessage {
     Register(ParticipantId, tokio::sync::mpsc::Sender<Event>),
     /// A command for the core.
     Command(Command),
+    /// A participant whose connections signaling built, to join `room`.
+    Join(String, Box<Participant>),
     /// Stop the thread.
     Shutdown,
 }
@@ -114,6 +116,13 @@ impl Worker {
                 match self.messages.try_recv() {
                     Ok(WorkerMessage::Register(id, sink)) => {
                         sinks.insert(id, sink);
+                    }
+                    Ok(WorkerMessage::Join(room, participant)) => {
+                        let at = Instant::now();
+                        self.core.join_prepared(at, room, *participant);
+                        self.load
+                            .negotiation_nanos
+                            .fetch_add(at.elapsed().as_nanos() as u64, Ordering::Relaxed);
                     }
                     Ok(WorkerMessage::Command(command)) => {
                         if let Command::Leave { participant } = &command {

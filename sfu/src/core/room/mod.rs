@@ -149,15 +149,16 @@ impl Room {
             .min()
     }
 
-    /// Adds a participant and offers it everything already published.
+    /// Adds a participant (its connections built already) and offers it
+    /// everything already published.
     pub fn join(
         &mut self,
         now: Instant,
-        id: ParticipantId,
+        participant: Participant,
         config: &CoreConfig,
         out: &mut Outputs,
     ) -> Result<&Participant, LegError> {
-        let participant = Participant::new(now, id, config)?;
+        let id = participant.id;
         tracing::info!(room = %self.name, participant = %id, "media: joined");
         self.participants.insert(id, participant);
         self.renegotiate(now, id, out);
