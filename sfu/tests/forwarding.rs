@@ -254,6 +254,42 @@ fn nack_repairs_video_under_five_percent_loss() {
 }
 
 #[test]
+fn resends_stay_within_each_subscribers_budget_on_a_hopeless_link() {
+    // 40 % loss on every hop: subscribers NACK a large part of the stream.
+    let mut sim = Sim::new(
+        Link {
+            loss: 0.4,
+            delay: Duration::from_millis(10),
+        },
+        9,
+    );
+    for _ in 0..3 {
+        let i = sim.add_peer(MediaShape::default());
+        sim.join(i, "room");
+    }
+    sim.run_for(Duration::from_secs(8));
+    let stats = sim.core.stats();
+    assert!(stats.nacks > 100, "subscribers NACKed a lot: {stats:?}");
+    // A fifth of what was forwarded, plus each subscriber's initial burst.
+    let budget = stats.rtp_out / 5 + 3 * 100;
+    assert!(
+        stats.resends <= budget,
+        "{} resends for {} forwarded packets: {stats:?}",
+        stats.resends,
+        stats.rtp_out
+    );
+    assert!(
+        stats.resends_over_budget > 0,
+        "the budget did bind: {stats:?}"
+    );
+    assert!(
+        stats.resends_not_received > 0,
+        "packets lost on the way in are told apart: {stats:?}"
+    );
+    assert_eq!(sim.core.participant_count(), 3);
+}
+
+#[test]
 fn garbage_datagrams_neither_panic_nor_disturb_the_others() {
     let mut sim = one_room(3, 7);
     sim.run_for(Duration::from_secs(2));

@@ -105,6 +105,13 @@ impl PacketHistory {
         self.packets.get(at)
     }
 
+    /// Whether `seq` is older than anything kept (asked for too late), as
+    /// opposed to missing from the span kept (never received from the
+    /// publisher).
+    pub fn is_older_than_kept(&self, seq: u64) -> bool {
+        self.packets.front().is_none_or(|oldest| seq < oldest.seq)
+    }
+
     /// Packets kept.
     #[cfg(test)]
     pub fn len(&self) -> usize {

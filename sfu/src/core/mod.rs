@@ -57,8 +57,14 @@ pub struct CoreStats {
     pub nacks: u64,
     /// Packets resent to subscribers that NACKed them.
     pub resends: u64,
-    /// NACKed packets that could not be resent (no longer in the history).
+    /// NACKed packets that could not be resent: older than the history.
     pub resends_missed: u64,
+    /// NACKed packets that could not be resent: the SFU never received them
+    /// from the publisher.
+    pub resends_not_received: u64,
+    /// NACKed packets not resent because the subscriber's resend budget
+    /// (a share of what is forwarded to it) was spent.
+    pub resends_over_budget: u64,
 }
 
 /// Where room operations put their results.

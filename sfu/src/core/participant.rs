@@ -4,6 +4,7 @@
 use super::CoreConfig;
 use super::leg::{LegError, LegRtc};
 use super::negotiation::SubscribeLines;
+use super::repair::ResendBudget;
 use crate::api::{Kind, Leg, ParticipantId, Source, TrackLabel};
 use rustc_hash::FxHashMap;
 use std::time::Instant;
@@ -26,6 +27,8 @@ pub struct Participant {
     pub offer_queued: bool,
     /// When its last subscribe offer was made.
     pub last_offer: Option<Instant>,
+    /// How many NACKed packets it may still have resent.
+    pub resend_budget: ResendBudget,
     /// What the browser says each of its m-lines carries.
     labels: FxHashMap<String, Source>,
     /// Incoming SSRC → the m-line it belongs to (cache of str0m's lookup).
@@ -43,6 +46,7 @@ impl Participant {
             joined: now,
             offer_queued: false,
             last_offer: None,
+            resend_budget: ResendBudget::default(),
             labels: FxHashMap::default(),
             ssrc_mid: FxHashMap::default(),
         })

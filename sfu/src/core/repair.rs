@@ -53,16 +53,39 @@ impl KeyframeThrottle {
     }
 }
 
+/// Why NACKed packets could not be resent.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Unanswered {
+    /// Older than the history (or sent under an earlier anchoring of the
+    /// m-line): asked for too late.
+    pub too_old: u64,
+    /// Within the history's span but missing: the SFU never received them
+    /// from the publisher (lost on the way in).
+    pub not_received: u64,
+}
+
 /// The packets to resend for a subscriber's NACK of `seqs` (its own
-/// sequence numbers), from the track's history, and how many could not be
-/// (too old, or sent under an earlier anchoring of the m-line).
-pub fn resends(sub: &Subscription, history: &PacketHistory, seqs: &[u64]) -> (Vec<Queued>, u64) {
+/// sequence numbers), from the track's history, and why the others could
+/// not be.
+pub fn resends(
+    sub: &Subscription,
+    history: &PacketHistory,
+    seqs: &[u64],
+) -> (Vec<Queued>, Unanswered) {
     let mut again = Vec::with_capacity(seqs.len());
-    let mut missed = 0;
+    let mut unanswered = Unanswered::default();
     for &seq in seqs {
-        let packet = sub.rewriter.unmap(seq).and_then(|s| history.get(s));
+        let Some(publisher_seq) = sub.rewriter.unmap(seq) else {
+            unanswered.too_old += 1;
+            continue;
+        };
+        let packet = history.get(publisher_seq);
         let Some((packet, pt)) = packet.and_then(|p| Some((p, sub.map_pt(p.pt)?))) else {
-            missed += 1;
+            if history.is_older_than_kept(publisher_seq) {
+                unanswered.too_old += 1;
+            } else {
+                unanswered.not_received += 1;
+            }
             continue;
         };
         again.push(Queued {
@@ -77,7 +100,47 @@ pub fn resends(sub: &Subscription, history: &PacketHistory, seqs: &[u64]) -> (Ve
             exts: packet.exts,
         });
     }
-    (again, missed)
+    (again, unanswered)
+}
+
+/// How many resends a subscriber may still get: earned as a share of what
+/// is forwarded to it, so one NACK datagram (up to ~200 sequence numbers)
+/// or a subscriber on a hopeless link cannot make the SFU resend more than
+/// a bounded fraction of its stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResendBudget {
+    tokens: f32,
+}
+
+impl ResendBudget {
+    /// Resends earned per forwarded packet (a fifth: repairs 20 % loss).
+    const SHARE: f32 = 0.2;
+    /// Most resends saved up (a keyframe's worth lost at once).
+    const BURST: f32 = 100.0;
+
+    /// Credits `packets` forwarded to the subscriber.
+    pub fn earn(&mut self, packets: u32) {
+        self.tokens = (self.tokens + packets as f32 * Self::SHARE).min(Self::BURST);
+    }
+
+    /// Takes one resend, if the budget allows it.
+    pub fn spend(&mut self) -> bool {
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+impl Default for ResendBudget {
+    /// A full burst, so a new subscriber's first losses are repaired.
+    fn default() -> Self {
+        Self {
+            tokens: Self::BURST,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -89,6 +152,21 @@ mod tests {
     use std::sync::Arc;
 
     const WINDOW: Duration = Duration::from_millis(500);
+
+    #[test]
+    fn resends_are_a_bounded_share_of_what_is_forwarded() {
+        let mut budget = ResendBudget::default();
+        let burst = (0..1_000).filter(|_| budget.spend()).count();
+        assert_eq!(burst, 100, "a burst at first");
+        budget.earn(50);
+        assert_eq!((0..1_000).filter(|_| budget.spend()).count(), 10);
+        budget.earn(1_000_000);
+        assert_eq!(
+            (0..1_000).filter(|_| budget.spend()).count(),
+            100,
+            "saved up to the burst"
+        );
+    }
 
     #[test]
     fn one_request_per_window_and_the_owed_one_after_it() {
@@ -119,6 +197,10 @@ mod tests {
             pt_map: vec![(96.into(), 100.into())],
         };
         for seq in 500..510u64 {
+            sub.rewriter.map(seq, seq as u32 * 10);
+            if seq == 505 {
+                continue; // lost on the way in
+            }
             history.push(StoredPacket {
                 seq,
                 pt: 96.into(),
@@ -128,10 +210,16 @@ mod tests {
                 payload: Arc::from(vec![seq as u8]),
                 exts: ForwardedExts::default(),
             });
-            sub.rewriter.map(seq, seq as u32 * 10);
         }
-        let (again, missed) = resends(&sub, &history, &[1_002, 1_009, 1_010, 999]);
-        assert_eq!(missed, 2, "one never sent, one before the first");
+        let (again, missed) = resends(&sub, &history, &[1_002, 1_005, 1_009, 1_010, 999]);
+        assert_eq!(
+            missed,
+            Unanswered {
+                too_old: 2,
+                not_received: 1
+            },
+            "one never sent, one before the first; one the SFU never received"
+        );
         let got: Vec<(u64, u8, u64)> = again
             .iter()
             .map(|q| (q.seq, *q.pt, u64::from(q.payload[0])))

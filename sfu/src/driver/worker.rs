@@ -264,6 +264,16 @@ impl Worker {
             previous.keyframe_requests_throttled,
         );
         counter("zync_sfu_nacks_total", now.nacks, previous.nacks);
+        counter(
+            "zync_sfu_resends_not_received_total",
+            now.resends_not_received,
+            previous.resends_not_received,
+        );
+        counter(
+            "zync_sfu_resends_over_budget_total",
+            now.resends_over_budget,
+            previous.resends_over_budget,
+        );
         counter("zync_sfu_rtp_resent_total", now.resends, previous.resends);
         counter(
             "zync_sfu_resends_missed_total",

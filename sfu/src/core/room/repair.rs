@@ -88,9 +88,14 @@ impl Room {
         let Some(sub) = track.subscription(id, mid) else {
             return;
         };
-        let (again, missed) = repair::resends(sub, &track.history, seqs);
-        out.stats.resends_missed += missed;
+        let (again, unanswered) = repair::resends(sub, &track.history, seqs);
+        out.stats.resends_missed += unanswered.too_old;
+        out.stats.resends_not_received += unanswered.not_received;
         for q in again {
+            if !subscriber.resend_budget.spend() {
+                out.stats.resends_over_budget += 1;
+                continue;
+            }
             match subscriber
                 .subscribe
                 .resend_now(now, q.ssrc, &q.write(), out.transmits)

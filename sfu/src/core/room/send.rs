@@ -38,6 +38,7 @@ impl Room {
                 continue;
             };
             let batch = &rest[..end];
+            subscriber.resend_budget.earn(batch.len() as u32);
             for (i, q) in batch.iter().enumerate() {
                 if let Some(next) = batch.get(i + 1) {
                     subscriber.subscribe.prefetch(next.ssrc);
