@@ -347,3 +347,49 @@ async fn rtp_packets_in(server: &TestServer) -> anyhow::Result<u64> {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_stream_arrives_in_order_on_a_clean_network() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let host = server.user("host").await?;
+    let slug = host.create_meeting("Order").await?;
+    let mut people = Vec::new();
+    for name in ["ann", "ben", "cat"] {
+        let client = server.user(name).await?;
+        people.push(TestParticipant::join(&client, &slug, MediaShape::default()).await?);
+    }
+    let ids: Vec<String> = people.iter().map(|p| p.id.clone()).collect();
+    for (i, person) in people.iter().enumerate() {
+        for other in ids
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, id)| id.clone())
+        {
+            person
+                .wait_for("a few seconds of video", WAIT, move |o| {
+                    o.packets_from(&other, Source::Camera) > 150
+                })
+                .await?;
+        }
+    }
+    for person in &people {
+        let observed = person.observe();
+        for ((from, source), r) in &observed.peer.received {
+            assert_eq!(
+                r.reordered, 0,
+                "{source:?} from {from} arrived out of order ({} of {} packets)",
+                r.reordered, r.packets
+            );
+            assert_eq!(
+                r.missing(),
+                0,
+                "{source:?} from {from}: nothing lost on loopback"
+            );
+        }
+    }
+    for p in people {
+        p.leave().await;
+    }
+    server.stop().await
+}

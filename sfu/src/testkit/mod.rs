@@ -106,6 +106,9 @@ pub struct Received {
     pub latencies_us: Vec<u64>,
     /// RTCP sender reports received for this stream.
     pub sender_reports: u64,
+    /// Packets that arrived, for the first time, after a higher sequence
+    /// number of the stream had (out of order, or a late repair).
+    pub reordered: u64,
     seen: std::collections::HashSet<u64>,
 }
 
@@ -697,6 +700,9 @@ impl SimPeer {
         entry.bytes += payload.len() as u64;
         if entry.seen.insert(seq) {
             entry.distinct += 1;
+            if entry.highest_seq.is_some_and(|h| seq < h) {
+                entry.reordered += 1;
+            }
         }
         entry.highest_seq = Some(entry.highest_seq.map_or(seq, |h| h.max(seq)));
         entry.lowest_seq = Some(entry.lowest_seq.map_or(seq, |l| l.min(seq)));
