@@ -1,5 +1,6 @@
 //! An offer flood from one account against a call on the same media
-//! worker. (Its own test binary: the media tests read process-wide
+//! worker: the call goes on, memory stays bounded, the flooding sockets are
+//! closed. (Its own test binary: the media tests read process-wide
 //! metrics, which this test's server would move.)
 
 use serde_json::json;
@@ -10,6 +11,16 @@ use zync_tests::participant::TestParticipant;
 use zync_tests::{TestServer, offer_with_video_lines};
 
 const WAIT: Duration = Duration::from_secs(15);
+
+/// This process's resident memory, MiB.
+fn resident_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
 
 /// Packets `person` has received from everyone in `others`, audio and video.
 fn received_from(person: &TestParticipant, others: &[String]) -> u64 {
@@ -93,6 +104,7 @@ async fn an_offer_flood_from_one_account_leaves_a_call_on_the_same_worker_alone(
         }
         closed
     });
+    let rss_before = resident_mib();
     let during_start = received_from(&people[0], &others);
     tokio::time::sleep(window).await;
     let during = received_from(&people[0], &others) - during_start;
@@ -110,6 +122,12 @@ async fn an_offer_flood_from_one_account_leaves_a_call_on_the_same_worker_alone(
         "the call received {during} packets in {window:?} during the flood, {normal} before"
     );
     assert_eq!(flood.await?, 10, "every flooding socket was disconnected");
+    // (The server shares this process with the simulated participants.)
+    let grown = resident_mib() - rss_before;
+    assert!(
+        grown < 64.0,
+        "memory grew by {grown:.0} MiB during the flood"
+    );
     late.leave().await;
     for p in people {
         p.leave().await;
