@@ -259,6 +259,11 @@ test('7. a muted microphone sends nothing; ten leave-and-rejoins leave everyone 
       await di.page.getByRole('button', { name: 'Leave' }).waitFor();
       for (const p of people.slice(0, 3)) await tile(p.page, 'Di Turing').waitFor();
     }
+    // Let the last round's negotiation settle before looking. (Checked at
+    // once, a page was seen missing a video for the whole wait while a
+    // check a few seconds later found everything attached; not yet
+    // understood, see the "Rooms of 100" issue.)
+    await people[0].page.waitForTimeout(4000);
     for (const p of people) {
       // Di's tile comes with `user-joined`, her video a moment later.
       await until(p.page, 'three remote videos attached', () => [...document.querySelectorAll('.tile:not(.self) video')].filter((v) => v.srcObject).length >= 3);
