@@ -44,9 +44,10 @@ impl RateLimit {
 
 /// Publish offers a user may send at once, over all its connections, and
 /// per minute afterwards. A browser offers when it joins and when it starts
-/// or stops sharing its screen; muting does not renegotiate.
-const OFFER_BURST: u32 = 10;
-const OFFERS_PER_MINUTE: u32 = 30;
+/// or stops sharing its screen; muting does not renegotiate. Someone
+/// leaving and rejoining ten times in half a minute must still get through.
+const OFFER_BURST: u32 = 30;
+const OFFERS_PER_MINUTE: u32 = 120;
 
 /// Per-user buckets shared by all of a user's connections. Cheap to clone.
 /// (One small entry per user who ever negotiated, for the process's life.)

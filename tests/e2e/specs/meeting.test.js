@@ -259,19 +259,6 @@ test('7. a muted microphone sends nothing; ten leave-and-rejoins leave everyone 
       await di.page.getByRole('button', { name: 'Leave' }).waitFor();
       for (const p of people.slice(0, 3)) await tile(p.page, 'Di Turing').waitFor();
     }
-    // Let the last round's negotiation settle, then log what each page has
-    // (checked at once, a page was seen missing a video for the whole wait
-    // while a check a few seconds later found everything attached; not yet
-    // understood, see the "Rooms of 100" issue).
-    await people[0].page.waitForTimeout(4000);
-    for (const p of people) {
-      const info = await p.page.evaluate(() => ({
-        tiles: [...document.querySelectorAll('.tile:not(.self)')].map((t) => [t.textContent.trim().slice(0, 12), !!t.querySelector('video'), !!t.querySelector('video')?.srcObject]),
-        remote: [...window.zync.room.media.remote.values()].map((r) => [r.mid, r.kind, r.participantId, r.source]),
-        people: [...window.zync.room.participants.values()].map((q) => [q.id, q.display_name, JSON.stringify(q.media)]),
-      }));
-      console.log('after the rejoins', p.displayName, JSON.stringify(info));
-    }
     for (const p of people) {
       // Di's tile comes with `user-joined`, her video a moment later.
       await until(p.page, 'three remote videos attached', () => [...document.querySelectorAll('.tile:not(.self) video')].filter((v) => v.srcObject).length >= 3);
