@@ -269,7 +269,7 @@ fn resends_stay_within_each_subscribers_budget_on_a_hopeless_link() {
     }
     sim.run_for(Duration::from_secs(8));
     let stats = sim.core.stats();
-    assert!(stats.nacks > 100, "subscribers NACKed a lot: {stats:?}");
+    assert!(stats.nacks > 20, "subscribers NACKed: {stats:?}");
     // A fifth of what was forwarded, plus each subscriber's initial burst.
     let budget = stats.rtp_out / 5 + 3 * 100;
     assert!(
