@@ -296,15 +296,19 @@ impl Core {
     /// advertised address is `destination`.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
         self.now = now;
-        let route = match self.by_addr.get(&source) {
-            Some(route) => Some(*route),
-            None => stun::local_ufrag(contents).and_then(|ufrag| self.by_ufrag.get(ufrag).copied()),
+        // An unknown address reaches a connection only through a STUN
+        // binding request naming its ufrag: a new flow.
+        let (route, new_flow) = match self.by_addr.get(&source) {
+            Some(route) => (Some(*route), false),
+            None => (
+                stun::local_ufrag(contents).and_then(|ufrag| self.by_ufrag.get(ufrag).copied()),
+                true,
+            ),
         };
         let Some((participant, leg)) = route else {
             self.stats.dropped_datagrams += 1;
             return;
         };
-        let new_flow = stun::is_stun(contents) && !self.by_addr.contains_key(&source);
         let sent_before = self.transmits.len();
         let destination = self.config.candidate;
         self.with_room(participant, |room, config, out| {
@@ -324,12 +328,13 @@ impl Core {
         // request's MESSAGE-INTEGRITY matched the connection's ICE
         // password: a stranger who knows a ufrag (it travels in SDP) cannot
         // add routes.
-        let answered = self
-            .transmits
-            .iter()
-            .skip(sent_before)
-            .any(|(_, to, _)| to == source);
-        if new_flow && answered {
+        if new_flow
+            && self
+                .transmits
+                .iter()
+                .skip(sent_before)
+                .any(|(_, to, _)| to == source)
+        {
             self.route(participant, leg, source);
         }
     }
@@ -375,16 +380,19 @@ impl Core {
     fn join(&mut self, now: Instant, room_name: String, participant: ParticipantId) {
         match Participant::new(now, participant, &self.config) {
             Ok(prepared) => self.join_prepared(now, room_name, prepared),
-            Err(e) => {
-                tracing::error!(participant = %participant, error = %e, "could not create connections");
-                self.events.push_back((
-                    participant,
-                    Event::Failed {
-                        reason: e.to_string(),
-                    },
-                ));
-            }
+            Err(e) => self.setup_failed(participant, &e),
         }
+    }
+
+    /// Tells signaling that `participant`'s connections could not be set up.
+    fn setup_failed(&mut self, participant: ParticipantId, error: &leg::LegError) {
+        tracing::error!(participant = %participant, error = %error, "could not create connections");
+        self.events.push_back((
+            participant,
+            Event::Failed {
+                reason: error.to_string(),
+            },
+        ));
     }
 
     /// Puts a participant whose connections were built elsewhere (see
@@ -419,15 +427,7 @@ impl Core {
                 self.room_of
                     .insert(participant, Arc::from(room_name.as_str()));
             }
-            Err(e) => {
-                tracing::error!(participant = %participant, error = %e, "could not create connections");
-                self.events.push_back((
-                    participant,
-                    Event::Failed {
-                        reason: e.to_string(),
-                    },
-                ));
-            }
+            Err(e) => self.setup_failed(participant, &e),
         }
         self.cleanup(&room_name);
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Upper bounds of the histogram's buckets, µs (a last, open bucket
 /// catches the rest). Dense around the 20 ms that rooms are held to.
-pub const BUCKET_BOUNDS_MICROS: [u64; 16] = [
+const BUCKET_BOUNDS_MICROS: [u64; 16] = [
     250, 500, 1_000, 2_000, 3_000, 5_000, 7_500, 10_000, 15_000, 20_000, 30_000, 50_000, 75_000,
     100_000, 250_000, 1_000_000,
 ];
@@ -54,14 +54,6 @@ impl DelaySnapshot {
     /// Samples in total.
     pub fn count(&self) -> u64 {
         self.buckets.iter().sum()
-    }
-
-    /// Adds another worker's counts.
-    pub fn add(&mut self, other: &DelaySnapshot) {
-        for (mine, theirs) in self.buckets.iter_mut().zip(other.buckets) {
-            *mine += theirs;
-        }
-        self.sum_nanos += other.sum_nanos;
     }
 
     /// Prometheus text-format lines of a histogram `name` with `labels`

@@ -8,8 +8,8 @@ mod worker;
 
 use crate::api::{Command, Event, ParticipantId};
 use crate::core::{Core, CoreConfig, VideoCodec};
-pub use delay::{BUCKET_BOUNDS_MICROS, DelaySnapshot};
-pub use priority::{NICE_BELOW_MEDIA, yield_to_media};
+pub use delay::DelaySnapshot;
+pub use priority::yield_to_media;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::Ordering;
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 /// A worker's batching, which the load benchmark's raw relay copies.
-pub use worker::{MAX_BATCHES_PER_TURN, OUTBOX_BYTES};
+pub use worker::MAX_BATCHES_PER_TURN;
 use worker::{Worker, WorkerLoad, WorkerMessage};
 
 /// Events one participant may have queued before it is considered stuck.

@@ -6,7 +6,7 @@
 /// How much nicer than the media workers other threads are. Under full
 /// contention a thread 10 nice levels below another gets about a tenth of
 /// its CPU time; with CPU to spare it runs as fast as ever.
-pub const NICE_BELOW_MEDIA: i32 = 10;
+const NICE_BELOW_MEDIA: i32 = 10;
 /// The largest nice value Linux has.
 const NICEST: i32 = 19;
 

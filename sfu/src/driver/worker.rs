@@ -27,7 +27,7 @@ pub const MAX_BATCHES_PER_TURN: usize = 16;
 const COMMAND_BUDGET: Duration = Duration::from_millis(2);
 /// Bytes of encrypted packets the outbox holds before they are sent (a
 /// batch of 64 datagrams to a room of 25 is ~1.8 MB otherwise).
-pub const OUTBOX_BYTES: usize = 256 * 1024;
+const OUTBOX_BYTES: usize = 256 * 1024;
 
 /// A message to a worker.
 pub enum WorkerMessage {
@@ -118,21 +118,13 @@ impl Worker {
                         sinks.insert(id, sink);
                     }
                     Ok(WorkerMessage::Join(room, participant)) => {
-                        let at = Instant::now();
-                        self.core.join_prepared(at, room, *participant);
-                        self.load
-                            .negotiation_nanos
-                            .fetch_add(at.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        self.negotiate(|core, now| core.join_prepared(now, room, *participant));
                     }
                     Ok(WorkerMessage::Command(command)) => {
                         if let Command::Leave { participant } = &command {
                             sinks.remove(participant);
                         }
-                        let at = Instant::now();
-                        self.core.handle_command(at, command);
-                        self.load
-                            .negotiation_nanos
-                            .fetch_add(at.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        self.negotiate(|core, now| core.handle_command(now, command));
                     }
                     Ok(WorkerMessage::Shutdown) | Err(TryRecvError::Disconnected) => return,
                     Err(TryRecvError::Empty) => break,
@@ -201,6 +193,15 @@ impl Worker {
                 exported = self.export_metrics(&worker, exported);
             }
         }
+    }
+
+    /// Runs a command (negotiation work) on the core, counting its time.
+    fn negotiate(&mut self, command: impl FnOnce(&mut Core, Instant)) {
+        let at = Instant::now();
+        command(&mut self.core, at);
+        self.load
+            .negotiation_nanos
+            .fetch_add(at.elapsed().as_nanos() as u64, Ordering::Relaxed);
     }
 
     /// Sends everything the core produced, writing the forwarded packets
