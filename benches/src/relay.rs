@@ -63,7 +63,7 @@ pub fn serve() -> Result<()> {
         // The worker's turn: up to MAX_BATCHES_PER_TURN receive batches,
         // each batch's copies sent before the next batch is received.
         for _ in 0..MAX_BATCHES_PER_TURN {
-            let n = receiver.receive(&socket, |from, data| {
+            let n = receiver.receive(&socket, udp::BATCH, |from, data| {
                 if let Some(group) = data.strip_prefix(b"JOIN ") {
                     let group: u32 = std::str::from_utf8(group)
                         .ok()

@@ -1,6 +1,7 @@
 //! The thin I/O driver: worker threads, each owning a UDP socket and the
 //! rooms placed on it, and the handle signaling uses to reach them.
 
+mod batch;
 mod delay;
 mod priority;
 pub mod udp;

@@ -62,11 +62,13 @@ impl Default for Receiver {
 }
 
 impl Receiver {
-    /// Receives up to [`BATCH`] datagrams without blocking and hands each to
-    /// `deliver`. Returns how many arrived (0 when none were waiting).
+    /// Receives up to `limit` (at most [`BATCH`]) datagrams without
+    /// blocking and hands each to `deliver`. Returns how many arrived (0
+    /// when none were waiting).
     pub fn receive(
         &mut self,
         socket: &impl AsRawFd,
+        limit: usize,
         mut deliver: impl FnMut(SocketAddr, &[u8]),
     ) -> std::io::Result<usize> {
         self.received.clear();
@@ -80,6 +82,7 @@ impl Receiver {
             } = self;
             let mut slices: Vec<[IoSliceMut<'_>; 1]> = buffers
                 .iter_mut()
+                .take(limit.max(1))
                 .map(|b| [IoSliceMut::new(&mut b[..])])
                 .collect();
             let results = match recvmmsg(

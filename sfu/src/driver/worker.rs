@@ -1,6 +1,7 @@
 //! One worker thread: a UDP socket, the rooms placed on it (a [`Core`]),
 //! and a loop that feeds the core datagrams, commands and time.
 
+use super::batch::BatchSize;
 use super::delay::{DelayHistogram, DelayMeter};
 use super::udp;
 use crate::api::{Command, Event, ParticipantId};
@@ -84,6 +85,7 @@ impl Worker {
         let mut receiver = udp::Receiver::default();
         let mut sender = udp::Sender::default();
         let mut delay = DelayMeter::default();
+        let mut batch_size = BatchSize::default();
         let mut sinks: HashMap<ParticipantId, tokio::sync::mpsc::Sender<Event>> = HashMap::new();
         let mut exported = CoreStats::default();
         let mut last_export = Instant::now();
@@ -134,7 +136,8 @@ impl Worker {
             for _ in 0..MAX_BATCHES_PER_TURN {
                 let now = Instant::now();
                 let core = &mut self.core;
-                match receiver.receive(&self.socket, |source, data| {
+                let before = core.stats();
+                match receiver.receive(&self.socket, batch_size.next(), |source, data| {
                     core.handle_datagram(now, source, data)
                 }) {
                     Ok(0) => break,
@@ -145,6 +148,9 @@ impl Worker {
                     Ok(_) => {
                         self.flush(&mut sender);
                         delay.forwarded(receiver.arrivals(), SystemTime::now());
+                        let after = self.core.stats();
+                        batch_size
+                            .observe(after.rtp_in - before.rtp_in, after.rtp_out - before.rtp_out);
                     }
                     Err(e) => {
                         tracing::warn!(worker = self.index, error = %e, "receive failed");
