@@ -216,6 +216,19 @@ pub enum Command {
         /// The `candidate:...` line.
         candidate: String,
     },
+    /// What a subscriber shows of one remote video track (its
+    /// `track-view` message): the SFU forwards nothing for a track that is
+    /// off screen, and the smallest simulcast layer that covers its size.
+    TrackView {
+        /// The subscriber.
+        participant: ParticipantId,
+        /// Whose track.
+        publisher: ParticipantId,
+        /// Which of the publisher's tracks.
+        source: Source,
+        /// On screen, and at what size.
+        view: View,
+    },
     /// Removes a participant and everything it published.
     Leave {
         /// Who.
@@ -231,9 +244,22 @@ impl Command {
             | Command::PublishOffer { participant, .. }
             | Command::SubscribeAnswer { participant, .. }
             | Command::Candidate { participant, .. }
+            | Command::TrackView { participant, .. }
             | Command::Leave { participant } => *participant,
         }
     }
+}
+
+/// What a subscriber shows of a remote video track (the `track-view`
+/// message): whether it is on screen and at what size in device pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct View {
+    /// On screen (not paged out, tab not hidden).
+    pub visible: bool,
+    /// Displayed width, device pixels.
+    pub width: u32,
+    /// Displayed height, device pixels.
+    pub height: u32,
 }
 
 /// Something the SFU tells one participant (through signaling).

@@ -14,7 +14,7 @@ pub mod testkit;
 
 pub use api::{
     Command, Event, Kind, Leg, OfferedTrack, ParticipantId, PublishOffer, SdpAnswer, SdpOffer,
-    SdpRefused, Source, TrackLabel, parse_answer,
+    SdpRefused, Source, TrackLabel, View, parse_answer,
 };
 pub use core::VideoCodec;
 pub use driver::{Sfu, SfuConfig, SfuError, SfuSession, yield_to_media};

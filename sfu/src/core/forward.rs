@@ -1,17 +1,23 @@
 //! The forwarding decision for one incoming packet: which subscribers of its
 //! track get it, with which payload type, sequence number and timestamp.
 //!
+//! A simulcast track has up to three layers; each subscriber receives at
+//! most one of them, chosen by the room (see `super::layers`), and is moved
+//! to another only where a keyframe of that layer starts, renumbered so
+//! that its stream goes on without a gap.
+//!
 //! No str0m connection is touched here: the decisions are queued as
 //! [`Queued`] packets and the room writes them per subscriber at the end of
 //! the datagram batch (see `Room::flush`).
 
 use super::history::{ForwardedExts, PacketHistory, StoredPacket};
+use super::layers::{KeyframeStart, Layers, MAX_LAYERS};
 use super::repair::KeyframeThrottle;
 use super::rewrite::Rewriter;
 use crate::api::{Kind, ParticipantId, Source};
 use std::sync::Arc;
 use std::time::Instant;
-use str0m::media::{Mid, Pt};
+use str0m::media::{Mid, Pt, Rid};
 use str0m::rtp::{RtpWrite, Ssrc};
 
 /// Identifies a published track: its publisher and the publisher's mid.
@@ -37,9 +43,70 @@ pub struct Subscription {
     pub rewriter: Rewriter,
     /// Publisher payload type → subscriber payload type, by codec.
     pub pt_map: Vec<(Pt, Pt)>,
+    /// The layer being forwarded (`None`: nothing yet, or paused).
+    pub current: Option<u8>,
+    /// The layer the room chose; forwarding moves there at its next
+    /// keyframe (`None`: pause at once).
+    pub target: Option<u8>,
+    /// When forwarding was paused, to continue the timestamps after it.
+    paused_at: Option<Instant>,
 }
 
 impl Subscription {
+    /// A subscription that starts forwarding at the first switch point of
+    /// layer `target` (a keyframe, or any audio packet).
+    pub fn new(
+        subscriber: ParticipantId,
+        mid: Mid,
+        ssrc: Ssrc,
+        rewriter: Rewriter,
+        pt_map: Vec<(Pt, Pt)>,
+        target: Option<u8>,
+    ) -> Self {
+        Self {
+            subscriber,
+            mid,
+            ssrc,
+            rewriter,
+            pt_map,
+            current: None,
+            target,
+            paused_at: None,
+        }
+    }
+
+    /// Sets the layer to move to (`None` pauses at once). Returns true
+    /// when the subscriber now waits for a keyframe of a new layer.
+    pub fn set_target(&mut self, target: Option<u8>, now: Instant) -> bool {
+        if self.target == target {
+            return false;
+        }
+        self.target = target;
+        if target.is_none() && self.current.is_some() {
+            self.current = None;
+            self.paused_at = Some(now);
+        }
+        target.is_some() && target != self.current
+    }
+
+    /// Moves forwarding to `layer`, whose switch point `packet` is: the
+    /// numbering continues from the last packet sent, as much later as the
+    /// layer it leaves last sent (or the pause began).
+    fn start(&mut self, layer: u8, packet: &StoredPacket, layers: &Layers) {
+        let since = match self.current {
+            Some(previous) => layers.last_packet(previous),
+            None => self.paused_at.take(),
+        };
+        if let Some(since) = since {
+            let advance = packet.arrived.saturating_duration_since(since);
+            // 90 kHz: only video switches layers or pauses. One tick at
+            // least, so two frames never share a timestamp.
+            let ticks = (advance.as_micros() * 90 / 1000).max(1) as u32;
+            self.rewriter.rebase(packet.seq, packet.time, ticks);
+        }
+        self.current = Some(layer);
+    }
+
     /// The subscriber's payload type for the publisher's `pt`.
     pub fn map_pt(&self, pt: Pt) -> Option<Pt> {
         self.pt_map
@@ -99,10 +166,16 @@ pub struct Track {
     pub source: Source,
     /// Its subscribers.
     pub subscriptions: Vec<Subscription>,
-    /// Keyframe requests to the publisher, throttled.
-    pub keyframes: KeyframeThrottle,
-    /// Recent video packets, for subscribers' NACKs (empty for audio).
-    pub history: PacketHistory,
+    /// Keyframe requests to the publisher, throttled, per layer.
+    pub keyframes: [KeyframeThrottle; MAX_LAYERS],
+    /// Recent video packets per layer, for subscribers' NACKs (empty for
+    /// audio).
+    pub history: [PacketHistory; MAX_LAYERS],
+    /// What each layer sends.
+    pub layers: Layers,
+    /// Each layer's RTP stream id (none without simulcast), to ask the
+    /// publisher for a keyframe of one layer.
+    pub rids: [Option<Rid>; MAX_LAYERS],
 }
 
 impl Track {
@@ -112,19 +185,42 @@ impl Track {
             kind,
             source,
             subscriptions: Vec::new(),
-            keyframes: KeyframeThrottle::default(),
-            history: PacketHistory::default(),
+            keyframes: Default::default(),
+            history: Default::default(),
+            layers: Layers::default(),
+            rids: [None; MAX_LAYERS],
         }
     }
 
-    /// Queues `packet` once for every subscriber (renumbered for each) and
-    /// keeps video in the history for NACKs. Subscribers that did not
-    /// negotiate the packet's codec skip it.
-    pub fn forward(&mut self, packet: &StoredPacket, queue: &mut Vec<Queued>) {
-        if self.kind == Kind::Video {
-            self.history.push(packet.clone());
+    /// Queues `packet`, of layer `layer` (0 without simulcast), once for
+    /// every subscriber of that layer (renumbered for each) and keeps video
+    /// in the layer's history for NACKs. A subscriber waiting to move to
+    /// this layer moves if the packet starts a keyframe (`keyframe`).
+    /// Subscribers that did not negotiate the packet's codec skip it.
+    /// Returns true when the layer (re)started sending.
+    pub fn forward(
+        &mut self,
+        packet: &StoredPacket,
+        layer: u8,
+        keyframe: Option<KeyframeStart>,
+        queue: &mut Vec<Queued>,
+    ) -> bool {
+        let started = self.layers.on_packet(layer, packet.arrived, keyframe);
+        if self.kind == Kind::Video
+            && let Some(history) = self.history.get_mut(usize::from(layer))
+        {
+            history.push(packet.clone());
         }
+        // Audio can start anywhere; video only where a keyframe starts.
+        let switch_point = self.kind == Kind::Audio || keyframe.is_some();
         for sub in &mut self.subscriptions {
+            // Steady state: the subscriber receives this layer.
+            if sub.current != Some(layer) {
+                if !(switch_point && sub.target == Some(layer)) {
+                    continue;
+                }
+                sub.start(layer, packet, &self.layers);
+            }
             let Some(pt) = sub.map_pt(packet.pt) else {
                 continue;
             };
@@ -143,6 +239,7 @@ impl Track {
                 exts: packet.exts,
             });
         }
+        started
     }
 
     /// `subscriber`'s subscription on its m-line `mid`.
@@ -150,6 +247,11 @@ impl Track {
         self.subscriptions
             .iter()
             .find(|s| s.subscriber == subscriber && s.mid == mid)
+    }
+
+    /// The history `sub`'s sequence numbers currently map into.
+    pub fn history_of(&self, sub: &Subscription) -> &PacketHistory {
+        &self.history[usize::from(sub.current.unwrap_or(0)).min(MAX_LAYERS - 1)]
     }
 
     /// Ends `subscriber`'s subscription on `mid`, returning it (its
@@ -179,14 +281,29 @@ mod tests {
         }
     }
 
+    /// A subscription already receiving layer 0.
     fn subscription(subscriber: u64, mid: &str, start: u16, pt_map: &[(u8, u8)]) -> Subscription {
-        Subscription {
-            subscriber: ParticipantId(subscriber),
-            mid: mid.into(),
-            ssrc: (1000 + subscriber as u32).into(),
-            rewriter: Rewriter::new(start),
-            pt_map: pt_map.iter().map(|&(a, b)| (a.into(), b.into())).collect(),
-        }
+        let mut sub = waiting(subscriber, mid, start, pt_map, Some(0));
+        sub.current = Some(0);
+        sub
+    }
+
+    /// A new subscription waiting for a switch point of `target`.
+    fn waiting(
+        subscriber: u64,
+        mid: &str,
+        start: u16,
+        pt_map: &[(u8, u8)],
+        target: Option<u8>,
+    ) -> Subscription {
+        Subscription::new(
+            ParticipantId(subscriber),
+            mid.into(),
+            (1000 + subscriber as u32).into(),
+            Rewriter::new(start),
+            pt_map.iter().map(|&(a, b)| (a.into(), b.into())).collect(),
+            target,
+        )
     }
 
     #[test]
@@ -200,8 +317,8 @@ mod tests {
             .subscriptions
             .push(subscription(2, "3", 500, &[(96, 102)]));
         let mut queue = Vec::new();
-        track.forward(&packet(7_000, 96, t0), &mut queue);
-        track.forward(&packet(7_001, 96, t0), &mut queue);
+        track.forward(&packet(7_000, 96, t0), 0, None, &mut queue);
+        track.forward(&packet(7_001, 96, t0), 0, None, &mut queue);
 
         let to = |id: u64| -> Vec<(u64, u8, u32)> {
             queue
@@ -217,7 +334,7 @@ mod tests {
             "one payload is shared by every subscriber, not copied"
         );
         assert!(
-            track.history.get(7_001).is_some(),
+            track.history[0].get(7_001).is_some(),
             "video is kept for NACKs"
         );
     }
@@ -230,11 +347,11 @@ mod tests {
             .subscriptions
             .push(subscription(1, "1", 0, &[(111, 111)]));
         let mut queue = Vec::new();
-        track.forward(&packet(1, 96, t0), &mut queue);
+        track.forward(&packet(1, 96, t0), 0, None, &mut queue);
         assert!(queue.is_empty(), "a codec the subscriber lacks is skipped");
-        track.forward(&packet(2, 111, t0), &mut queue);
+        track.forward(&packet(2, 111, t0), 0, None, &mut queue);
         assert_eq!(queue.len(), 1);
-        assert!(track.history.get(2).is_none(), "audio is not kept");
+        assert!(track.history[0].get(2).is_none(), "audio is not kept");
     }
 
     #[test]
@@ -245,8 +362,8 @@ mod tests {
             .subscriptions
             .push(subscription(9, "4", 10, &[(96, 96)]));
         let mut queue = Vec::new();
-        first.forward(&packet(50, 96, t0), &mut queue);
-        first.forward(&packet(51, 96, t0), &mut queue);
+        first.forward(&packet(50, 96, t0), 0, None, &mut queue);
+        first.forward(&packet(51, 96, t0), 0, None, &mut queue);
 
         // The publisher leaves; the subscriber's line moves to another track.
         let mut sub = first
@@ -256,10 +373,120 @@ mod tests {
         sub.rewriter.resume(9_000);
         let mut second = Track::new(Kind::Video, Source::Camera);
         second.subscriptions.push(sub);
-        second.forward(&packet(60_000, 96, t0), &mut queue);
+        second.forward(&packet(60_000, 96, t0), 0, None, &mut queue);
 
         let seqs: Vec<u64> = queue.iter().map(|q| q.seq).collect();
         assert_eq!(seqs, [10, 11, 12], "no gap on the subscriber's stream");
         assert_eq!(queue[2].time, 51 * 3000 + 9_000);
+    }
+
+    const KEY: Option<KeyframeStart> = Some(KeyframeStart { size: None });
+
+    /// Three layers' packets at one instant: each layer numbers its own
+    /// stream (q from 1,000, h from 2,000, f from 3,000; timestamps apart).
+    fn layer_packet(layer: u8, n: u64, at: Instant) -> StoredPacket {
+        let mut p = packet(1_000 * (u64::from(layer) + 1) + n, 96, at);
+        p.time = u32::from(layer) * 1_000_000 + n as u32 * 3000;
+        p
+    }
+
+    #[test]
+    fn a_new_video_subscriber_starts_at_a_keyframe_of_its_layer() {
+        let t0 = Instant::now();
+        let mut track = Track::new(Kind::Video, Source::Camera);
+        track
+            .subscriptions
+            .push(waiting(1, "0", 100, &[(96, 96)], Some(1)));
+        let mut queue = Vec::new();
+        track.forward(&layer_packet(1, 0, t0), 1, None, &mut queue);
+        track.forward(&layer_packet(0, 0, t0), 0, KEY, &mut queue);
+        assert!(queue.is_empty(), "nothing before a keyframe of layer 1");
+        track.forward(&layer_packet(1, 1, t0), 1, KEY, &mut queue);
+        track.forward(&layer_packet(1, 2, t0), 1, None, &mut queue);
+        track.forward(&layer_packet(0, 1, t0), 0, None, &mut queue);
+        let seqs: Vec<u64> = queue.iter().map(|q| q.seq).collect();
+        assert_eq!(seqs, [100, 101], "layer 1 only, from its keyframe");
+    }
+
+    #[test]
+    fn switching_layers_waits_for_a_keyframe_and_leaves_no_gap() {
+        let t0 = Instant::now();
+        let frame = std::time::Duration::from_millis(33);
+        let mut track = Track::new(Kind::Video, Source::Camera);
+        track
+            .subscriptions
+            .push(waiting(1, "0", 100, &[(96, 96)], Some(2)));
+        let mut queue = Vec::new();
+        track.forward(&layer_packet(2, 0, t0), 2, KEY, &mut queue);
+        track.forward(&layer_packet(2, 1, t0 + frame), 2, None, &mut queue);
+        // The room moves this subscriber down to layer 0.
+        assert!(track.subscriptions[0].set_target(Some(0), t0 + frame));
+        track.forward(&layer_packet(0, 5, t0 + frame), 0, None, &mut queue);
+        track.forward(&layer_packet(2, 2, t0 + frame * 2), 2, None, &mut queue);
+        track.forward(&layer_packet(0, 6, t0 + frame * 3), 0, KEY, &mut queue);
+        track.forward(&layer_packet(2, 3, t0 + frame * 3), 2, None, &mut queue);
+        track.forward(&layer_packet(0, 7, t0 + frame * 4), 0, None, &mut queue);
+
+        let sent: Vec<(u64, u32)> = queue.iter().map(|q| (q.seq, q.time)).collect();
+        let t = |n: u32| 2_000_000 + n * 3000;
+        assert_eq!(
+            sent,
+            [
+                (100, t(0)),
+                (101, t(1)),
+                (102, t(2)),
+                // Layer 0 from its keyframe, one frame (2,970 ticks of 33
+                // ms) after the last layer-2 packet sent.
+                (103, t(2) + 2970),
+                (104, t(2) + 2970 + 3000),
+            ],
+            "layer 2 until layer 0's keyframe, then layer 0, one continuous stream"
+        );
+        assert_eq!(track.subscriptions[0].current, Some(0));
+    }
+
+    #[test]
+    fn a_paused_subscriber_gets_nothing_and_resumes_at_a_keyframe() {
+        let t0 = Instant::now();
+        let second = std::time::Duration::from_secs(1);
+        let mut track = Track::new(Kind::Video, Source::Camera);
+        track
+            .subscriptions
+            .push(subscription(1, "0", 100, &[(96, 96)]));
+        let mut queue = Vec::new();
+        track.forward(&layer_packet(0, 0, t0), 0, None, &mut queue);
+        track.subscriptions[0].set_target(None, t0);
+        track.forward(&layer_packet(0, 1, t0), 0, KEY, &mut queue);
+        assert_eq!(queue.len(), 1, "paused: not even a keyframe");
+        assert!(track.subscriptions[0].set_target(Some(0), t0 + second));
+        track.forward(&layer_packet(0, 30, t0 + second), 0, None, &mut queue);
+        track.forward(&layer_packet(0, 31, t0 + second), 0, KEY, &mut queue);
+        let sent: Vec<(u64, u32)> = queue.iter().map(|q| (q.seq, q.time)).collect();
+        assert_eq!(
+            sent,
+            [(100, 0), (101, 90_000)],
+            "resumed at the keyframe, the pause's second later on the same stream"
+        );
+    }
+
+    #[test]
+    fn audio_starts_at_once_and_nacks_use_the_current_layer() {
+        let t0 = Instant::now();
+        let mut audio = Track::new(Kind::Audio, Source::Microphone);
+        audio
+            .subscriptions
+            .push(waiting(1, "1", 10, &[(111, 111)], Some(0)));
+        let mut queue = Vec::new();
+        audio.forward(&packet(5, 111, t0), 0, None, &mut queue);
+        assert_eq!(queue.len(), 1, "audio needs no keyframe");
+
+        let mut video = Track::new(Kind::Video, Source::Camera);
+        video
+            .subscriptions
+            .push(waiting(2, "2", 10, &[(96, 96)], Some(1)));
+        video.forward(&layer_packet(1, 0, t0), 1, KEY, &mut queue);
+        let sub = &video.subscriptions[0];
+        assert!(video.history_of(sub).get(2_000).is_some());
+        assert!(video.history[0].get(2_000).is_none());
     }
 }

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 use str0m::change::DirectApi;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
@@ -285,16 +285,18 @@ impl LegRtc {
             .map(|s| s.ssrc())
     }
 
-    /// Asks the browser for a keyframe on the incoming m-line `mid`.
+    /// Asks the browser for a keyframe on the incoming m-line `mid` (of the
+    /// simulcast layer `rid`).
     pub fn request_keyframe(
         &mut self,
         mid: Mid,
+        rid: Option<Rid>,
         transmits: &mut Outbox,
         events: &mut Vec<LegEvent>,
     ) -> Result<bool, LegError> {
         self.mutate(transmits, events, |rtc| {
             let mut api = rtc.direct_api();
-            let Some(stream) = api.stream_rx_by_mid(mid, None) else {
+            let Some(stream) = api.stream_rx_by_mid(mid, rid) else {
                 return false;
             };
             stream.request_keyframe(KeyframeRequestKind::Pli);

@@ -5,6 +5,7 @@
 
 mod forward;
 mod history;
+mod layers;
 mod leg;
 mod negotiation;
 mod outbox;
@@ -53,6 +54,9 @@ pub struct CoreStats {
     pub keyframe_requests: u64,
     /// Keyframe requests suppressed by the per-track throttle.
     pub keyframe_requests_throttled: u64,
+    /// Keyframe requests made because a subscriber moved to another
+    /// simulcast layer (or resumed a paused track).
+    pub layer_switch_keyframes: u64,
     /// NACKs received from subscribers.
     pub nacks: u64,
     /// Packets resent to subscribers that NACKed them.
@@ -278,6 +282,16 @@ impl Core {
             } => {
                 self.with_room(participant, |room, config, out| {
                     room.subscribe_answer(now, participant, answer, config, out)
+                });
+            }
+            Command::TrackView {
+                participant,
+                publisher,
+                source,
+                view,
+            } => {
+                self.with_room(participant, |room, config, out| {
+                    room.set_view(now, participant, publisher, source, view, config, out)
                 });
             }
             Command::Candidate {

@@ -2,13 +2,14 @@
 //! the m-lines of its subscribe connection.
 
 use super::CoreConfig;
+use super::layers::layer_of_rid;
 use super::leg::{LegError, LegRtc};
 use super::negotiation::SubscribeLines;
 use super::repair::ResendBudget;
-use crate::api::{Kind, Leg, ParticipantId, Source, TrackLabel};
+use crate::api::{Kind, Leg, ParticipantId, Source, TrackLabel, View};
 use rustc_hash::FxHashMap;
 use std::time::Instant;
-use str0m::media::Mid;
+use str0m::media::{Mid, Rid};
 use str0m::rtp::Ssrc;
 
 /// One participant in the media plane.
@@ -31,8 +32,22 @@ pub struct Participant {
     pub resend_budget: ResendBudget,
     /// What the browser says each of its m-lines carries.
     labels: FxHashMap<String, Source>,
-    /// Incoming SSRC → the m-line it belongs to (cache of str0m's lookup).
-    ssrc_mid: FxHashMap<Ssrc, Mid>,
+    /// Incoming SSRC → the m-line and simulcast layer it belongs to
+    /// (cache of str0m's lookup).
+    ssrc_mid: FxHashMap<Ssrc, Incoming>,
+    /// What it shows of others' video tracks, by (publisher, source).
+    pub views: FxHashMap<(ParticipantId, Source), View>,
+}
+
+/// Where an incoming SSRC's packets belong.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming {
+    /// The publish m-line.
+    pub mid: Mid,
+    /// The simulcast layer (0 without simulcast).
+    pub layer: u8,
+    /// The layer's RTP stream id, when it has one.
+    pub rid: Option<Rid>,
 }
 
 impl Participant {
@@ -49,6 +64,7 @@ impl Participant {
             resend_budget: ResendBudget::default(),
             labels: FxHashMap::default(),
             ssrc_mid: FxHashMap::default(),
+            views: FxHashMap::default(),
         })
     }
 
@@ -94,13 +110,20 @@ impl Participant {
         }
     }
 
-    /// The publish m-line an incoming SSRC belongs to.
-    pub fn mid_of(&mut self, ssrc: Ssrc) -> Option<Mid> {
-        if let Some(mid) = self.ssrc_mid.get(&ssrc) {
-            return Some(*mid);
+    /// The publish m-line and layer an incoming SSRC belongs to.
+    pub fn incoming(&mut self, ssrc: Ssrc) -> Option<Incoming> {
+        if let Some(known) = self.ssrc_mid.get(&ssrc) {
+            return Some(*known);
         }
-        let mid = self.publish.rtc.direct_api().stream_rx(&ssrc)?.mid();
-        self.ssrc_mid.insert(ssrc, mid);
-        Some(mid)
+        let mut api = self.publish.rtc.direct_api();
+        let stream = api.stream_rx(&ssrc)?;
+        let rid = stream.rid();
+        let incoming = Incoming {
+            mid: stream.mid(),
+            layer: layer_of_rid(rid.as_deref()),
+            rid,
+        };
+        self.ssrc_mid.insert(ssrc, incoming);
+        Some(incoming)
     }
 }

@@ -189,13 +189,14 @@ mod tests {
     fn resends_map_back_through_the_rewriter() {
         let t0 = Instant::now();
         let mut history = PacketHistory::default();
-        let mut sub = Subscription {
-            subscriber: ParticipantId(3),
-            mid: "2".into(),
-            ssrc: 77.into(),
-            rewriter: Rewriter::new(1_000),
-            pt_map: vec![(96.into(), 100.into())],
-        };
+        let mut sub = Subscription::new(
+            ParticipantId(3),
+            "2".into(),
+            77.into(),
+            Rewriter::new(1_000),
+            vec![(96.into(), 100.into())],
+            Some(0),
+        );
         for seq in 500..510u64 {
             sub.rewriter.map(seq, seq as u32 * 10);
             if seq == 505 {

@@ -241,6 +241,11 @@ impl Worker {
         };
         counter("zync_sfu_rtp_packets_in_total", now.rtp_in, previous.rtp_in);
         counter(
+            "zync_sfu_layer_switch_keyframe_requests_total",
+            now.layer_switch_keyframes,
+            previous.layer_switch_keyframes,
+        );
+        counter(
             "zync_sfu_rtp_bytes_in_total",
             now.rtp_bytes_in,
             previous.rtp_bytes_in,

@@ -11,16 +11,18 @@
 //! requests and NACK answers in `repair.rs` (the per-packet decision itself
 //! is `super::forward`).
 
+mod layers;
 mod offers;
 mod repair;
 mod send;
 
 use super::forward::{Queued, Track, TrackKey};
 use super::history::{ForwardedExts, StoredPacket};
+use super::layers::{MAX_LAYERS, keyframe_start};
 use super::leg::{LegError, LegEvent};
 use super::participant::Participant;
 use super::{CoreConfig, Outputs};
-use crate::api::{Event, Leg, ParticipantId};
+use crate::api::{Event, Kind, Leg, ParticipantId};
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -75,6 +77,10 @@ pub struct Room {
     /// The batch being written, sorted by subscriber, and how far.
     sending: Vec<Queued>,
     sent: usize,
+    /// A layer started or a view changed: choose subscribers' layers again.
+    layers_changed: bool,
+    /// When layers are next chosen again anyway (a layer may have stopped).
+    next_layer_check: Option<Instant>,
 }
 
 impl Room {
@@ -93,6 +99,8 @@ impl Room {
             queued: Vec::new(),
             sending: Vec::new(),
             sent: 0,
+            layers_changed: false,
+            next_layer_check: None,
         }
     }
 
@@ -141,10 +149,11 @@ impl Room {
         let owed_keyframes = self
             .tracks
             .values()
-            .map(|t| t.keyframes.owed_at(config.keyframe_throttle));
+            .flat_map(|t| t.keyframes.iter())
+            .map(|k| k.owed_at(config.keyframe_throttle));
         connections
             .chain(owed_keyframes)
-            .chain([self.offers_due])
+            .chain([self.offers_due, self.next_layer_check])
             .flatten()
             .min()
     }
@@ -211,7 +220,7 @@ impl Room {
         for event in events.drain(..) {
             match (leg, event) {
                 // Media goes straight out, the hot path.
-                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(id, packet, out),
+                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(id, packet, config, out),
                 (leg, event) => self.pending.queue.push_back((id, leg, event)),
             }
         }
@@ -250,20 +259,31 @@ impl Room {
             }
         }
         self.offer_some(now, out);
-        let owed: Vec<TrackKey> = self
+        let owed: Vec<(TrackKey, u8)> = self
             .tracks
             .iter()
-            .filter(|(_, t)| t.keyframes.owed_due(now, config.keyframe_throttle))
-            .map(|(k, _)| *k)
+            .flat_map(|(k, t)| {
+                (0..MAX_LAYERS as u8)
+                    .filter(|&l| {
+                        t.keyframes[usize::from(l)].owed_due(now, config.keyframe_throttle)
+                    })
+                    .map(|l| (*k, l))
+            })
             .collect();
-        for key in owed {
-            self.request_keyframe(now, key, config, out);
+        for (key, layer) in owed {
+            self.request_keyframe(now, key, layer, config, out);
+        }
+        if self.next_layer_check.is_some_and(|at| at <= now) {
+            self.layers_changed = true;
         }
         self.settle(now, config, out);
     }
 
     /// Acts on queued leg events and failures until none are left.
     fn settle(&mut self, now: Instant, config: &CoreConfig, out: &mut Outputs) {
+        if self.layers_changed {
+            self.choose_layers(now, config, out);
+        }
         loop {
             if let Some((id, reason)) = self.failed.pop() {
                 self.remove(now, id, Some(reason), out);
@@ -276,7 +296,7 @@ impl Room {
                 continue;
             }
             match (leg, event) {
-                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(id, packet, out),
+                (Leg::Publish, LegEvent::Rtp(packet)) => self.forward(id, packet, config, out),
                 (
                     Leg::Publish,
                     LegEvent::MediaAdded {
@@ -296,7 +316,8 @@ impl Room {
                         .get(&id)
                         .and_then(|p| p.lines.track_on(mid));
                     if let Some(track) = track {
-                        self.request_keyframe(now, track, config, out);
+                        let layer = self.layer_wanted(track, id, mid);
+                        self.request_keyframe(now, track, layer, config, out);
                     }
                 }
                 (_, LegEvent::Nacks(count)) => out.stats.nacks += count,
@@ -314,19 +335,33 @@ impl Room {
         }
     }
 
-    /// Queues one incoming packet for every subscriber of its track;
-    /// [`Room::flush`] writes them.
-    fn forward(&mut self, id: ParticipantId, packet: RtpPacket, out: &mut Outputs) {
+    /// Queues one incoming packet for every subscriber of its track (and
+    /// layer); [`Room::flush`] writes them.
+    fn forward(
+        &mut self,
+        id: ParticipantId,
+        packet: RtpPacket,
+        config: &CoreConfig,
+        out: &mut Outputs,
+    ) {
         out.stats.rtp_in += 1;
         out.stats.rtp_bytes_in += packet.payload.len() as u64;
         let Some(publisher) = self.participants.get_mut(&id) else {
             return;
         };
-        let Some(mid) = publisher.mid_of(packet.header.ssrc) else {
+        let Some(incoming) = publisher.incoming(packet.header.ssrc) else {
             return;
         };
-        let Some(track) = self.tracks.get_mut(&TrackKey { publisher: id, mid }) else {
+        let key = TrackKey {
+            publisher: id,
+            mid: incoming.mid,
+        };
+        let Some(track) = self.tracks.get_mut(&key) else {
             return;
+        };
+        let keyframe = match track.kind {
+            Kind::Video => keyframe_start(config.codec, &packet.payload),
+            Kind::Audio => None,
         };
         let packet = StoredPacket {
             seq: *packet.seq_no,
@@ -337,7 +372,11 @@ impl Room {
             payload: packet.payload,
             exts: ForwardedExts::from(&packet.header.ext_vals),
         };
-        track.forward(&packet, &mut self.queued);
+        if track.forward(&packet, incoming.layer, keyframe, &mut self.queued) {
+            // A layer (re)started: subscribers may want it.
+            track.rids[usize::from(incoming.layer)] = incoming.rid;
+            self.layers_changed = true;
+        }
     }
 
     /// Removes a published track. Each subscriber's m-line keeps the
@@ -389,6 +428,9 @@ impl Room {
         }
         for track in self.tracks.values_mut() {
             track.subscriptions.retain(|s| s.subscriber != id);
+        }
+        for other in self.participants.values_mut() {
+            other.views.retain(|(publisher, _), _| *publisher != id);
         }
         let had_tracks = !published.is_empty();
         self.removed.push(participant);

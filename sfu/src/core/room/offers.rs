@@ -330,13 +330,22 @@ impl Room {
                 tracing::warn!(room = %self.name, participant = %id, mid = %mid, "media: no send stream for an answered m-line");
                 continue;
             };
-            track.subscriptions.push(Subscription {
-                subscriber: id,
+            let view = subscriber
+                .views
+                .get(&(key.publisher, track.source))
+                .copied();
+            let target = match track.kind {
+                Kind::Video => track.layers.choose(view, now),
+                Kind::Audio => Some(0),
+            };
+            track.subscriptions.push(Subscription::new(
+                id,
                 mid,
                 ssrc,
-                rewriter: subscriber.lines.numbering_for(mid, now),
+                subscriber.lines.numbering_for(mid, now),
                 pt_map,
-            });
+                target,
+            ));
             if track.kind == Kind::Video {
                 // A new viewer needs a keyframe to start decoding.
                 self.pending

@@ -26,12 +26,13 @@ impl Room {
         }
     }
 
-    /// Asks a track's publisher for a keyframe, at most once per throttle
-    /// interval however many subscribers ask.
+    /// Asks a track's publisher for a keyframe of one layer, at most once
+    /// per throttle interval however many subscribers ask.
     pub(super) fn request_keyframe(
         &mut self,
         now: Instant,
         key: TrackKey,
+        layer: u8,
         config: &CoreConfig,
         out: &mut Outputs,
     ) {
@@ -41,21 +42,25 @@ impl Room {
         if track.kind != Kind::Video {
             return;
         }
-        if !track.keyframes.admit(now, config.keyframe_throttle) {
+        let Some(throttle) = track.keyframes.get_mut(usize::from(layer)) else {
+            return;
+        };
+        if !throttle.admit(now, config.keyframe_throttle) {
             out.stats.keyframe_requests_throttled += 1;
             return;
         }
         let Some(publisher) = self.participants.get_mut(&key.publisher) else {
             return;
         };
+        let rid = track.rids[usize::from(layer)];
         let requested = self.pending.collect(key.publisher, Leg::Publish, |events| {
             publisher
                 .publish
-                .request_keyframe(key.mid, out.transmits, events)
+                .request_keyframe(key.mid, rid, out.transmits, events)
         });
         match requested {
             Ok(true) => {
-                track.keyframes.sent(now);
+                track.keyframes[usize::from(layer)].sent(now);
                 out.stats.keyframe_requests += 1;
             }
             Ok(false) => {}
@@ -88,7 +93,7 @@ impl Room {
         let Some(sub) = track.subscription(id, mid) else {
             return;
         };
-        let (again, unanswered) = repair::resends(sub, &track.history, seqs);
+        let (again, unanswered) = repair::resends(sub, track.history_of(sub), seqs);
         out.stats.resends_missed += unanswered.too_old;
         out.stats.resends_not_received += unanswered.not_received;
         for q in again {

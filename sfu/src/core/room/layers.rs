@@ -1,0 +1,90 @@
+//! Which simulcast layer each subscriber receives of each video track:
+//! chosen from what the subscriber shows of the track (its `track-view`)
+//! and which layers the publisher is sending, again whenever either
+//! changes and at least every [`LAYER_CHECK`] (a layer may have stopped).
+
+use super::Room;
+use crate::api::{Kind, ParticipantId, Source, View};
+use crate::core::forward::TrackKey;
+use crate::core::{CoreConfig, Outputs};
+use std::time::{Duration, Instant};
+use str0m::media::Mid;
+
+/// How often layers are chosen again without a reason.
+const LAYER_CHECK: Duration = Duration::from_millis(500);
+
+impl Room {
+    /// Records what `subscriber` shows of `publisher`'s `source` track.
+    pub fn set_view(
+        &mut self,
+        now: Instant,
+        subscriber: ParticipantId,
+        publisher: ParticipantId,
+        source: Source,
+        view: View,
+        config: &CoreConfig,
+        out: &mut Outputs,
+    ) {
+        let Some(participant) = self.participants.get_mut(&subscriber) else {
+            return;
+        };
+        if participant.views.get(&(publisher, source)) == Some(&view) {
+            return;
+        }
+        // Bounded: one entry per (publisher, source) in the room; entries
+        // of people who left are dropped with them (`Room::remove`).
+        if participant.views.len() >= VIEWS_MAX
+            && !participant.views.contains_key(&(publisher, source))
+        {
+            return;
+        }
+        participant.views.insert((publisher, source), view);
+        self.layers_changed = true;
+        self.settle(now, config, out);
+    }
+
+    /// Chooses every video subscription's layer again; a subscriber moved
+    /// to a layer it does not receive yet needs a keyframe of it.
+    pub(super) fn choose_layers(&mut self, now: Instant, config: &CoreConfig, out: &mut Outputs) {
+        self.layers_changed = false;
+        self.next_layer_check = Some(now + LAYER_CHECK);
+        let mut keyframes: Vec<(TrackKey, u8)> = Vec::new();
+        for (key, track) in &mut self.tracks {
+            if track.kind != Kind::Video {
+                continue;
+            }
+            for sub in &mut track.subscriptions {
+                let view = self
+                    .participants
+                    .get(&sub.subscriber)
+                    .and_then(|p| p.views.get(&(key.publisher, track.source)))
+                    .copied();
+                let target = track.layers.choose(view, now);
+                if sub.set_target(target, now)
+                    && let Some(layer) = target
+                    && !keyframes.contains(&(*key, layer))
+                {
+                    keyframes.push((*key, layer));
+                }
+            }
+        }
+        for (key, layer) in keyframes {
+            out.stats.layer_switch_keyframes += 1;
+            self.request_keyframe(now, key, layer, config, out);
+        }
+    }
+
+    /// The layer `subscriber` wants on its m-line `mid` of `key`: the one
+    /// it is moving to, else the one it receives.
+    pub(super) fn layer_wanted(&self, key: TrackKey, subscriber: ParticipantId, mid: Mid) -> u8 {
+        self.tracks
+            .get(&key)
+            .and_then(|t| t.subscription(subscriber, mid))
+            .and_then(|s| s.target.or(s.current))
+            .unwrap_or(0)
+    }
+}
+
+/// Most views one participant may have recorded (a room of 100 has at
+/// most 100 × 2 video tracks).
+const VIEWS_MAX: usize = 512;
