@@ -33,6 +33,8 @@ pub struct Observed {
     pub opened_at: Instant,
     /// Set when the task stopped (and why).
     pub stopped: Option<String>,
+    /// Messages the test asked to send, sent on the runner's next turn.
+    to_send: Vec<Value>,
 }
 
 impl Observed {
@@ -122,6 +124,7 @@ impl TestParticipant {
             messages: vec![welcome],
             opened_at,
             stopped: None,
+            to_send: Vec::new(),
         }));
         let (stop, stopped) = oneshot::channel();
         let run = Runner {
@@ -137,6 +140,12 @@ impl TestParticipant {
             stop: Some(stop),
             task: Some(task),
         })
+    }
+
+    /// Sends `message` on the participant's WebSocket (within ~50 ms; the
+    /// runner sends it on its next turn).
+    pub fn send(&self, message: Value) {
+        self.observe().to_send.push(message);
     }
 
     /// A look at the current state.
@@ -342,14 +351,18 @@ impl Runner {
 
     /// Sends queued datagrams from the socket of the connection that made them.
     async fn flush(&mut self) -> Result<()> {
-        let (datagrams, publish_addr) = {
+        let (datagrams, publish_addr, messages) = {
             let mut observed = self.lock();
             let publish_addr = observed.peer.addresses()[0];
             (
                 observed.peer.take_outgoing().collect::<Vec<_>>(),
                 publish_addr,
+                std::mem::take(&mut observed.to_send),
             )
         };
+        for message in messages {
+            self.ws.send(message).await?;
+        }
         for d in datagrams {
             let socket = if d.source == publish_addr {
                 &self.publish_socket

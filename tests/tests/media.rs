@@ -333,3 +333,84 @@ async fn each_stream_arrives_in_order_on_a_clean_network() -> anyhow::Result<()>
     }
     server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_track_off_screen_gets_no_packets_until_it_is_shown_again() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let host = server.user("host").await?;
+    let slug = host.create_meeting("View").await?;
+    let ann =
+        TestParticipant::join(&server.user("ann").await?, &slug, MediaShape::default()).await?;
+    let ben = TestParticipant::join(&server.user("ben").await?, &slug, watcher()).await?;
+    let video = |p: &TestParticipant| p.observe().packets_from(&ann.id, Source::Camera);
+    let audio = |p: &TestParticipant| p.observe().packets_from(&ann.id, Source::Microphone);
+    ben.wait_for("Ann's video", WAIT, |o| {
+        o.packets_from(&ann.id, Source::Camera) > 30
+    })
+    .await?;
+
+    let view = |visible: bool| {
+        json!({"type": "track-view", "participant": ann.id, "source": "camera",
+               "visible": visible, "width": 320, "height": 180})
+    };
+    ben.send(view(false));
+    // What was in flight lands within 500 ms; then nothing more.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (video_hidden, audio_hidden) = (video(&ben), audio(&ben));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(video(&ben), video_hidden, "no video for a tile off screen");
+    assert!(audio(&ben) > audio_hidden + 25, "audio goes on");
+
+    ben.send(view(true));
+    ben.wait_for("Ann's video again", Duration::from_secs(3), |o| {
+        o.packets_from(&ann.id, Source::Camera) > video_hidden + 30
+    })
+    .await?;
+    let errors: Vec<_> = ben
+        .observe()
+        .messages
+        .iter()
+        .filter(|m| m["type"] == "error")
+        .cloned()
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    server.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_track_view_gets_a_clear_error() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.user("alice").await?;
+    let slug = alice.create_meeting("").await?;
+    let mut a = alice.ws().await?;
+    let view = |participant: &str, source: &str| {
+        json!({"type": "track-view", "participant": participant, "source": source,
+               "visible": true, "width": 640, "height": 360, "ref": 7})
+    };
+    a.send(view("0123456789abcdef", "camera")).await?;
+    let error = a.recv_type("error").await?;
+    assert_eq!(error["code"], "not_joined", "{error}");
+
+    a.join(&slug).await?;
+    for (participant, source, says) in [
+        ("ann", "camera", "not a participant id"),
+        ("0123456789abcdef", "microphone", "unknown video source"),
+    ] {
+        a.send(view(participant, source)).await?;
+        let error = a.recv_type("error").await?;
+        assert_eq!(error["code"], "invalid_message", "{error}");
+        assert_eq!(error["ref"], 7, "{error}");
+        assert!(
+            error["message"].as_str().is_some_and(|m| m.contains(says)),
+            "{error}"
+        );
+    }
+    // A view of someone not (or no longer) in the room is accepted and
+    // does nothing: the client may be a moment behind.
+    a.send(view("0123456789abcdef", "screen")).await?;
+    assert!(
+        a.recv_within(Duration::from_millis(300)).await.is_err(),
+        "no reply to a well-formed view"
+    );
+    server.stop().await
+}

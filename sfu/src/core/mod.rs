@@ -291,7 +291,7 @@ impl Core {
                 view,
             } => {
                 self.with_room(participant, |room, config, out| {
-                    room.set_view(now, participant, publisher, source, view, config, out)
+                    room.set_view(now, participant, (publisher, source), view, config, out)
                 });
             }
             Command::Candidate {

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 use zync_sfu::{
     Command, Event as MediaEvent, Leg, ParticipantId, PublishOffer, SdpRefused, SfuSession, Source,
-    TrackLabel, parse_answer,
+    TrackLabel, View, parse_answer,
 };
 
 /// The meeting a connection is in.
@@ -54,6 +54,8 @@ struct Connection {
     _slot: SocketSlot,
     /// Bounds signal and media-state messages (ICE candidates come in bursts).
     control_rate: RateLimit,
+    /// `track-view` messages, limited apart from negotiation.
+    view_rate: RateLimit,
     /// Ends when the login session that authorized this socket does.
     session_ended: Option<SessionWatch>,
     /// Refused messages a client may send (rate-limited, oversized, invalid
@@ -79,6 +81,12 @@ const REFUSALS: [&str; 7] = [
 /// Signal and media-state messages a client may send at once, and per minute.
 const CONTROL_BURST: u32 = 200;
 const CONTROL_PER_MINUTE: u32 = 1200;
+/// `track-view` messages at once (a grid of 100 tiles laid out anew) and
+/// per minute (tiles resizing with the window, paging).
+const VIEW_BURST: u32 = 400;
+const VIEWS_PER_MINUTE: u32 = 2400;
+/// Largest displayed size a `track-view` may claim (an 8K screen).
+const MAX_VIEW_PIXELS: u32 = 8192;
 
 /// Serves one upgraded connection until it closes.
 pub async fn run(
@@ -109,6 +117,7 @@ async fn serve_connection(
         joined: None,
         _slot: slot,
         control_rate,
+        view_rate: RateLimit::new(VIEW_BURST, VIEWS_PER_MINUTE),
         session_ended,
         refusals: RateLimit::new(REFUSAL_BURST, REFUSALS_PER_MINUTE),
         abusive: false,
@@ -281,6 +290,22 @@ impl Connection {
             } => {
                 self.signal(pc, sdp, candidate, tracks, reference).await;
             }
+            ClientMessage::TrackView {
+                participant,
+                source,
+                visible,
+                width,
+                height,
+                reference,
+            } => {
+                let view = View {
+                    visible,
+                    width: width.min(MAX_VIEW_PIXELS),
+                    height: height.min(MAX_VIEW_PIXELS),
+                };
+                self.track_view(&participant, &source, view, reference)
+                    .await;
+            }
             ClientMessage::MediaState {
                 audio,
                 video,
@@ -313,6 +338,59 @@ impl Connection {
         }
         if !self.control_rate.take() {
             let message = "too many signal or media-state messages; slow down";
+            self.send_error("rate_limited", message, reference.as_ref())
+                .await;
+            return None;
+        }
+        self.joined.as_ref()
+    }
+
+    /// Tells the media plane what this participant shows of someone's
+    /// video track.
+    async fn track_view(
+        &mut self,
+        publisher: &str,
+        source: &str,
+        view: View,
+        reference: Option<Value>,
+    ) {
+        let Some(publisher) = ParticipantId::parse(publisher) else {
+            let message = format!("{publisher:?} is not a participant id");
+            return self
+                .send_error("invalid_message", &message, reference.as_ref())
+                .await;
+        };
+        let Some(source) = Source::parse(source).filter(|s| s.is_video()) else {
+            let message = format!("unknown video source {source:?}; use camera or screen");
+            return self
+                .send_error("invalid_message", &message, reference.as_ref())
+                .await;
+        };
+        let Some(joined) = self.admit_view(&reference).await else {
+            return;
+        };
+        let command = Command::TrackView {
+            participant: joined.media.participant(),
+            publisher,
+            source,
+            view,
+        };
+        if let Err(e) = joined.media.send(command) {
+            let message = format!("{e}; try again shortly");
+            self.send_error("unavailable", &message, reference.as_ref())
+                .await;
+        }
+    }
+
+    /// Admits a `track-view` message: in a meeting and within its own rate
+    /// (a client resizing a grid sends one per tile at once).
+    async fn admit_view(&mut self, reference: &Option<Value>) -> Option<&Joined> {
+        if self.joined.is_none() {
+            self.not_joined(reference.clone()).await;
+            return None;
+        }
+        if !self.view_rate.take() {
+            let message = "too many track-view messages; send at most one per tile per change";
             self.send_error("rate_limited", message, reference.as_ref())
                 .await;
             return None;

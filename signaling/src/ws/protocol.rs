@@ -52,6 +52,26 @@ pub enum ClientMessage {
         #[serde(rename = "ref", default)]
         reference: Option<serde_json::Value>,
     },
+    /// What the client shows of one remote video track: the server sends
+    /// nothing for a track off screen, and the smallest simulcast layer
+    /// that covers the displayed size.
+    TrackView {
+        /// The publisher's participant id.
+        participant: String,
+        /// `camera` or `screen`.
+        source: String,
+        /// On screen (not paged out, tab visible).
+        visible: bool,
+        /// Displayed width in device pixels.
+        #[serde(default)]
+        width: u32,
+        /// Displayed height in device pixels.
+        #[serde(default)]
+        height: u32,
+        /// Echoed in errors.
+        #[serde(rename = "ref", default)]
+        reference: Option<serde_json::Value>,
+    },
     /// Post a chat message to the meeting.
     ChatMessage {
         /// The text; rendered as text by clients, never as HTML.
@@ -68,6 +88,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "leave-meeting",
     "signal",
     "media-state",
+    "track-view",
     "chat-message",
 ];
 

@@ -14,13 +14,13 @@ use str0m::media::Mid;
 const LAYER_CHECK: Duration = Duration::from_millis(500);
 
 impl Room {
-    /// Records what `subscriber` shows of `publisher`'s `source` track.
+    /// Records what `subscriber` shows of the track `shown` (publisher and
+    /// source).
     pub fn set_view(
         &mut self,
         now: Instant,
         subscriber: ParticipantId,
-        publisher: ParticipantId,
-        source: Source,
+        shown: (ParticipantId, Source),
         view: View,
         config: &CoreConfig,
         out: &mut Outputs,
@@ -28,17 +28,15 @@ impl Room {
         let Some(participant) = self.participants.get_mut(&subscriber) else {
             return;
         };
-        if participant.views.get(&(publisher, source)) == Some(&view) {
+        if participant.views.get(&shown) == Some(&view) {
             return;
         }
         // Bounded: one entry per (publisher, source) in the room; entries
         // of people who left are dropped with them (`Room::remove`).
-        if participant.views.len() >= VIEWS_MAX
-            && !participant.views.contains_key(&(publisher, source))
-        {
+        if participant.views.len() >= VIEWS_MAX && !participant.views.contains_key(&shown) {
             return;
         }
-        participant.views.insert((publisher, source), view);
+        participant.views.insert(shown, view);
         self.layers_changed = true;
         self.settle(now, config, out);
     }
