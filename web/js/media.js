@@ -23,7 +23,25 @@
 const PC_CONFIG = /** @type {RTCConfiguration} */ ({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
 
 /** Upper bitrates that keep a room of many comfortable. */
-const MAX_BITRATE = { camera: 1_200_000, screen: 2_500_000, microphone: 64_000, 'screen-audio': 96_000 };
+const MAX_BITRATE = { camera: 1_500_000, screen: 2_500_000, microphone: 64_000, 'screen-audio': 96_000 };
+
+/**
+ * The camera goes out as three simulcast layers (docs/protocol.md): the
+ * server forwards each viewer the smallest that covers its tile, so small
+ * tiles and weak links cost little while a large tile stays sharp. Lowest
+ * first, as browsers expect.
+ * @type {RTCRtpEncodingParameters[]}
+ */
+const CAMERA_LAYERS = [
+  { rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: MAX_BITRATE.camera },
+];
+
+/** @param {Source} source */
+function encodingsFor(source) {
+  return source === 'camera' ? CAMERA_LAYERS.map((l) => ({ ...l })) : [{ maxBitrate: MAX_BITRATE[source] }];
+}
 
 export class MediaSession extends EventTarget {
   /** @param {{send: (message: Record<string, unknown>) => boolean}} signaling */
@@ -82,7 +100,7 @@ export class MediaSession extends EventTarget {
     if (track && source === 'screen' && 'contentHint' in track) track.contentHint = 'detail';
     const transceiver = this.publish.addTransceiver(track ?? /** @type {'audio'|'video'} */ (options.reserve), {
       direction: 'sendonly',
-      sendEncodings: [{ maxBitrate: MAX_BITRATE[source] }],
+      sendEncodings: encodingsFor(source),
     });
     this.senders.set(source, transceiver);
     await this.negotiate();

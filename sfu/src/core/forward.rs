@@ -14,6 +14,7 @@ use super::history::{ForwardedExts, PacketHistory, StoredPacket};
 use super::layers::{KeyframeStart, Layers, MAX_LAYERS};
 use super::repair::KeyframeThrottle;
 use super::rewrite::Rewriter;
+use super::vp8::{Vp8Munger, Vp8Numbers};
 use crate::api::{Kind, ParticipantId, Source};
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,6 +51,8 @@ pub struct Subscription {
     pub target: Option<u8>,
     /// When forwarding was paused, to continue the timestamps after it.
     paused_at: Option<Instant>,
+    /// VP8 picture numbering continued across layer switches.
+    pub vp8: Vp8Munger,
 }
 
 impl Subscription {
@@ -72,6 +75,7 @@ impl Subscription {
             current: None,
             target,
             paused_at: None,
+            vp8: Vp8Munger::default(),
         }
     }
 
@@ -92,7 +96,14 @@ impl Subscription {
     /// Moves forwarding to `layer`, whose switch point `packet` is: the
     /// numbering continues from the last packet sent, as much later as the
     /// layer it leaves last sent (or the pause began).
-    fn start(&mut self, layer: u8, packet: &StoredPacket, layers: &Layers) {
+    fn start(
+        &mut self,
+        layer: u8,
+        packet: &StoredPacket,
+        numbers: Option<Vp8Numbers>,
+        layers: &Layers,
+    ) {
+        self.vp8.switch(numbers);
         let since = match self.current {
             Some(previous) => layers.last_packet(previous),
             None => self.paused_at.take(),
@@ -176,6 +187,8 @@ pub struct Track {
     /// Each layer's RTP stream id (none without simulcast), to ask the
     /// publisher for a keyframe of one layer.
     pub rids: [Option<Rid>; MAX_LAYERS],
+    /// VP8 video: picture numbers are kept continuous across layers.
+    pub vp8: bool,
 }
 
 impl Track {
@@ -189,6 +202,7 @@ impl Track {
             history: Default::default(),
             layers: Layers::default(),
             rids: [None; MAX_LAYERS],
+            vp8: false,
         }
     }
 
@@ -213,13 +227,18 @@ impl Track {
         }
         // Audio can start anywhere; video only where a keyframe starts.
         let switch_point = self.kind == Kind::Audio || keyframe.is_some();
+        let numbers = if self.vp8 {
+            Vp8Numbers::parse(&packet.payload)
+        } else {
+            None
+        };
         for sub in &mut self.subscriptions {
             // Steady state: the subscriber receives this layer.
             if sub.current != Some(layer) {
                 if !(switch_point && sub.target == Some(layer)) {
                     continue;
                 }
-                sub.start(layer, packet, &self.layers);
+                sub.start(layer, packet, numbers, &self.layers);
             }
             let Some(pt) = sub.map_pt(packet.pt) else {
                 continue;
@@ -235,7 +254,7 @@ impl Track {
                 time,
                 marker: packet.marker,
                 wallclock: packet.arrived,
-                payload: packet.payload.clone(),
+                payload: sub.vp8.forward(&packet.payload, numbers),
                 exts: packet.exts,
             });
         }

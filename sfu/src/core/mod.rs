@@ -14,6 +14,7 @@ mod repair;
 mod rewrite;
 mod room;
 mod stun;
+mod vp8;
 
 pub use leg::VideoCodec;
 pub(crate) use negotiation::check_publish_offer;

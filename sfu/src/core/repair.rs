@@ -4,6 +4,7 @@
 
 use super::forward::{Queued, Subscription};
 use super::history::PacketHistory;
+use super::vp8::Vp8Numbers;
 use std::time::{Duration, Instant};
 
 /// At most one keyframe request to a publisher per interval for one track;
@@ -96,7 +97,11 @@ pub fn resends(
             time: sub.rewriter.map_ts(packet.time),
             marker: packet.marker,
             wallclock: packet.arrived,
-            payload: packet.payload.clone(),
+            // As it was sent: with the subscription's VP8 numbering.
+            payload: match Vp8Numbers::parse(&packet.payload) {
+                Some(numbers) => sub.vp8.apply(&packet.payload, numbers),
+                None => packet.payload.clone(),
+            },
             exts: packet.exts,
         });
     }

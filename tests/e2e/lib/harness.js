@@ -5,7 +5,7 @@
  * takes in the UI, found by role and accessible name.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,7 +48,8 @@ export function requireIsolation(t) {
   return false;
 }
 
-/** Starts `zync` on 127.0.0.1 with a fresh SQLite database. */
+/** Starts `zync` on 127.0.0.1 with a fresh SQLite database. Its log is
+ * appended to the file `ZYNC_E2E_SERVER_LOG` names, if set. */
 export async function startServer() {
   const bin = process.env.ZYNC_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(repo, 'target'), 'debug', 'zync');
   const dir = mkdtempSync(join(tmpdir(), 'zync-e2e-'));
@@ -66,6 +67,10 @@ export async function startServer() {
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  if (process.env.ZYNC_E2E_SERVER_LOG) {
+    const log = process.env.ZYNC_E2E_SERVER_LOG;
+    child.stdout.on('data', (chunk) => appendFileSync(log, chunk));
+  }
   const url = await new Promise((resolvePromise, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`zync did not start:\n${out}`)), 20_000);

@@ -271,3 +271,59 @@ test('7. a muted microphone sends nothing; ten leave-and-rejoins leave everyone 
     await screenshot(people[1].page, '7-after-rejoins');
   });
 });
+
+test('8. simulcast: each viewer gets the layer its tile needs, and a hidden page gets no video', async (t) => {
+  await scenario(t, async (server, browser) => {
+    const ada = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
+    const bob = await signUp(browser, server.url, 'bob', 'Bob Babbage');
+    const url = await createMeeting(ada.page, 'Layers');
+    await openAndJoin(bob.page, url);
+    await expectPlayingVideos(ada.page, 1);
+    await expectPlayingVideos(bob.page, 1);
+
+    const rids = await ada.page.evaluate(() => window.zync.room.media.senders.get('camera').sender.getParameters().encodings.map((e) => `${e.rid}:${e.active}`));
+    assert.deepEqual(rids, ['q:true', 'h:true', 'f:true'], 'the camera is sent as three active layers');
+
+    const adaId = await ada.page.evaluate(() => window.zync.room.selfId);
+    /** Waits until Bob's page decodes Ada's camera at a width in [min, max]. */
+    const adaWidthAtBob = async (/** @type {number} */ min, /** @type {number} */ max, /** @type {string} */ what) => until(bob.page, what, async ([id, lo, hi]) => {
+      const s = await window.zync.stats();
+      const v = s.inbound.find((i) => i.kind === 'video' && i.participantId === id && i.source === 'camera');
+      return v && v.frameWidth >= lo && v.frameWidth <= hi;
+    }, [adaId, min, max], 30_000);
+    // Half of Bob's window: a layer of at least 640 px.
+    await adaWidthAtBob(640, 4096, "Ada's camera at least 640 px wide in a large tile");
+
+    // Ada shares her screen: it takes Bob's stage, and her camera moves to
+    // the small filmstrip, where a quarter of 1280×720 is enough.
+    await ada.page.getByRole('button', { name: 'Share screen' }).click();
+    await tile(bob.page, "Ada Lovelace's screen").waitFor();
+    await adaWidthAtBob(1, 320, "Ada's camera at most 320 px wide in the filmstrip");
+    await screenshot(bob.page, '8-filmstrip');
+
+    // Bob's tab goes to the background: Ada's camera and screen stop
+    // arriving, her audio does not.
+    const videoPackets = async () => bob.page.evaluate(async (id) => {
+      const s = await window.zync.stats();
+      return s.inbound.filter((i) => i.kind === 'video' && i.participantId === id).reduce((sum, i) => sum + i.packetsReceived, 0);
+    }, adaId);
+    const setHidden = (/** @type {boolean} */ hidden) => bob.page.evaluate((h) => {
+      Object.defineProperty(document, 'visibilityState', { value: h ? 'hidden' : 'visible', configurable: true });
+      document.dispatchEvent(new Event('visibilitychange'));
+    }, hidden);
+    await setHidden(true);
+    await bob.page.waitForTimeout(1000);
+    const atHide = await videoPackets();
+    const audioAtHide = await audioPacketsFrom(bob.page, adaId);
+    await bob.page.waitForTimeout(2000);
+    assert.equal(await videoPackets(), atHide, 'no video packets while the page is hidden');
+    assert.ok(await audioPacketsFrom(bob.page, adaId) > audioAtHide + 50, 'audio goes on');
+
+    await setHidden(false);
+    await until(bob.page, "Ada's video again", async ([id, before]) => {
+      const s = await window.zync.stats();
+      return s.inbound.filter((i) => i.kind === 'video' && i.participantId === id).reduce((sum, i) => sum + i.packetsReceived, 0) > before + 30;
+    }, [adaId, atHide], 10_000);
+    await expectPlayingVideos(bob.page, 2);
+  });
+});

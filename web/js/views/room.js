@@ -9,6 +9,7 @@ import { SignalingClient } from '../signaling.js';
 import { openDevices, stopStream, watchLevel } from '../devices.js';
 import { clock, h, icon, replace, toast } from '../dom.js';
 import { ChatPanel } from './chat.js';
+import { TrackViews } from '../trackview.js';
 
 /** @typedef {{audio: boolean, video: boolean, screen: boolean}} MediaFlags */
 /** @typedef {{id: string, user_id: number, display_name: string, avatar_url: string, media: MediaFlags}} Participant */
@@ -114,6 +115,9 @@ class Room {
     this.joining = false;
     /** Our microphone level, 0..1. */
     this.localLevel = 0;
+    /** What we show of others' video, reported to the server. */
+    this.views = new TrackViews((message) => this.signaling.send(message));
+    this.cleanups.push(() => this.views.close());
     this.build();
   }
 
@@ -323,6 +327,7 @@ class Room {
   removeTile(key) {
     const tile = this.tiles.get(key);
     if (!tile) return;
+    this.views.unwatch(key);
     tile.setVideo(null);
     tile.el.remove();
     this.tiles.delete(key);
@@ -356,10 +361,12 @@ class Room {
       const tile = new Tile(key, `${p.display_name}'s screen`, `${p.display_name}'s screen`, p.avatar_url, { screen: true });
       this.tiles.set(key, tile);
       tile.setVideo(remote.track);
+      this.views.watch(key, p.id, 'screen', tile.video);
     } else {
       const tile = this.tiles.get(`${p.id}:camera`);
       if (!tile) return;
       tile.track = remote.track;
+      this.views.watch(tile.key, p.id, 'camera', tile.video);
       if (p.media.video || !this.announcedMedia(p)) tile.setVideo(remote.track);
     }
     this.layout();
@@ -384,6 +391,7 @@ class Room {
     } else {
       const tile = this.tiles.get(`${remote.participantId}:camera`);
       if (tile) {
+        this.views.unwatch(tile.key);
         tile.track = null;
         tile.setVideo(null);
       }
@@ -407,6 +415,7 @@ class Room {
       this.grid.dataset.cols = '1';
       this.grid.dataset.layout = 'spotlight';
       this.pager.hidden = true;
+      this.views.setShown(new Set(this.tiles.keys()));
       return;
     }
     this.grid.dataset.layout = 'grid';
@@ -417,6 +426,7 @@ class Room {
     this.grid.dataset.cols = String(n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4);
     this.grid.dataset.count = String(n);
     replace(this.grid, ...shown.map((t) => t.el));
+    this.views.setShown(new Set(shown.map((t) => t.key)));
     this.pager.hidden = pages <= 1;
     if (pages > 1) {
       replace(this.pager,

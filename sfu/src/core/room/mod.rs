@@ -305,10 +305,10 @@ impl Room {
                         direction,
                     },
                 ) => {
-                    self.publish_changed(now, id, mid, Some(kind), direction);
+                    self.publish_changed(now, id, mid, Some(kind), direction, config.codec);
                 }
                 (Leg::Publish, LegEvent::MediaChanged { mid, direction }) => {
-                    self.publish_changed(now, id, mid, None, direction);
+                    self.publish_changed(now, id, mid, None, direction, config.codec);
                 }
                 (Leg::Subscribe, LegEvent::KeyframeRequest(mid)) => {
                     let track = self

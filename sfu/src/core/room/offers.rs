@@ -6,7 +6,7 @@ use super::Room;
 use crate::api::{Event, Kind, Leg, OfferedTrack, ParticipantId, PublishOffer, Source};
 use crate::core::forward::{Subscription, Track, TrackKey};
 use crate::core::leg::LegEvent;
-use crate::core::{CoreConfig, Outputs};
+use crate::core::{CoreConfig, Outputs, VideoCodec};
 use std::time::{Duration, Instant};
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
@@ -152,6 +152,7 @@ impl Room {
         mid: Mid,
         kind: Option<Kind>,
         direction: Direction,
+        codec: VideoCodec,
     ) {
         let key = TrackKey { publisher: id, mid };
         let Some(participant) = self.participants.get(&id) else {
@@ -171,7 +172,9 @@ impl Room {
             (true, false, Some(kind)) => {
                 let source = participant.label(mid, kind);
                 tracing::info!(room = %self.name, participant = %id, mid = %mid, source = source.as_str(), "media: track published");
-                self.tracks.insert(key, Track::new(kind, source));
+                let mut track = Track::new(kind, source);
+                track.vp8 = kind == Kind::Video && codec == VideoCodec::Vp8;
+                self.tracks.insert(key, track);
                 self.renegotiate_others(now, id);
             }
             (false, true, _) => {
