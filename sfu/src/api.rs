@@ -296,6 +296,13 @@ pub enum Event {
         /// Explanation.
         message: String,
     },
+    /// Who is speaking in the room: the dominant speaker first, then the
+    /// others heard recently, each with a level 0–100. Sent to everyone in
+    /// the room at most 4 times a second, when it changes.
+    ActiveSpeakers {
+        /// (participant, level).
+        speakers: Vec<(ParticipantId, u8)>,
+    },
     /// The participant's media failed (ICE timed out, DTLS failed, an
     /// internal error) and it has been removed from the media plane.
     Failed {

@@ -414,3 +414,40 @@ async fn a_malformed_track_view_gets_a_clear_error() -> anyhow::Result<()> {
     );
     server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyone_hears_who_the_active_speaker_is() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let host = server.user("host").await?;
+    let slug = host.create_meeting("Speakers").await?;
+    // Ann talks (her packets carry -30 dBov); Ben's microphone is muted.
+    let ann =
+        TestParticipant::join(&server.user("ann").await?, &slug, MediaShape::default()).await?;
+    let muted = MediaShape {
+        audio_muted: true,
+        ..Default::default()
+    };
+    let ben = TestParticipant::join(&server.user("ben").await?, &slug, muted).await?;
+    for person in [&ann, &ben] {
+        person
+            .wait_for("Ann as the active speaker", WAIT, |o| {
+                o.messages.iter().any(|m| {
+                    m["type"] == "active-speakers"
+                        && m["speakers"][0]["participant_id"] == ann.id.as_str()
+                        && m["speakers"][0]["level"].as_u64().is_some_and(|l| l > 20)
+                })
+            })
+            .await?;
+    }
+    let ben_listed = ben.observe().messages.iter().any(|m| {
+        m["type"] == "active-speakers"
+            && m["speakers"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|e| e["participant_id"] == ben.id.as_str()))
+    });
+    assert!(
+        !ben_listed,
+        "a muted microphone is never among the speakers"
+    );
+    server.stop().await
+}

@@ -14,6 +14,7 @@ use super::history::{ForwardedExts, PacketHistory, StoredPacket};
 use super::layers::{KeyframeStart, Layers, MAX_LAYERS};
 use super::repair::KeyframeThrottle;
 use super::rewrite::Rewriter;
+use super::speaker::SpeechLevel;
 use super::vp8::{Vp8Munger, Vp8Numbers};
 use crate::api::{Kind, ParticipantId, Source};
 use std::sync::Arc;
@@ -189,6 +190,8 @@ pub struct Track {
     pub rids: [Option<Rid>; MAX_LAYERS],
     /// VP8 video: picture numbers are kept continuous across layers.
     pub vp8: bool,
+    /// A microphone's recent loudness, for the active speaker.
+    pub speech: SpeechLevel,
 }
 
 impl Track {
@@ -203,6 +206,7 @@ impl Track {
             layers: Layers::default(),
             rids: [None; MAX_LAYERS],
             vp8: false,
+            speech: SpeechLevel::default(),
         }
     }
 
@@ -220,6 +224,9 @@ impl Track {
         queue: &mut Vec<Queued>,
     ) -> bool {
         let started = self.layers.on_packet(layer, packet.arrived, keyframe);
+        if self.source == Source::Microphone {
+            self.speech.on_packet(packet.exts.audio_level());
+        }
         if self.kind == Kind::Video
             && let Some(history) = self.history.get_mut(usize::from(layer))
         {

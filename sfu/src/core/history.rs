@@ -40,6 +40,11 @@ impl ForwardedExts {
         }
     }
 
+    /// The RFC 6464 audio level (`-127..=0` dBov), if the packet had one.
+    pub fn audio_level(&self) -> Option<i8> {
+        self.audio_level
+    }
+
     /// As str0m's type, for a write.
     pub fn to_ext_values(self) -> ExtensionValues {
         ExtensionValues {

@@ -13,6 +13,7 @@ mod participant;
 mod repair;
 mod rewrite;
 mod room;
+mod speaker;
 mod stun;
 mod vp8;
 

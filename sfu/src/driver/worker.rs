@@ -166,6 +166,10 @@ impl Worker {
                 if let Some(sink) = sinks.get(&id) {
                     match sink.try_send(event) {
                         Ok(()) => {}
+                        // Speaker reports are only of the moment: one
+                        // that does not fit is dropped, not a reason to
+                        // drop the participant.
+                        Err(TrySendError::Full(Event::ActiveSpeakers { .. })) => {}
                         Err(TrySendError::Full(_)) => {
                             // Signaling is not keeping up with this
                             // participant; its negotiation is now broken.

@@ -264,6 +264,8 @@ pub struct SimPeer {
     pub received: HashMap<(ParticipantId, Source), Received>,
     /// Subscribe offers answered so far.
     pub offers_answered: u64,
+    /// The latest `ActiveSpeakers` report: dominant first.
+    pub speakers: Vec<(ParticipantId, u8)>,
     /// The largest subscribe offer received: its SDP bytes and m-lines
     /// (noted by whoever has the text, see [`SimPeer::note_offer_text`]).
     pub largest_offer: (usize, usize),
@@ -326,6 +328,7 @@ impl SimPeer {
             tracks: HashMap::new(),
             received: HashMap::new(),
             offers_answered: 0,
+            speakers: Vec::new(),
             largest_offer: (0, 0),
             server_ufrag: None,
             first_media_at: None,
@@ -424,6 +427,10 @@ impl SimPeer {
             }
             Event::Failed { reason } => {
                 self.errors.push(format!("failed: {reason}"));
+                None
+            }
+            Event::ActiveSpeakers { speakers } => {
+                self.speakers = speakers;
                 None
             }
         }

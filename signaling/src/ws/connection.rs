@@ -3,7 +3,7 @@
 
 use super::protocol::{
     CLIENT_TYPES, CandidateInit, ClientMessage, MediaState, Participant, PcName, ServerMessage,
-    SessionDescription, TrackLabelIn, TrackOut,
+    SessionDescription, SpeakerOut, TrackLabelIn, TrackOut,
 };
 use super::rate::{RateLimit, SocketSlot};
 use super::sessions::SessionWatch;
@@ -550,6 +550,16 @@ impl Connection {
                 }
                 .to_json()
             }
+            Some(MediaEvent::ActiveSpeakers { speakers }) => ServerMessage::ActiveSpeakers {
+                speakers: speakers
+                    .into_iter()
+                    .map(|(id, level)| SpeakerOut {
+                        participant_id: id.to_string(),
+                        level,
+                    })
+                    .collect(),
+            }
+            .to_json(),
             Some(MediaEvent::Error { code, message }) => {
                 return self.send_error(code, &message, None).await;
             }

@@ -156,6 +156,15 @@ pub struct TrackOut {
     pub kind: &'static str,
 }
 
+/// One entry of `active-speakers`.
+#[derive(Debug, Serialize)]
+pub struct SpeakerOut {
+    /// Whose microphone.
+    pub participant_id: String,
+    /// How loud, 0–100 (smoothed over about half a second).
+    pub level: u8,
+}
+
 /// A participant's media as others see it. The media plane fills it in.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct MediaState {
@@ -228,6 +237,12 @@ pub enum ServerMessage<'a> {
         /// With a subscribe offer: whose track each m-line carries.
         #[serde(skip_serializing_if = "Option::is_none")]
         tracks: Option<Vec<TrackOut>>,
+    },
+    /// Who is speaking: the dominant speaker first, then others heard
+    /// recently (from the SFU, at most 4 a second).
+    ActiveSpeakers {
+        /// Speakers in order.
+        speakers: Vec<SpeakerOut>,
     },
     /// A participant's microphone, camera or screen changed.
     MediaState {

@@ -327,3 +327,38 @@ test('8. simulcast: each viewer gets the layer its tile needs, and a hidden page
     await expectPlayingVideos(bob.page, 2);
   });
 });
+
+test('9. the person talking gets the speaking ring, from the server, everywhere', async (t) => {
+  await scenario(t, async (server, browser) => {
+    const names = ['Ada Lovelace', 'Bob Babbage', 'Cy Hopper'];
+    const people = [];
+    for (const [i, name] of names.entries()) people.push(await signUp(browser, server.url, `user${i}`, name, { width: 960, height: 600 }));
+    const url = await createMeeting(people[0].page, 'Who talks');
+    for (const p of people.slice(1)) await openAndJoin(p.page, url);
+    for (const p of people) await expectPlayingVideos(p.page, 2);
+    const [ada, bob, cy] = people;
+    const mute = async (/** @type {{page: import('playwright-core').Page}} */ p, /** @type {boolean} */ on) => {
+      const pressed = await p.page.locator('[aria-label="Microphone"]').getAttribute('aria-pressed');
+      if ((pressed === 'true') === on) await p.page.getByRole('button', { name: 'Microphone' }).click();
+    };
+    // Only Ada's microphone is open (the fake device beeps).
+    await mute(bob, true);
+    await mute(cy, true);
+    const ringOn = (/** @type {string} */ name) => tile(cy.page, name).and(cy.page.locator('.speaking'));
+    for (const p of [bob, cy]) {
+      await until(p.page, 'Ada speaking first in active-speakers', () => {
+        const first = [...window.zync.room.speakers.keys()][0];
+        return first !== undefined && first !== window.zync.room.selfId;
+      });
+    }
+    await ringOn('Ada Lovelace').waitFor({ timeout: 10_000 });
+    assert.equal(await tile(cy.page, 'Bob Babbage').and(cy.page.locator('.speaking')).count(), 0, 'no ring on a muted microphone');
+    await screenshot(cy.page, '9-speaking');
+
+    // Ada mutes, Bob talks: the spotlight of speaking moves to him.
+    await mute(ada, true);
+    await mute(bob, false);
+    await ringOn('Bob Babbage').waitFor({ timeout: 10_000 });
+    await tile(cy.page, 'Ada Lovelace').and(cy.page.locator('.speaking')).waitFor({ state: 'detached', timeout: 10_000 });
+  });
+});

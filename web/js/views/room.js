@@ -6,7 +6,7 @@
  */
 import { MediaSession } from '../media.js';
 import { SignalingClient } from '../signaling.js';
-import { openDevices, stopStream, watchLevel } from '../devices.js';
+import { openDevices, stopStream } from '../devices.js';
 import { clock, h, icon, replace, toast } from '../dom.js';
 import { ChatPanel } from './chat.js';
 import { TrackViews } from '../trackview.js';
@@ -17,8 +17,9 @@ import { TrackViews } from '../trackview.js';
 
 /** Tiles per page in the grid before paging. */
 const PAGE_SIZE = 16;
-/** Audio level above which a participant counts as speaking. */
-const SPEAKING = 0.04;
+/** Level (0–100, from the server's `active-speakers`) from which a
+ * participant's tile shows the speaking ring. */
+const SPEAKING = 10;
 
 /**
  * @param {HTMLElement} root
@@ -113,8 +114,9 @@ class Room {
     this.cleanups = [];
     /** Joined but `existing-users` not yet received. */
     this.joining = false;
-    /** Our microphone level, 0..1. */
-    this.localLevel = 0;
+    /** The server's latest `active-speakers`: level by participant id,
+     * the dominant speaker first. @type {Map<string, number>} */
+    this.speakers = new Map();
     /** What we show of others' video, reported to the server. */
     this.views = new TrackViews((message) => this.signaling.send(message));
     this.cleanups.push(() => this.views.close());
@@ -189,11 +191,6 @@ class Room {
       return;
     }
     this.join();
-    const speakingTimer = setInterval(() => this.pollSpeaking(), 250);
-    this.cleanups.push(() => clearInterval(speakingTimer));
-    if (this.local.microphone) {
-      this.cleanups.push(watchLevel(this.local.microphone, (level) => { this.localLevel = level; }));
-    }
     // For people and tests checking what is received.
     /** @type {any} */ (window).zync = { stats: () => this.media?.stats(), room: this };
   }
@@ -255,6 +252,9 @@ class Room {
         }
         break;
       }
+      case 'active-speakers':
+        this.showSpeakers(message.speakers);
+        break;
       case 'chat-message':
         this.chat.add(message, this.panel !== 'chat');
         this.updateUnread();
@@ -446,17 +446,15 @@ class Room {
         h('span', { class: p.media.video ? '' : 'off', role: 'img', 'aria-label': p.media.video ? 'Camera on' : 'Camera off' }, icon(p.media.video ? 'cam' : 'camOff'))))));
   }
 
-  pollSpeaking() {
-    /** @type {Set<string>} */
-    const now = new Set();
-    for (const a of this.audio.values()) {
-      const level = a.receiver.getSynchronizationSources?.()[0]?.audioLevel ?? 0;
-      if (level > SPEAKING) now.add(a.participantId);
-    }
-    if (this.selfId && this.flags.audio && (this.localLevel ?? 0) > SPEAKING * 2) now.add(this.selfId);
+  /** Shows who is speaking, from the server's `active-speakers` (the
+   * same for everyone in the room, our own microphone included).
+   * @param {{participant_id: string, level: number}[]} speakers */
+  showSpeakers(speakers) {
+    this.speakers = new Map(speakers.map((s) => [s.participant_id, s.level]));
     for (const tile of this.tiles.values()) {
       const id = tile.key.split(':')[0];
-      tile.el.classList.toggle('speaking', now.has(id) && tile.key.endsWith(':camera'));
+      const speaking = tile.key.endsWith(':camera') && (this.speakers.get(id) ?? 0) >= SPEAKING;
+      tile.el.classList.toggle('speaking', speaking);
     }
   }
 
@@ -490,7 +488,6 @@ class Room {
       this.local.microphone = stream.getAudioTracks()[0];
       this.flags.audio = true;
       await this.media?.setTrack('microphone', this.local.microphone);
-      this.cleanups.push(watchLevel(this.local.microphone, (level) => { this.localLevel = level; }));
     } else {
       // Muting stops the packets (not just their sound): in a large room
       // every muted microphone would otherwise still cost 50 packets a

@@ -21,8 +21,9 @@ use super::history::{ForwardedExts, StoredPacket};
 use super::layers::{MAX_LAYERS, keyframe_start};
 use super::leg::{LegError, LegEvent};
 use super::participant::Participant;
+use super::speaker::{self, Dominance};
 use super::{CoreConfig, Outputs};
-use crate::api::{Event, Kind, Leg, ParticipantId};
+use crate::api::{Event, Kind, Leg, ParticipantId, Source};
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -81,6 +82,10 @@ pub struct Room {
     layers_changed: bool,
     /// When layers are next chosen again anyway (a layer may have stopped).
     next_layer_check: Option<Instant>,
+    /// The dominant speaker and the last report of speakers.
+    dominance: Dominance,
+    /// When microphone levels are next averaged.
+    next_speaker_tick: Option<Instant>,
 }
 
 impl Room {
@@ -101,6 +106,8 @@ impl Room {
             sent: 0,
             layers_changed: false,
             next_layer_check: None,
+            dominance: Dominance::default(),
+            next_speaker_tick: None,
         }
     }
 
@@ -153,7 +160,11 @@ impl Room {
             .map(|k| k.owed_at(config.keyframe_throttle));
         connections
             .chain(owed_keyframes)
-            .chain([self.offers_due, self.next_layer_check])
+            .chain([
+                self.offers_due,
+                self.next_layer_check,
+                self.next_speaker_tick,
+            ])
             .flatten()
             .min()
     }
@@ -275,6 +286,9 @@ impl Room {
         }
         if self.next_layer_check.is_some_and(|at| at <= now) {
             self.layers_changed = true;
+        }
+        if self.next_speaker_tick.is_none_or(|at| at <= now) {
+            self.report_speakers(now, out);
         }
         self.settle(now, config, out);
     }
@@ -436,6 +450,30 @@ impl Room {
         self.removed.push(participant);
         if had_tracks {
             self.renegotiate_others(now, id);
+        }
+    }
+}
+
+impl Room {
+    /// Averages every microphone's levels over the last interval and tells
+    /// everyone in the room who is speaking, when that changed.
+    fn report_speakers(&mut self, now: Instant, out: &mut Outputs) {
+        self.next_speaker_tick = Some(now + speaker::INTERVAL);
+        let microphones = self
+            .tracks
+            .iter_mut()
+            .filter(|(_, t)| t.source == Source::Microphone)
+            .map(|(key, t)| (key.publisher, &mut t.speech));
+        let Some(speakers) = self.dominance.tick(now, microphones) else {
+            return;
+        };
+        for id in self.participants.keys() {
+            out.event(
+                *id,
+                Event::ActiveSpeakers {
+                    speakers: speakers.clone(),
+                },
+            );
         }
     }
 }
