@@ -296,6 +296,15 @@ pub enum Event {
         /// Explanation.
         message: String,
     },
+    /// Which simulcast layers of its `source` track the publisher should
+    /// encode (rids, lowest first; empty: none, nobody watches). The rest
+    /// are not needed by any subscriber (dynacast).
+    PublisherLayers {
+        /// The track.
+        source: Source,
+        /// The rids to keep sending.
+        active: Vec<&'static str>,
+    },
     /// Who is speaking in the room: the dominant speaker first, then the
     /// others heard recently, each with a level 0–100. Sent to everyone in
     /// the room at most 4 times a second, when it changes.

@@ -61,6 +61,10 @@ export class MediaSession extends EventTarget {
     this.closed = false;
     /** A queue so subscribe offers are applied one after another. */
     this.subscribeQueue = Promise.resolve();
+    /** The simulcast layers the server last asked for, by source, and
+     * the queue applying them. @type {Map<Source, string[]>} */
+    this.wantedLayers = new Map();
+    this.layersQueue = Promise.resolve();
 
     this.publish.onicecandidate = (e) => {
       if (e.candidate) this.signaling.send({ type: 'signal', pc: 'publish', candidate: e.candidate.toJSON() });
@@ -104,6 +108,39 @@ export class MediaSession extends EventTarget {
     });
     this.senders.set(source, transceiver);
     await this.negotiate();
+  }
+
+  /**
+   * Turns simulcast encodings on or off as the server asks
+   * (`publisher-layers`): layers nobody watches are not encoded at all.
+   * Calls are applied one after another (`setParameters` refuses a second
+   * change while one is pending), the latest request winning.
+   * @param {Source} source
+   * @param {string[]} active rids to keep sending
+   */
+  setActiveLayers(source, active) {
+    this.wantedLayers.set(source, active);
+    this.layersQueue = this.layersQueue.then(async () => {
+      const transceiver = this.senders.get(source);
+      const wanted = this.wantedLayers.get(source);
+      if (!transceiver || !wanted || this.closed) return;
+      const params = transceiver.sender.getParameters();
+      let changed = false;
+      for (const encoding of params.encodings ?? []) {
+        const on = encoding.rid === undefined || wanted.includes(encoding.rid);
+        if (encoding.active !== on) {
+          encoding.active = on;
+          changed = true;
+        }
+      }
+      if (!changed) return;
+      try {
+        await transceiver.sender.setParameters(params);
+      } catch (e) {
+        // Not fatal: every layer keeps sending, as before dynacast.
+        console.warn(`could not change the ${source} layers`, e);
+      }
+    });
   }
 
   /** Offers our current tracks on `publish`; changes during a negotiation

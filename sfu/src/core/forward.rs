@@ -10,6 +10,7 @@
 //! [`Queued`] packets and the room writes them per subscriber at the end of
 //! the datagram batch (see `Room::flush`).
 
+use super::dynacast::Dynacast;
 use super::history::{ForwardedExts, PacketHistory, StoredPacket};
 use super::layers::{KeyframeStart, Layers, MAX_LAYERS};
 use super::repair::KeyframeThrottle;
@@ -192,6 +193,8 @@ pub struct Track {
     pub vp8: bool,
     /// A microphone's recent loudness, for the active speaker.
     pub speech: SpeechLevel,
+    /// Which simulcast layers the publisher was told to send.
+    pub dynacast: Dynacast,
 }
 
 impl Track {
@@ -207,6 +210,7 @@ impl Track {
             rids: [None; MAX_LAYERS],
             vp8: false,
             speech: SpeechLevel::default(),
+            dynacast: Dynacast::default(),
         }
     }
 

@@ -27,14 +27,14 @@ const NOMINAL_SIZES: [(u32, u32); MAX_LAYERS] = [(320, 180), (640, 360), (1280, 
 /// worth three times the bits).
 const COVER_SHARE: f64 = 0.85;
 
+/// The rids of the layers, lowest first.
+pub const LAYER_RIDS: [&str; MAX_LAYERS] = ["q", "h", "f"];
+
 /// The layer a rid names: `q` 0, `h` 1, `f` 2. Packets without a rid (no
 /// simulcast) are layer 0, as are rids the SFU does not know.
 pub fn layer_of_rid(rid: Option<&str>) -> u8 {
-    match rid {
-        Some("h") => 1,
-        Some("f") => 2,
-        _ => 0,
-    }
+    rid.and_then(|rid| LAYER_RIDS.iter().position(|r| *r == rid))
+        .map_or(0, |at| at as u8)
 }
 
 /// What the SFU knows of one layer.
@@ -102,19 +102,34 @@ impl Layers {
         let live: Vec<u8> = (0..MAX_LAYERS as u8)
             .filter(|&l| self.is_live(l, now))
             .collect();
-        let covers = |l: u8| {
-            let Some(v) = view else { return false };
-            let (w, h) = self.size(l);
-            f64::from(w) >= f64::from(v.width) * COVER_SHARE
-                && f64::from(h) >= f64::from(v.height) * COVER_SHARE
-        };
         if live.is_empty() {
             return Some(0);
         }
         live.iter()
             .copied()
-            .find(|&l| covers(l))
+            .find(|&l| self.covers(l, view))
             .or(live.last().copied())
+    }
+
+    /// The layer a view needs, whether the publisher sends it now or not:
+    /// `None` for a tile not on screen, else the smallest of `count` layers
+    /// that covers it, or the top one. What dynacast keeps the publisher
+    /// sending.
+    pub fn wanted(&self, view: Option<View>, count: u8) -> Option<u8> {
+        if view.is_some_and(|v| !v.visible) {
+            return None;
+        }
+        let top = count.clamp(1, MAX_LAYERS as u8) - 1;
+        (0..top).find(|&l| self.covers(l, view)).or(Some(top))
+    }
+
+    /// Whether `layer`'s picture is about as large as `view` (never
+    /// without a view: such a client gets the best there is).
+    fn covers(&self, layer: u8, view: Option<View>) -> bool {
+        let Some(v) = view else { return false };
+        let (w, h) = self.size(layer);
+        f64::from(w) >= f64::from(v.width) * COVER_SHARE
+            && f64::from(h) >= f64::from(v.height) * COVER_SHARE
     }
 }
 
@@ -330,6 +345,24 @@ mod tests {
             }),
         );
         assert_eq!(layers.choose(view(480, 270), now), Some(0));
+    }
+
+    #[test]
+    fn the_wanted_layer_ignores_what_is_sent_now() {
+        let now = Instant::now();
+        // Only `q` sends (dynacast stopped the others).
+        let low = live(&[0], now);
+        assert_eq!(low.wanted(view(1280, 720), 3), Some(2), "f, to turn on");
+        assert_eq!(low.wanted(view(480, 270), 3), Some(1));
+        assert_eq!(low.wanted(view(200, 112), 3), Some(0));
+        assert_eq!(low.wanted(None, 3), Some(2), "no view: the best");
+        let hidden = Some(View {
+            visible: false,
+            width: 640,
+            height: 360,
+        });
+        assert_eq!(low.wanted(hidden, 3), None);
+        assert_eq!(low.wanted(view(1280, 720), 1), Some(0), "one layer");
     }
 
     #[test]

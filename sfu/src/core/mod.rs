@@ -3,6 +3,7 @@
 //! send, events for signaling, the next timeout). No sockets, threads or
 //! clock: tests drive it with simulated time and a simulated network.
 
+mod dynacast;
 mod forward;
 mod history;
 mod layers;
@@ -59,6 +60,8 @@ pub struct CoreStats {
     /// Keyframe requests made because a subscriber moved to another
     /// simulcast layer (or resumed a paused track).
     pub layer_switch_keyframes: u64,
+    /// Times a publisher was told to start or stop simulcast layers.
+    pub dynacast_changes: u64,
     /// NACKs received from subscribers.
     pub nacks: u64,
     /// Packets resent to subscribers that NACKed them.

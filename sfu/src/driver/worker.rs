@@ -250,6 +250,11 @@ impl Worker {
             previous.layer_switch_keyframes,
         );
         counter(
+            "zync_sfu_dynacast_changes_total",
+            now.dynacast_changes,
+            previous.dynacast_changes,
+        );
+        counter(
             "zync_sfu_rtp_bytes_in_total",
             now.rtp_bytes_in,
             previous.rtp_bytes_in,

@@ -266,6 +266,8 @@ pub struct SimPeer {
     pub offers_answered: u64,
     /// The latest `ActiveSpeakers` report: dominant first.
     pub speakers: Vec<(ParticipantId, u8)>,
+    /// Every `PublisherLayers` received, oldest first.
+    pub publisher_layers: Vec<(Source, Vec<&'static str>)>,
     /// The largest subscribe offer received: its SDP bytes and m-lines
     /// (noted by whoever has the text, see [`SimPeer::note_offer_text`]).
     pub largest_offer: (usize, usize),
@@ -329,6 +331,7 @@ impl SimPeer {
             received: HashMap::new(),
             offers_answered: 0,
             speakers: Vec::new(),
+            publisher_layers: Vec::new(),
             largest_offer: (0, 0),
             server_ufrag: None,
             first_media_at: None,
@@ -427,6 +430,10 @@ impl SimPeer {
             }
             Event::Failed { reason } => {
                 self.errors.push(format!("failed: {reason}"));
+                None
+            }
+            Event::PublisherLayers { source, active } => {
+                self.publisher_layers.push((source, active));
                 None
             }
             Event::ActiveSpeakers { speakers } => {

@@ -550,6 +550,13 @@ impl Connection {
                 }
                 .to_json()
             }
+            Some(MediaEvent::PublisherLayers { source, active }) => {
+                ServerMessage::PublisherLayers {
+                    source: source.as_str(),
+                    active,
+                }
+                .to_json()
+            }
             Some(MediaEvent::ActiveSpeakers { speakers }) => ServerMessage::ActiveSpeakers {
                 speakers: speakers
                     .into_iter()

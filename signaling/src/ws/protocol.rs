@@ -238,6 +238,14 @@ pub enum ServerMessage<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         tracks: Option<Vec<TrackOut>>,
     },
+    /// Which simulcast layers of one of our tracks anyone watches: the
+    /// client turns the others' encodings off (dynacast).
+    PublisherLayers {
+        /// The track (`camera`).
+        source: &'static str,
+        /// Rids to keep sending, lowest first; empty when nobody watches.
+        active: Vec<&'static str>,
+    },
     /// Who is speaking: the dominant speaker first, then others heard
     /// recently (from the SFU, at most 4 a second).
     ActiveSpeakers {

@@ -300,6 +300,13 @@ test('8. simulcast: each viewer gets the layer its tile needs, and a hidden page
     await tile(bob.page, "Ada Lovelace's screen").waitFor();
     await adaWidthAtBob(1, 320, "Ada's camera at most 320 px wide in the filmstrip");
     await screenshot(bob.page, '8-filmstrip');
+    // Dynacast: nobody shows Ada's camera large any more, so her browser
+    // stops encoding the half and full layers (after the server's 3 s hold).
+    const adaLayers = (/** @type {string} */ want, /** @type {string} */ what) => until(ada.page, what, (w) => {
+      const encodings = window.zync.room.media.senders.get('camera').sender.getParameters().encodings;
+      return encodings.map((e) => `${e.rid}:${e.active}`).join(' ') === w;
+    }, want, 15_000);
+    await adaLayers('q:true h:false f:false', "Ada's camera sends only its quarter layer");
 
     // Bob's tab goes to the background: Ada's camera and screen stop
     // arriving, her audio does not.
@@ -318,6 +325,7 @@ test('8. simulcast: each viewer gets the layer its tile needs, and a hidden page
     await bob.page.waitForTimeout(2000);
     assert.equal(await videoPackets(), atHide, 'no video packets while the page is hidden');
     assert.ok(await audioPacketsFrom(bob.page, adaId) > audioAtHide + 50, 'audio goes on');
+    await adaLayers('q:false h:false f:false', 'nobody watches: Ada encodes no camera layer at all');
 
     await setHidden(false);
     await until(bob.page, "Ada's video again", async ([id, before]) => {
@@ -325,6 +333,14 @@ test('8. simulcast: each viewer gets the layer its tile needs, and a hidden page
       return s.inbound.filter((i) => i.kind === 'video' && i.participantId === id).reduce((sum, i) => sum + i.packetsReceived, 0) > before + 30;
     }, [adaId, atHide], 10_000);
     await expectPlayingVideos(bob.page, 2);
+    await adaLayers('q:true h:false f:false', "watched again: Ada's quarter layer is back");
+
+    // Ada stops sharing: her camera is large again at Bob's, and her
+    // browser encodes the full layer again at once.
+    await ada.page.getByRole('button', { name: 'Share screen' }).click();
+    await tile(bob.page, "Ada Lovelace's screen").waitFor({ state: 'detached' });
+    await adaLayers('q:true h:true f:true', 'Ada sends all three layers again');
+    await adaWidthAtBob(640, 4096, "Ada's camera large again, at least 640 px wide");
   });
 });
 

@@ -252,6 +252,9 @@ class Room {
         }
         break;
       }
+      case 'publisher-layers':
+        this.media?.setActiveLayers(message.source, message.active);
+        break;
       case 'active-speakers':
         this.showSpeakers(message.speakers);
         break;

@@ -2,10 +2,13 @@
 //! chosen from what the subscriber shows of the track (its `track-view`)
 //! and which layers the publisher is sending, again whenever either
 //! changes and at least every [`LAYER_CHECK`] (a layer may have stopped).
+//! The same pass tells publishers which layers anyone needs (dynacast,
+//! see `crate::core::dynacast`).
 
 use super::Room;
-use crate::api::{Kind, ParticipantId, Source, View};
+use crate::api::{Event, Kind, ParticipantId, Source, View};
 use crate::core::forward::TrackKey;
+use crate::core::layers::{LAYER_RIDS, MAX_LAYERS};
 use crate::core::{CoreConfig, Outputs};
 use std::time::{Duration, Instant};
 use str0m::media::Mid;
@@ -51,6 +54,8 @@ impl Room {
             if track.kind != Kind::Video {
                 continue;
             }
+            let simulcast = track.rids.iter().any(Option::is_some);
+            let mut highest_wanted = None;
             for sub in &mut track.subscriptions {
                 let view = self
                     .participants
@@ -64,6 +69,24 @@ impl Room {
                 {
                     keyframes.push((*key, layer));
                 }
+                if simulcast {
+                    let wanted = track.layers.wanted(view, MAX_LAYERS as u8);
+                    highest_wanted = highest_wanted.max(wanted);
+                }
+            }
+            if simulcast && let Some(active) = track.dynacast.update(now, highest_wanted) {
+                out.stats.dynacast_changes += 1;
+                out.event(
+                    key.publisher,
+                    Event::PublisherLayers {
+                        source: track.source,
+                        active: LAYER_RIDS
+                            .iter()
+                            .zip(active)
+                            .filter_map(|(rid, on)| on.then_some(*rid))
+                            .collect(),
+                    },
+                );
             }
         }
         for (key, layer) in keyframes {
