@@ -6,7 +6,7 @@
 mod dynacast;
 mod forward;
 mod history;
-mod layers;
+pub(crate) mod layers;
 mod leg;
 mod negotiation;
 mod outbox;

@@ -14,12 +14,13 @@ pub mod sim;
 use crate::api::{
     Command, Event, Kind, OfferedTrack, ParticipantId, PublishOffer, Source, TrackLabel,
 };
+use crate::core::layers::layer_of_rid;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::change::SdpPendingOffer;
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::media::{Direction, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Candidate, Event as RtcEvent, Input, Output, Rtc};
@@ -36,6 +37,8 @@ pub struct Stamp {
     pub participant: u64,
     /// What stream.
     pub source: Source,
+    /// Simulcast layer (0 without simulcast).
+    pub layer: u8,
     /// Per-stream packet counter.
     pub sequence: u32,
     /// Send time, µs since the shared epoch.
@@ -47,7 +50,7 @@ impl Stamp {
     pub fn write(&self, buf: &mut [u8]) {
         buf[0..2].copy_from_slice(&MAGIC);
         buf[2..10].copy_from_slice(&self.participant.to_be_bytes());
-        buf[10] = source_code(self.source);
+        buf[10] = source_code(self.source) | (self.layer << 4);
         buf[11..15].copy_from_slice(&self.sequence.to_be_bytes());
         buf[15..23].copy_from_slice(&self.sent_us.to_be_bytes());
     }
@@ -59,7 +62,8 @@ impl Stamp {
         }
         Some(Self {
             participant: u64::from_be_bytes(buf[2..10].try_into().ok()?),
-            source: source_from_code(buf[10])?,
+            source: source_from_code(buf[10] & 0x0f)?,
+            layer: buf[10] >> 4,
             sequence: u32::from_be_bytes(buf[11..15].try_into().ok()?),
             sent_us: u64::from_be_bytes(buf[15..23].try_into().ok()?),
         })
@@ -109,6 +113,10 @@ pub struct Received {
     /// Packets that arrived, for the first time, after a higher sequence
     /// number of the stream had (out of order, or a late repair).
     pub reordered: u64,
+    /// Packets received of each simulcast layer.
+    pub layers: [u64; 3],
+    /// The layer of the latest packet.
+    pub layer: Option<u8>,
     seen: std::collections::HashSet<u64>,
 }
 
@@ -204,7 +212,15 @@ pub struct MediaShape {
     pub fps: u32,
     /// A keyframe at least this often.
     pub keyframe_interval: Duration,
+    /// Send the camera as three simulcast layers (rids `q`, `h`, `f`, at
+    /// [`SIMULCAST_SHARES`] of `video_bitrate`), as the web client does,
+    /// and start or stop layers when the SFU says (dynacast).
+    pub simulcast: bool,
 }
+
+/// Simulcast layers' rids and their share of the full bitrate (the web
+/// client's 150 kbit/s, 500 kbit/s and 1.5 Mbit/s).
+pub const SIMULCAST_SHARES: [(&str, f64); 3] = [("q", 0.1), ("h", 1.0 / 3.0), ("f", 1.0)];
 
 impl Default for MediaShape {
     fn default() -> Self {
@@ -216,6 +232,7 @@ impl Default for MediaShape {
             video_bitrate: 1_000_000,
             fps: 30,
             keyframe_interval: Duration::from_secs(3),
+            simulcast: false,
         }
     }
 }
@@ -225,6 +242,19 @@ const AUDIO_PAYLOAD: usize = 160;
 /// Largest video packet payload.
 const MAX_VIDEO_PAYLOAD: usize = 1200;
 
+/// One video encoding being sent: the camera, or one simulcast layer.
+struct VideoLayer {
+    out: Outgoing,
+    rid: Option<Rid>,
+    /// Share of the shape's video bitrate.
+    share: f64,
+    /// Sent (dynacast may stop a layer).
+    active: bool,
+    keyframe_wanted: bool,
+    last_keyframe: Option<Instant>,
+}
+
+#[derive(Clone, Copy)]
 struct Outgoing {
     mid: Mid,
     pt: Pt,
@@ -249,13 +279,11 @@ pub struct SimPeer {
     shape: MediaShape,
     epoch: Instant,
     audio: Option<Outgoing>,
-    video: Option<Outgoing>,
-    last_keyframe: Option<Instant>,
-    keyframe_wanted: bool,
+    video: Vec<VideoLayer>,
     /// Keyframe requests the SFU sent us.
     pub keyframe_requests: u64,
-    /// Keyframe requests already acted on.
-    keyframe_requests_handled: u64,
+    /// Keyframe requests not acted on yet: the layer's rid (`None`: all).
+    keyframe_requested: Vec<Option<Rid>>,
     /// The publish m-lines we offered.
     published: Vec<(Mid, MediaKind)>,
     /// Labels of the subscribe m-lines, from the SFU's offers.
@@ -321,11 +349,9 @@ impl SimPeer {
             shape,
             epoch,
             audio: None,
-            video: None,
-            last_keyframe: None,
-            keyframe_wanted: true,
+            video: Vec::new(),
             keyframe_requests: 0,
-            keyframe_requests_handled: 0,
+            keyframe_requested: Vec::new(),
             published: Vec::new(),
             tracks: HashMap::new(),
             received: HashMap::new(),
@@ -357,7 +383,14 @@ impl SimPeer {
             (self.shape.video, MediaKind::Video, Source::Camera),
         ];
         for (_, kind, source) in wanted.into_iter().filter(|(on, _, _)| *on) {
-            let mid = api.add_media(kind, Direction::SendOnly, None, None, None);
+            let simulcast = (kind == MediaKind::Video && self.shape.simulcast).then(|| {
+                let mut layers = Simulcast::new();
+                for (rid, _) in SIMULCAST_SHARES {
+                    layers.add_send_layer(SimulcastLayer::new(rid));
+                }
+                layers
+            });
+            let mid = api.add_media(kind, Direction::SendOnly, None, None, simulcast);
             self.published.push((mid, kind));
             tracks.push(TrackLabel {
                 mid: mid.to_string(),
@@ -433,6 +466,9 @@ impl SimPeer {
                 None
             }
             Event::PublisherLayers { source, active } => {
+                if source == Source::Camera {
+                    self.set_active_layers(&active);
+                }
                 self.publisher_layers.push((source, active));
                 None
             }
@@ -467,8 +503,28 @@ impl SimPeer {
                     }
                 }
                 MediaKind::Video => {
-                    if let Some(pt) = pt_of(Codec::Vp8) {
-                        self.video = Some(Outgoing { pt, ..start });
+                    let Some(pt) = pt_of(Codec::Vp8) else {
+                        continue;
+                    };
+                    let layers: &[(&str, f64)] = if self.shape.simulcast {
+                        &SIMULCAST_SHARES
+                    } else {
+                        &[("", 1.0)]
+                    };
+                    for &(rid, share) in layers {
+                        self.video.push(VideoLayer {
+                            out: Outgoing {
+                                pt,
+                                seq: u64::from(rand::random::<u16>() >> 2),
+                                rtp_time: rand::random(),
+                                ..start
+                            },
+                            rid: (!rid.is_empty()).then(|| Rid::from(rid)),
+                            share,
+                            active: true,
+                            keyframe_wanted: true,
+                            last_keyframe: None,
+                        });
                     }
                 }
             }
@@ -494,7 +550,7 @@ impl SimPeer {
 
     /// Whether media is flowing out (the publish answer was applied).
     pub fn is_publishing(&self) -> bool {
-        self.audio.is_some() || self.video.is_some()
+        self.audio.is_some() || !self.video.is_empty()
     }
 
     /// Feeds a datagram addressed to one of our connections.
@@ -553,7 +609,8 @@ impl SimPeer {
     /// When the peer next needs [`SimPeer::handle_timeout`].
     pub fn next_timeout(&mut self) -> Instant {
         let mut t = self.drain();
-        for out in [&self.audio, &self.video].into_iter().flatten() {
+        let video = self.video.iter().map(|l| &l.out);
+        for out in self.audio.iter().chain(video) {
             t = t.min(out.next_at);
         }
         t
@@ -583,6 +640,7 @@ impl SimPeer {
             Stamp {
                 participant,
                 source: Source::Microphone,
+                layer: 0,
                 sequence: audio.stamp_seq,
                 sent_us,
             }
@@ -592,13 +650,22 @@ impl SimPeer {
                 voice_activity: Some(true),
                 ..Default::default()
             };
-            write(&mut self.publish, audio, now, payload, true, exts, false);
+            write(
+                &mut self.publish,
+                audio,
+                None,
+                now,
+                payload,
+                true,
+                exts,
+                false,
+            );
             drain_publish(
                 &mut self.publish,
                 &mut self.outgoing,
                 &mut self.errors,
                 self.publish_addr,
-                &mut self.keyframe_requests,
+                &mut self.keyframe_requested,
             );
             let rate = self.shape.audio_rate.max(1);
             audio.rtp_time = audio.rtp_time.wrapping_add(48_000 / rate);
@@ -608,66 +675,102 @@ impl SimPeer {
             }
         }
         self.note_keyframe_requests();
-        let keyframe_due = self
-            .last_keyframe
-            .is_none_or(|t| now.duration_since(t) >= self.shape.keyframe_interval);
-        if let Some(video) = self.video.as_mut()
-            && video.next_at <= now
-        {
-            let keyframe = self.keyframe_wanted || keyframe_due;
-            if keyframe {
-                self.keyframe_wanted = false;
-                self.last_keyframe = Some(now);
+        let fps = self.shape.fps.max(1);
+        for layer in &mut self.video {
+            let video = &mut layer.out;
+            if video.next_at > now {
+                continue;
             }
-            let frame_bytes = (self.shape.video_bitrate / 8 / self.shape.fps.max(1)) as usize;
-            let frame_bytes = if keyframe {
-                frame_bytes * 3
-            } else {
-                frame_bytes
-            }
-            .max(HEADER_LEN + 2);
-            let packets = frame_bytes.div_ceil(MAX_VIDEO_PAYLOAD);
-            for i in 0..packets {
-                let len = if i + 1 == packets {
-                    frame_bytes - i * MAX_VIDEO_PAYLOAD
+            if layer.active {
+                let keyframe = layer.keyframe_wanted
+                    || layer
+                        .last_keyframe
+                        .is_none_or(|t| now.duration_since(t) >= self.shape.keyframe_interval);
+                if keyframe {
+                    layer.keyframe_wanted = false;
+                    layer.last_keyframe = Some(now);
+                }
+                let frame_bytes = (f64::from(self.shape.video_bitrate) * layer.share
+                    / 8.0
+                    / f64::from(fps)) as usize;
+                let frame_bytes = if keyframe {
+                    frame_bytes * 3
                 } else {
-                    MAX_VIDEO_PAYLOAD
-                };
-                let mut payload = vec![0u8; len.max(HEADER_LEN + 2)];
-                // VP8 payload descriptor: S bit on the first packet of a
-                // frame; then the VP8 header's P bit clear for keyframes.
-                payload[0] = if i == 0 { 0x10 } else { 0x00 };
-                payload[1] = if keyframe { 0x00 } else { 0x01 };
-                Stamp {
+                    frame_bytes
+                }
+                .max(HEADER_LEN + 2);
+                let packets = frame_bytes.div_ceil(MAX_VIDEO_PAYLOAD);
+                let stamp = Stamp {
                     participant,
                     source: Source::Camera,
+                    layer: layer_of_rid(layer.rid.as_deref()),
                     sequence: video.stamp_seq,
                     sent_us,
+                };
+                for i in 0..packets {
+                    let len = if i + 1 == packets {
+                        frame_bytes - i * MAX_VIDEO_PAYLOAD
+                    } else {
+                        MAX_VIDEO_PAYLOAD
+                    };
+                    let mut payload = vec![0u8; len.max(HEADER_LEN + 2)];
+                    // VP8 payload descriptor: S bit on the first packet of a
+                    // frame; then the VP8 header's P bit clear for keyframes.
+                    payload[0] = if i == 0 { 0x10 } else { 0x00 };
+                    payload[1] = if keyframe { 0x00 } else { 0x01 };
+                    Stamp {
+                        sequence: video.stamp_seq,
+                        ..stamp
+                    }
+                    .write(&mut payload[2..]);
+                    write(
+                        &mut self.publish,
+                        video,
+                        layer.rid,
+                        now,
+                        payload,
+                        i + 1 == packets,
+                        ExtensionValues::default(),
+                        true,
+                    );
+                    drain_publish(
+                        &mut self.publish,
+                        &mut self.outgoing,
+                        &mut self.errors,
+                        self.publish_addr,
+                        &mut self.keyframe_requested,
+                    );
                 }
-                .write(&mut payload[2..]);
-                write(
-                    &mut self.publish,
-                    video,
-                    now,
-                    payload,
-                    i + 1 == packets,
-                    ExtensionValues::default(),
-                    true,
-                );
-                drain_publish(
-                    &mut self.publish,
-                    &mut self.outgoing,
-                    &mut self.errors,
-                    self.publish_addr,
-                    &mut self.keyframe_requests,
-                );
             }
-            video.rtp_time = video.rtp_time.wrapping_add(90_000 / self.shape.fps.max(1));
-            video.next_at += Duration::from_secs(1) / self.shape.fps.max(1);
+            // A stopped layer's clock runs on, as an encoder's does.
+            video.rtp_time = video.rtp_time.wrapping_add(90_000 / fps);
+            video.next_at += Duration::from_secs(1) / fps;
             if video.next_at < now {
                 video.next_at = now;
             }
         }
+    }
+
+    /// Starts and stops simulcast layers as the SFU asks (the web client
+    /// sets its encodings' `active`); a layer that starts again begins with
+    /// a keyframe, as an encoder does.
+    pub fn set_active_layers(&mut self, active: &[&str]) {
+        for layer in self.video.iter_mut().filter(|l| l.rid.is_some()) {
+            let on = layer.rid.is_some_and(|r| active.contains(&&*r));
+            if on && !layer.active {
+                layer.keyframe_wanted = true;
+            }
+            layer.active = on;
+        }
+    }
+
+    /// Which simulcast layers are being sent, by rid.
+    pub fn active_layers(&self) -> Vec<String> {
+        self.video
+            .iter()
+            .filter(|l| l.active)
+            .filter_map(|l| l.rid.map(|r| r.to_string()))
+            .collect()
     }
 
     /// Drains both connections; returns the earlier of their timeouts.
@@ -677,7 +780,7 @@ impl SimPeer {
             &mut self.outgoing,
             &mut self.errors,
             self.publish_addr,
-            &mut self.keyframe_requests,
+            &mut self.keyframe_requested,
         );
         self.note_keyframe_requests();
         let mut received = Vec::new();
@@ -722,6 +825,10 @@ impl SimPeer {
         entry.lowest_seq = Some(entry.lowest_seq.map_or(seq, |l| l.min(seq)));
         match stamp {
             Some(s) if s.participant == track.participant.0 && s.source == track.source => {
+                if let Some(count) = entry.layers.get_mut(usize::from(s.layer)) {
+                    *count += 1;
+                }
+                entry.layer = Some(s.layer);
                 entry.highest_stamp = Some(
                     entry
                         .highest_stamp
@@ -736,9 +843,13 @@ impl SimPeer {
 
     /// A keyframe request since the last frame makes the next one a keyframe.
     fn note_keyframe_requests(&mut self) {
-        if self.keyframe_requests > self.keyframe_requests_handled {
-            self.keyframe_requests_handled = self.keyframe_requests;
-            self.keyframe_wanted = true;
+        for rid in self.keyframe_requested.drain(..) {
+            self.keyframe_requests += 1;
+            for layer in &mut self.video {
+                if rid.is_none() || layer.rid == rid {
+                    layer.keyframe_wanted = true;
+                }
+            }
         }
     }
 }
@@ -758,9 +869,11 @@ fn rtp_header(data: &[u8]) -> Option<(u32, u16)> {
     Some((ssrc, seq))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write(
     rtc: &mut Rtc,
     out: &mut Outgoing,
+    rid: Option<Rid>,
     now: Instant,
     payload: Vec<u8>,
     marker: bool,
@@ -768,7 +881,7 @@ fn write(
     nackable: bool,
 ) {
     let mut api = rtc.direct_api();
-    let Some(stream) = api.stream_tx_by_mid(out.mid, None) else {
+    let Some(stream) = api.stream_tx_by_mid(out.mid, rid) else {
         return;
     };
     let write = RtpWrite::new(out.pt, SeqNo::from(out.seq), out.rtp_time, now, payload)
@@ -789,7 +902,7 @@ fn drain_publish(
     outgoing: &mut VecDeque<Datagram>,
     errors: &mut Vec<String>,
     source: SocketAddr,
-    keyframe_requests: &mut u64,
+    keyframe_requested: &mut Vec<Option<Rid>>,
 ) -> Instant {
     loop {
         match rtc.poll_output() {
@@ -799,7 +912,9 @@ fn drain_publish(
                 destination: t.destination,
                 contents: t.contents.into(),
             }),
-            Ok(Output::Event(RtcEvent::KeyframeRequest(_))) => *keyframe_requests += 1,
+            Ok(Output::Event(RtcEvent::KeyframeRequest(request))) => {
+                keyframe_requested.push(request.rid);
+            }
             Ok(Output::Event(_)) => {}
             Err(e) => {
                 errors.push(format!("poll: {e}"));

@@ -1,0 +1,161 @@
+//! Simulcast through the SFU core, with simulated time and network: str0m
+//! peers publish their camera as three layers (`q`, `h`, `f`) the way the
+//! web client does, viewers say what they show (`track-view`), and the
+//! publisher starts and stops layers as the SFU asks (dynacast).
+
+use std::time::Duration;
+use zync_sfu::api::{Command, Source, View};
+use zync_sfu::testkit::sim::{Link, Sim};
+use zync_sfu::testkit::{MediaShape, Received};
+
+fn simulcast() -> MediaShape {
+    MediaShape {
+        simulcast: true,
+        video_bitrate: 1_500_000,
+        ..Default::default()
+    }
+}
+
+/// A publisher (index 0, simulcast) and `viewers` people who publish
+/// nothing, in one room, media flowing.
+fn room(viewers: usize) -> Sim {
+    let mut sim = Sim::new(Link::default(), 21);
+    let publisher = sim.add_peer(simulcast());
+    sim.join(publisher, "room");
+    for _ in 0..viewers {
+        let i = sim.add_peer(MediaShape {
+            audio: false,
+            video: false,
+            ..Default::default()
+        });
+        sim.join(i, "room");
+    }
+    sim.run_for(Duration::from_secs(2));
+    sim
+}
+
+/// Viewer `at` shows the publisher's camera at `width`×`height` (or not
+/// at all).
+fn show(sim: &mut Sim, at: usize, visible: bool, width: u32, height: u32) {
+    let command = Command::TrackView {
+        participant: sim.peers[at].id,
+        publisher: sim.peers[0].id,
+        source: Source::Camera,
+        view: View {
+            visible,
+            width,
+            height,
+        },
+    };
+    sim.core.handle_command(sim.now, command);
+    sim.exchange();
+}
+
+/// What viewer `at` received of the publisher's camera.
+fn camera_at(sim: &Sim, at: usize) -> Received {
+    sim.peers[at]
+        .received
+        .get(&(sim.peers[0].id, Source::Camera))
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn assert_no_errors(sim: &Sim) {
+    for peer in &sim.peers {
+        assert!(peer.errors.is_empty(), "{}: {:?}", peer.id, peer.errors);
+    }
+}
+
+#[test]
+fn each_viewer_gets_the_layer_its_tile_needs_without_a_gap() {
+    let mut sim = room(3);
+    show(&mut sim, 1, true, 240, 135);
+    show(&mut sim, 2, true, 640, 360);
+    show(&mut sim, 3, true, 1280, 720);
+    sim.run_for(Duration::from_secs(3));
+    let before: Vec<[u64; 3]> = (1..=3).map(|v| camera_at(&sim, v).layers).collect();
+    sim.run_for(Duration::from_secs(2));
+    for (viewer, layer) in [(1, 0), (2, 1), (3, 2)] {
+        let got = camera_at(&sim, viewer);
+        let since: Vec<u64> = (0..3)
+            .map(|l| got.layers[l] - before[viewer - 1][l])
+            .collect();
+        assert!(since[layer] > 50, "viewer {viewer}: {since:?}");
+        assert_eq!(
+            since.iter().sum::<u64>(),
+            since[layer],
+            "viewer {viewer} gets one layer only: {since:?}"
+        );
+        // Every viewer started on `q` and was moved at a keyframe: its
+        // stream has no hole in its sequence numbers.
+        assert_eq!(got.missing(), 0, "viewer {viewer}: continuous");
+        assert_eq!(got.mislabelled, 0);
+    }
+    assert_no_errors(&sim);
+}
+
+#[test]
+fn a_tile_off_screen_gets_nothing_and_comes_back_on_a_keyframe() {
+    let mut sim = room(2);
+    show(&mut sim, 1, true, 640, 360);
+    show(&mut sim, 2, true, 640, 360);
+    sim.run_for(Duration::from_secs(1));
+    show(&mut sim, 1, false, 640, 360);
+    sim.run_for(Duration::from_millis(200));
+    let hidden_at = camera_at(&sim, 1).packets;
+    let other_at = camera_at(&sim, 2).packets;
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(camera_at(&sim, 1).packets, hidden_at, "nothing off screen");
+    assert!(
+        camera_at(&sim, 2).packets > other_at + 50,
+        "the other goes on"
+    );
+    show(&mut sim, 1, true, 640, 360);
+    sim.run_for(Duration::from_secs(1));
+    let back = camera_at(&sim, 1);
+    assert!(back.packets > hidden_at + 30, "shown again: {back:?}");
+    assert_eq!(back.missing(), 0, "resumed without a hole");
+    assert_no_errors(&sim);
+}
+
+#[test]
+fn when_every_viewer_shows_small_tiles_the_publisher_stops_the_full_layer() {
+    let mut sim = room(3);
+    assert_eq!(sim.peers[0].active_layers(), ["q", "h", "f"]);
+    for viewer in 1..=3 {
+        show(&mut sim, viewer, true, 240, 135);
+    }
+    // The SFU holds for 3 s before it tells the publisher.
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.peers[0].active_layers(), ["q", "h", "f"], "held");
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.peers[0].active_layers(), ["q"], "only q is encoded");
+    let in_before = sim.core.stats().rtp_bytes_in;
+    sim.run_for(Duration::from_secs(2));
+    let kbits = (sim.core.stats().rtp_bytes_in - in_before) * 8 / 2 / 1000;
+    // q alone is 150 kbit/s of the 2 Mbit/s the three layers make.
+    assert!(kbits < 300, "the SFU receives {kbits} kbit/s");
+
+    // One viewer maximises the tile: the full layer comes back at once
+    // and reaches that viewer within a second.
+    show(&mut sim, 2, true, 1280, 720);
+    sim.run_for(Duration::from_millis(100));
+    assert_eq!(sim.peers[0].active_layers(), ["q", "h", "f"]);
+    let before = camera_at(&sim, 2).layers[2];
+    sim.run_for(Duration::from_secs(1));
+    assert!(
+        camera_at(&sim, 2).layers[2] > before + 20,
+        "f arrives again"
+    );
+    assert_eq!(camera_at(&sim, 2).missing(), 0);
+
+    // Nobody shows the camera: nothing is encoded at all.
+    for viewer in 1..=3 {
+        show(&mut sim, viewer, false, 0, 0);
+    }
+    sim.run_for(Duration::from_secs(4));
+    assert!(sim.peers[0].active_layers().is_empty());
+    let last = sim.peers[0].publisher_layers.last().cloned();
+    assert_eq!(last, Some((Source::Camera, vec![])));
+    assert_no_errors(&sim);
+}
