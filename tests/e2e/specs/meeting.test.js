@@ -368,13 +368,34 @@ test('9. the person talking gets the speaking ring, from the server, everywhere'
       });
     }
     await ringOn('Ada Lovelace').waitFor({ timeout: 10_000 });
-    assert.equal(await tile(cy.page, 'Bob Babbage').and(cy.page.locator('.speaking')).count(), 0, 'no ring on a muted microphone');
+    // Everyone's microphone was open at first: Bob's ring fades once muted.
+    await tile(cy.page, 'Bob Babbage').and(cy.page.locator('.speaking')).waitFor({ state: 'detached', timeout: 10_000 });
     await screenshot(cy.page, '9-speaking');
 
-    // Ada mutes, Bob talks: the spotlight of speaking moves to him.
+    // Speaker view at Cy's: the one talking is shown large.
+    await cy.page.getByRole('button', { name: 'Speaker view' }).click();
+    const large = (/** @type {string} */ name) => cy.page.locator('.spotlight').getByRole('group', { name, exact: true });
+    await large('Ada Lovelace').waitFor({ timeout: 10_000 });
+    await screenshot(cy.page, '9-speaker-view');
+
+    // Ada mutes, Bob talks: the ring and the large tile move to him.
     await mute(ada, true);
     await mute(bob, false);
     await ringOn('Bob Babbage').waitFor({ timeout: 10_000 });
     await tile(cy.page, 'Ada Lovelace').and(cy.page.locator('.speaking')).waitFor({ state: 'detached', timeout: 10_000 });
+    await large('Bob Babbage').waitFor({ timeout: 10_000 });
+    assert.equal(await cy.page.locator('.filmstrip').getByRole('group', { name: 'Ada Lovelace', exact: true }).count(), 1, 'Ada in the filmstrip');
+
+    // Last-N in Ada's grid, two tiles to a page: Cy, who has not spoken,
+    // is on the second page until he talks; then he takes the place of
+    // the longest silent one (Bob) on the first.
+    await ada.page.evaluate(() => { window.zync.room.pageSize = 2; window.zync.room.layout(); });
+    const onFirstPage = (/** @type {string} */ name) => ada.page.locator('.grid').getByRole('group', { name, exact: true });
+    assert.equal(await onFirstPage('Cy Hopper').count(), 0, 'Cy starts on page 2');
+    await mute(bob, true);
+    await mute(cy, false);
+    await onFirstPage('Cy Hopper').waitFor({ timeout: 10_000 });
+    await onFirstPage('Bob Babbage').waitFor({ state: 'detached', timeout: 5_000 });
+    await onFirstPage('Ada Lovelace (you)').waitFor();
   });
 });

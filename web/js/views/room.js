@@ -17,6 +17,8 @@ import { TrackViews } from '../trackview.js';
 
 /** Tiles per page in the grid before paging. */
 const PAGE_SIZE = 16;
+/** Where the chosen layout (grid or speaker view) is remembered. */
+const LAYOUT_KEY = 'zync.layout';
 /** Level (0–100, from the server's `active-speakers`) from which a
  * participant's tile shows the speaking ring. */
 const SPEAKING = 10;
@@ -117,6 +119,16 @@ class Room {
     /** The server's latest `active-speakers`: level by participant id,
      * the dominant speaker first. @type {Map<string, number>} */
     this.speakers = new Map();
+    /** Camera tile keys in the order the grid pages them: the most recent
+     * speakers are moved onto the first page (last-N). @type {string[]} */
+    this.order = [];
+    /** When each participant last led `active-speakers`. @type {Map<string, number>} */
+    this.lastSpoke = new Map();
+    /** The remote participant shown large in speaker view. @type {string|null} */
+    this.featured = null;
+    /** @type {'grid'|'speaker'} */
+    this.viewMode = localStorage.getItem(LAYOUT_KEY) === 'speaker' ? 'speaker' : 'grid';
+    this.pageSize = PAGE_SIZE;
     /** What we show of others' video, reported to the server. */
     this.views = new TrackViews((message) => this.signaling.send(message));
     this.cleanups.push(() => this.views.close());
@@ -137,6 +149,7 @@ class Room {
     this.peopleButton = control('Participants', 'people', 'panel', () => this.togglePanel('people'));
     this.peopleCount = h('span', { class: 'badge', 'aria-hidden': 'true' }, '1');
     this.peopleButton.append(this.peopleCount);
+    this.layoutButton = control('Speaker view', 'speaker', 'layout', () => this.setViewMode(this.viewMode === 'speaker' ? 'grid' : 'speaker'));
     const copyButton = control('Copy link', 'link', '', () => this.copyLink());
     const leaveButton = control('Leave', 'leave', 'leave', () => this.leave());
 
@@ -162,7 +175,7 @@ class Room {
       this.banner,
       h('div', { class: 'room-body' }, this.stage, this.chat.el, this.peoplePanel),
       h('nav', { class: 'controls', 'aria-label': 'Meeting controls' },
-        this.micButton, this.camButton, this.shareButton, this.chatButton, this.peopleButton, copyButton, leaveButton),
+        this.micButton, this.camButton, this.shareButton, this.layoutButton, this.chatButton, this.peopleButton, copyButton, leaveButton),
       this.audioBox));
 
     const onKey = (/** @type {KeyboardEvent} */ e) => {
@@ -402,29 +415,35 @@ class Room {
     this.layout();
   }
 
-  /** Places tiles: a spotlight for a shared screen, otherwise a grid that
-   * adapts to the count and pages past 16. */
+  /** Places tiles: a spotlight for a shared screen; otherwise, in speaker
+   * view, the active speaker large beside a filmstrip of the others, or a
+   * grid that adapts to the count and pages past 16, the most recent
+   * speakers on its first page. */
   layout() {
     const screens = [...this.tiles.values()].filter((t) => t.key.endsWith(':screen'));
-    const cameras = [...this.tiles.values()].filter((t) => t.key.endsWith(':camera'));
+    const cameras = this.cameraOrder().map((key) => /** @type {Tile} */ (this.tiles.get(key)));
     this.peopleCount.textContent = String(this.participants.size);
-    if (screens.length) {
+    const featured = this.featuredTile(cameras);
+    if (screens.length || (this.viewMode === 'speaker' && featured)) {
       // The most recent share takes the spotlight (tiles keep the order
-      // they were added in); earlier ones join the filmstrip.
-      const latest = screens[screens.length - 1];
-      const spotlight = h('div', { class: 'spotlight' }, latest.el);
-      const strip = h('div', { class: 'filmstrip', role: 'list', 'aria-label': 'Cameras' }, ...screens.slice(0, -1).map((t) => t.el), ...cameras.map((t) => t.el));
+      // they were added in); earlier ones join the filmstrip. Without a
+      // share, the active speaker does.
+      const large = screens.length ? screens[screens.length - 1] : /** @type {Tile} */ (featured);
+      const rest = [...screens, ...cameras].filter((t) => t !== large);
+      const spotlight = h('div', { class: 'spotlight' }, large.el);
+      const strip = h('div', { class: 'filmstrip', role: 'list', 'aria-label': 'Cameras' }, ...rest.map((t) => t.el));
       replace(this.grid, h('div', { class: 'spotlight-layout' }, spotlight, strip));
       this.grid.dataset.cols = '1';
-      this.grid.dataset.layout = 'spotlight';
+      this.grid.dataset.layout = screens.length ? 'spotlight' : 'speaker';
       this.pager.hidden = true;
       this.views.setShown(new Set(this.tiles.keys()));
       return;
     }
     this.grid.dataset.layout = 'grid';
-    const pages = Math.max(1, Math.ceil(cameras.length / PAGE_SIZE));
+    const size = this.pageSize;
+    const pages = Math.max(1, Math.ceil(cameras.length / size));
     this.page = Math.min(this.page, pages - 1);
-    const shown = cameras.slice(this.page * PAGE_SIZE, (this.page + 1) * PAGE_SIZE);
+    const shown = cameras.slice(this.page * size, (this.page + 1) * size);
     const n = shown.length;
     this.grid.dataset.cols = String(n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : 4);
     this.grid.dataset.count = String(n);
@@ -437,6 +456,52 @@ class Room {
         `Page ${this.page + 1} of ${pages}`,
         h('button', { class: 'btn btn-ghost btn-icon', type: 'button', 'aria-label': 'Next page', disabled: this.page >= pages - 1, onclick: () => { this.page += 1; this.layout(); } }, icon('chevronRight')));
     }
+  }
+
+  /** Camera tile keys in paging order: the order people arrived in, except
+   * that whoever speaks while off the first page takes the place of the
+   * first page's longest-silent tile (last-N), so the page does not
+   * reshuffle on every word. */
+  cameraOrder() {
+    const cameras = [...this.tiles.keys()].filter((k) => k.endsWith(':camera'));
+    this.order = this.order.filter((k) => this.tiles.has(k));
+    for (const key of cameras) if (!this.order.includes(key)) this.order.push(key);
+    return this.order;
+  }
+
+  /** Brings a speaker onto the first page of the grid; true if the order
+   * changed. @param {string} id */
+  promoteSpeaker(id) {
+    const order = this.cameraOrder();
+    const key = `${id}:camera`;
+    const at = order.indexOf(key);
+    if (at < this.pageSize) return false;
+    const silent = (/** @type {string} */ k) => this.lastSpoke.get(k.split(':')[0]) ?? -1;
+    const self = `${this.selfId}:camera`;
+    let swap = -1;
+    for (let i = 0; i < Math.min(this.pageSize, order.length); i++) {
+      if (order[i] === self) continue;
+      if (swap < 0 || silent(order[i]) < silent(order[swap])) swap = i;
+    }
+    if (swap < 0) return false;
+    [order[swap], order[at]] = [order[at], order[swap]];
+    return true;
+  }
+
+  /** The camera tile speaker view shows large: the latest remote active
+   * speaker, else the first remote camera. @param {Tile[]} cameras */
+  featuredTile(cameras) {
+    const remote = cameras.filter((t) => !t.key.startsWith(`${this.selfId}:`));
+    return remote.find((t) => t.key === `${this.featured}:camera`) ?? remote[0] ?? null;
+  }
+
+  /** Switches between grid and speaker view (remembered on this device).
+   * @param {'grid'|'speaker'} mode */
+  setViewMode(mode) {
+    this.viewMode = mode;
+    localStorage.setItem(LAYOUT_KEY, mode);
+    this.layoutButton.setAttribute('aria-pressed', String(mode === 'speaker'));
+    this.layout();
   }
 
   renderPeople() {
@@ -454,6 +519,16 @@ class Room {
    * @param {{participant_id: string, level: number}[]} speakers */
   showSpeakers(speakers) {
     this.speakers = new Map(speakers.map((s) => [s.participant_id, s.level]));
+    const [dominant] = speakers;
+    if (dominant && dominant.level >= SPEAKING) {
+      this.lastSpoke.set(dominant.participant_id, performance.now());
+      let moved = this.promoteSpeaker(dominant.participant_id);
+      if (dominant.participant_id !== this.selfId && this.featured !== dominant.participant_id) {
+        this.featured = dominant.participant_id;
+        moved = moved || this.viewMode === 'speaker';
+      }
+      if (moved) this.layout();
+    }
     for (const tile of this.tiles.values()) {
       const id = tile.key.split(':')[0];
       const speaking = tile.key.endsWith(':camera') && (this.speakers.get(id) ?? 0) >= SPEAKING;
@@ -468,6 +543,7 @@ class Room {
     };
     set(this.micButton, this.flags.audio, 'mic', 'micOff');
     set(this.camButton, this.flags.video, 'cam', 'camOff');
+    this.layoutButton.setAttribute('aria-pressed', String(this.viewMode === 'speaker'));
     set(this.shareButton, this.flags.screen, 'screen', 'screen');
     this.chatButton.setAttribute('aria-pressed', String(this.panel === 'chat'));
     this.peopleButton.setAttribute('aria-pressed', String(this.panel === 'people'));
