@@ -236,6 +236,9 @@ pub struct SfuConfig {
     pub workers: u32,
     /// The video codec of every room: `vp8` or `h264`.
     pub video_codec: String,
+    /// Ask browsers to send their camera as three simulcast layers, so
+    /// each viewer gets the size its tile needs.
+    pub simulcast: bool,
     /// A participant whose media connection is silent this long is removed.
     pub media_timeout_secs: u32,
     /// A participant whose media never connected this long after it joined
@@ -254,6 +257,7 @@ impl Default for SfuConfig {
             udp_port_max: 50099,
             workers: 0,
             video_codec: "vp8".into(),
+            simulcast: true,
             media_timeout_secs: 10,
             join_media_timeout_secs: 20,
         }

@@ -91,6 +91,11 @@ fn each_viewer_gets_the_layer_its_tile_needs_without_a_gap() {
         assert_eq!(got.missing(), 0, "viewer {viewer}: continuous");
         assert_eq!(got.mislabelled, 0);
     }
+    let by_layer = sim.core.stats().video_out_by_layer;
+    assert!(
+        by_layer.iter().all(|n| *n > 50),
+        "counted by layer: {by_layer:?}"
+    );
     assert_no_errors(&sim);
 }
 
@@ -106,6 +111,7 @@ fn a_tile_off_screen_gets_nothing_and_comes_back_on_a_keyframe() {
     let other_at = camera_at(&sim, 2).packets;
     sim.run_for(Duration::from_secs(2));
     assert_eq!(camera_at(&sim, 1).packets, hidden_at, "nothing off screen");
+    assert_eq!(sim.core.paused_track_count(), 1);
     assert!(
         camera_at(&sim, 2).packets > other_at + 50,
         "the other goes on"

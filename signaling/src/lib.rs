@@ -88,11 +88,12 @@ pub async fn serve(
     let state = state::AppState {
         rooms: room::Registry::new(
             db.clone(),
-            room::RoomLimits {
+            room::RoomSettings {
                 max_participants: config.limits.max_room_participants as usize,
                 max_per_user: config.limits.max_participants_per_user as usize,
                 chat_burst: config.limits.chat_burst,
                 chat_per_minute: config.limits.chat_per_minute,
+                simulcast: config.sfu.simulcast,
             },
         ),
         passwords: auth::Passwords::new(cpu.clone()),

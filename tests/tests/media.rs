@@ -360,6 +360,27 @@ async fn a_track_off_screen_gets_no_packets_until_it_is_shown_again() -> anyhow:
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(video(&ben), video_hidden, "no video for a tile off screen");
     assert!(audio(&ben) > audio_hidden + 25, "audio goes on");
+    // Operators see it: one paused track (metrics are exported each second).
+    let paused = |metrics: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("zync_sfu_paused_tracks"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let mut seen = 0.0;
+    for _ in 0..30 {
+        let metrics = reqwest::get(format!("{}/metrics", server.base))
+            .await?
+            .text()
+            .await?;
+        seen = paused(&metrics);
+        if seen == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, 1.0, "zync_sfu_paused_tracks");
 
     ben.send(view(true));
     ben.wait_for("Ann's video again", Duration::from_secs(3), |o| {

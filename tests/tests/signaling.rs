@@ -617,3 +617,17 @@ async fn heartbeat_drops_a_silent_client() -> anyhow::Result<()> {
     drop(frozen.into_future());
     server.stop().await
 }
+
+#[tokio::test]
+async fn existing_users_says_whether_to_send_simulcast_layers() -> anyhow::Result<()> {
+    for simulcast in [true, false] {
+        let server = TestServer::start_with(|c| c.sfu.simulcast = simulcast).await?;
+        let alice = server.user("alice").await?;
+        let slug = alice.create_meeting("Layers").await?;
+        let mut ws = alice.ws().await?;
+        let welcome = ws.join(&slug).await?;
+        assert_eq!(welcome["publishing"]["simulcast"], simulcast, "{welcome}");
+        server.stop().await?;
+    }
+    Ok(())
+}

@@ -38,9 +38,12 @@ const CAMERA_LAYERS = [
   { rid: 'f', scaleResolutionDownBy: 1, maxBitrate: MAX_BITRATE.camera },
 ];
 
-/** @param {Source} source */
-function encodingsFor(source) {
-  return source === 'camera' ? CAMERA_LAYERS.map((l) => ({ ...l })) : [{ maxBitrate: MAX_BITRATE[source] }];
+/**
+ * @param {Source} source
+ * @param {boolean} simulcast whether the server asks for camera layers
+ */
+function encodingsFor(source, simulcast) {
+  return source === 'camera' && simulcast ? CAMERA_LAYERS.map((l) => ({ ...l })) : [{ maxBitrate: MAX_BITRATE[source] }];
 }
 
 export class MediaSession extends EventTarget {
@@ -64,6 +67,8 @@ export class MediaSession extends EventTarget {
     /** The simulcast layers the server last asked for, by source, and
      * the queue applying them. @type {Map<Source, string[]>} */
     this.wantedLayers = new Map();
+    /** Send the camera as simulcast layers (`existing-users`' `publishing`). */
+    this.simulcast = true;
     this.layersQueue = Promise.resolve();
 
     this.publish.onicecandidate = (e) => {
@@ -104,7 +109,7 @@ export class MediaSession extends EventTarget {
     if (track && source === 'screen' && 'contentHint' in track) track.contentHint = 'detail';
     const transceiver = this.publish.addTransceiver(track ?? /** @type {'audio'|'video'} */ (options.reserve), {
       direction: 'sendonly',
-      sendEncodings: encodingsFor(source),
+      sendEncodings: encodingsFor(source, this.simulcast),
     });
     this.senders.set(source, transceiver);
     await this.negotiate();

@@ -62,6 +62,9 @@ pub struct CoreStats {
     pub layer_switch_keyframes: u64,
     /// Times a publisher was told to start or stop simulcast layers.
     pub dynacast_changes: u64,
+    /// Video packets queued for subscribers, by simulcast layer (0 is `q`,
+    /// or the only layer of a track without simulcast).
+    pub video_out_by_layer: [u64; 3],
     /// NACKs received from subscribers.
     pub nacks: u64,
     /// Packets resent to subscribers that NACKed them.
@@ -194,6 +197,12 @@ impl Core {
     /// (track, subscriber) pairs being forwarded.
     pub fn forwarded_track_count(&self) -> usize {
         self.rooms.values().map(Room::forwarded_track_count).sum()
+    }
+
+    /// Video subscriptions paused: the subscriber does not show the track
+    /// (off screen, tab hidden), so nothing of it is forwarded.
+    pub fn paused_track_count(&self) -> usize {
+        self.rooms.values().map(Room::paused_track_count).sum()
     }
 
     /// The counters so far.

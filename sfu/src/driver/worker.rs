@@ -254,6 +254,16 @@ impl Worker {
             now.dynacast_changes,
             previous.dynacast_changes,
         );
+        for (layer, (now, before)) in now
+            .video_out_by_layer
+            .iter()
+            .zip(previous.video_out_by_layer)
+            .enumerate()
+        {
+            let labels = [("worker", worker.to_string()), ("layer", layer.to_string())];
+            metrics::counter!("zync_sfu_video_packets_out_total", &labels)
+                .increment(now.saturating_sub(before));
+        }
         counter(
             "zync_sfu_rtp_bytes_in_total",
             now.rtp_bytes_in,
@@ -306,6 +316,8 @@ impl Worker {
         metrics::gauge!("zync_sfu_published_tracks", &labels).set(self.core.track_count() as f64);
         metrics::gauge!("zync_sfu_forwarded_tracks", &labels)
             .set(self.core.forwarded_track_count() as f64);
+        metrics::gauge!("zync_sfu_paused_tracks", &labels)
+            .set(self.core.paused_track_count() as f64);
         metrics::gauge!("zync_sfu_worker_busy_seconds", &labels)
             .set(self.load.busy_nanos.load(Ordering::Relaxed) as f64 / 1e9);
         metrics::gauge!("zync_sfu_worker_negotiation_seconds", &labels)

@@ -1,11 +1,11 @@
 //! The room actor: the one task that owns a live meeting's state.
 
-use super::RoomLimits;
+use super::RoomSettings;
 use super::{JoinError, Outbox, Registry, RoomCommand};
 use crate::auth::PublicUser;
 use crate::db::{Database, rfc3339};
 use crate::meetings::ChatView;
-use crate::ws::protocol::{MeetingInfo, Participant, ServerMessage};
+use crate::ws::protocol::{MeetingInfo, Participant, Publishing, ServerMessage};
 use crate::ws::rate::RateLimit;
 use axum::extract::ws::Utf8Bytes;
 use std::collections::{HashMap, VecDeque};
@@ -31,7 +31,7 @@ pub(super) struct RoomActor {
     pub meeting: MeetingInfo,
     pub db: Database,
     pub registry: Registry,
-    pub limits: RoomLimits,
+    pub settings: RoomSettings,
     pub count: Arc<AtomicUsize>,
     pub commands: mpsc::Receiver<RoomCommand>,
     members: Vec<Member>,
@@ -50,7 +50,7 @@ impl RoomActor {
         meeting: MeetingInfo,
         db: Database,
         registry: Registry,
-        limits: RoomLimits,
+        settings: RoomSettings,
         count: Arc<AtomicUsize>,
         commands: mpsc::Receiver<RoomCommand>,
     ) -> Self {
@@ -60,7 +60,7 @@ impl RoomActor {
             meeting,
             db,
             registry,
-            limits,
+            settings,
             count,
             commands,
             members: Vec::new(),
@@ -149,7 +149,7 @@ impl RoomActor {
     }
 
     fn join(&mut self, participant: Participant, outbox: Outbox) -> Result<(), JoinError> {
-        if self.members.len() >= self.limits.max_participants {
+        if self.members.len() >= self.settings.max_participants {
             return Err(JoinError::Full);
         }
         let tabs = self
@@ -157,7 +157,7 @@ impl RoomActor {
             .iter()
             .filter(|m| m.participant.user_id == participant.user_id)
             .count();
-        if tabs >= self.limits.max_per_user {
+        if tabs >= self.settings.max_per_user {
             return Err(JoinError::TooManyTabs);
         }
         let welcome = ServerMessage::ExistingUsers {
@@ -165,6 +165,9 @@ impl RoomActor {
             me: &participant,
             participants: self.members.iter().map(|m| &m.participant).collect(),
             history: self.history.iter().collect(),
+            publishing: Publishing {
+                simulcast: self.settings.simulcast,
+            },
         }
         .to_json();
         // A fresh outbox has room; if not, the connection is already gone.
@@ -213,11 +216,11 @@ impl RoomActor {
         else {
             return;
         };
-        let limits = self.limits;
+        let settings = self.settings;
         let budget = self
             .chat_rates
             .entry(member.participant.user_id)
-            .or_insert_with(|| RateLimit::new(limits.chat_burst, limits.chat_per_minute));
+            .or_insert_with(|| RateLimit::new(settings.chat_burst, settings.chat_per_minute));
         if !budget.take() {
             let error = ServerMessage::Error {
                 code: "rate_limited",

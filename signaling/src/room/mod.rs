@@ -8,9 +8,10 @@ mod registry;
 
 pub use registry::{Registry, RoomHandle};
 
-/// Bounds every room applies.
+/// What every room applies: its bounds, and how clients are asked to
+/// publish.
 #[derive(Debug, Clone, Copy)]
-pub struct RoomLimits {
+pub struct RoomSettings {
     /// Most participants in the room.
     pub max_participants: usize,
     /// Most participants of one account in the room (tabs).
@@ -19,6 +20,9 @@ pub struct RoomLimits {
     pub chat_burst: u32,
     /// ...and per minute after that.
     pub chat_per_minute: u32,
+    /// Whether clients send their camera as simulcast layers
+    /// (`sfu.simulcast`), told in `existing-users`.
+    pub simulcast: bool,
 }
 
 use crate::ws::protocol::Participant;

@@ -1,7 +1,7 @@
 //! The registry of live meetings: slug → handle of the task that owns it.
 
 use super::actor::RoomActor;
-use super::{JoinError, Outbox, RoomCommand, RoomLimits};
+use super::{JoinError, Outbox, RoomCommand, RoomSettings};
 use crate::db::{Database, Meeting};
 use crate::ws::protocol::{MeetingInfo, Participant};
 use dashmap::DashMap;
@@ -35,17 +35,17 @@ pub struct Registry {
     rooms: Arc<DashMap<String, RoomHandle>>,
     next_entry: Arc<AtomicU64>,
     db: Database,
-    limits: RoomLimits,
+    settings: RoomSettings,
 }
 
 impl Registry {
     /// An empty registry whose rooms store chat in `db`.
-    pub fn new(db: Database, limits: RoomLimits) -> Self {
+    pub fn new(db: Database, settings: RoomSettings) -> Self {
         Self {
             rooms: Arc::new(DashMap::new()),
             next_entry: Arc::new(AtomicU64::new(1)),
             db,
-            limits,
+            settings,
         }
     }
 
@@ -111,7 +111,7 @@ impl Registry {
                     },
                     self.db.clone(),
                     self.clone(),
-                    self.limits,
+                    self.settings,
                     count.clone(),
                     receiver,
                 );

@@ -156,6 +156,14 @@ pub struct TrackOut {
     pub kind: &'static str,
 }
 
+/// How the server asks clients to publish (in `existing-users`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Publishing {
+    /// Send the camera as simulcast layers `q`, `h`, `f` (else one
+    /// encoding).
+    pub simulcast: bool,
+}
+
 /// One entry of `active-speakers`.
 #[derive(Debug, Serialize)]
 pub struct SpeakerOut {
@@ -215,6 +223,8 @@ pub enum ServerMessage<'a> {
         participants: Vec<&'a Participant>,
         /// The last messages, oldest first.
         history: Vec<&'a ChatView>,
+        /// How to send our media.
+        publishing: Publishing,
     },
     /// Someone arrived.
     UserJoined {

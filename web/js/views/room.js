@@ -244,6 +244,7 @@ class Room {
         this.addParticipant({ ...message.self, media: this.flags });
         for (const p of message.participants) this.addParticipant(p);
         this.chat.setHistory(message.history);
+        if (this.media) this.media.simulcast = message.publishing?.simulcast !== false;
         this.publish();
         this.layout();
         break;

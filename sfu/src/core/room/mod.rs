@@ -126,6 +126,16 @@ impl Room {
         self.tracks.values().map(|t| t.subscriptions.len()).sum()
     }
 
+    /// Video subscriptions the room forwards nothing of (not shown).
+    pub fn paused_track_count(&self) -> usize {
+        self.tracks
+            .values()
+            .filter(|t| t.kind == Kind::Video)
+            .flat_map(|t| &t.subscriptions)
+            .filter(|s| s.target.is_none())
+            .count()
+    }
+
     /// Whether participants were removed since the last [`Room::take_removed`].
     pub fn has_removed(&self) -> bool {
         !self.removed.is_empty()
@@ -386,7 +396,17 @@ impl Room {
             payload: packet.payload,
             exts: ForwardedExts::from(&packet.header.ext_vals),
         };
-        if track.forward(&packet, incoming.layer, keyframe, &mut self.queued) {
+        let queued = self.queued.len();
+        let started = track.forward(&packet, incoming.layer, keyframe, &mut self.queued);
+        if track.kind == Kind::Video
+            && let Some(count) = out
+                .stats
+                .video_out_by_layer
+                .get_mut(usize::from(incoming.layer))
+        {
+            *count += (self.queued.len() - queued) as u64;
+        }
+        if started {
             // A layer (re)started: subscribers may want it.
             track.rids[usize::from(incoming.layer)] = incoming.rid;
             self.layers_changed = true;
