@@ -239,6 +239,9 @@ pub struct SfuConfig {
     /// Ask browsers to send their camera as three simulcast layers, so
     /// each viewer gets the size its tile needs.
     pub simulcast: bool,
+    /// Estimate each viewer's downlink (from the congestion feedback
+    /// browsers send) and send it only what fits.
+    pub bandwidth_estimation: bool,
     /// A participant whose media connection is silent this long is removed.
     pub media_timeout_secs: u32,
     /// A participant whose media never connected this long after it joined
@@ -258,6 +261,7 @@ impl Default for SfuConfig {
             workers: 0,
             video_codec: "vp8".into(),
             simulcast: true,
+            bandwidth_estimation: false,
             media_timeout_secs: 10,
             join_media_timeout_secs: 20,
         }

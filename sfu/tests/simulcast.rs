@@ -19,7 +19,14 @@ fn simulcast() -> MediaShape {
 /// A publisher (index 0, simulcast) and `viewers` people who publish
 /// nothing, in one room, media flowing.
 fn room(viewers: usize) -> Sim {
-    let mut sim = Sim::new(Link::default(), 21);
+    room_with(viewers, false)
+}
+
+/// [`room`], with downlink bandwidth estimation on or off.
+fn room_with(viewers: usize, bandwidth_estimation: bool) -> Sim {
+    let mut sim = Sim::with_config(Link::default(), 21, |c| {
+        c.bandwidth_estimation = bandwidth_estimation;
+    });
     let publisher = sim.add_peer(simulcast());
     sim.join(publisher, "room");
     for _ in 0..viewers {
@@ -163,5 +170,57 @@ fn when_every_viewer_shows_small_tiles_the_publisher_stops_the_full_layer() {
     assert!(sim.peers[0].active_layers().is_empty());
     let last = sim.peers[0].publisher_layers.last().cloned();
     assert_eq!(last, Some((Source::Camera, vec![])));
+    assert_no_errors(&sim);
+}
+
+/// Audio packets viewer `at` received from the publisher.
+fn audio_at(sim: &Sim, at: usize) -> u64 {
+    sim.peers[at]
+        .received
+        .get(&(sim.peers[0].id, Source::Microphone))
+        .map_or(0, |r| r.distinct)
+}
+
+/// Packets of each layer viewer `at` receives during the next `window`.
+fn layers_during(sim: &mut Sim, at: usize, window: Duration) -> [u64; 3] {
+    let before = camera_at(sim, at).layers;
+    sim.run_for(window);
+    let after = camera_at(sim, at).layers;
+    [0, 1, 2].map(|l| after[l] - before[l])
+}
+
+#[test]
+fn a_viewer_on_a_weak_link_drops_to_the_low_layer_and_comes_back() {
+    let mut sim = room_with(2, true);
+    show(&mut sim, 1, true, 1280, 720);
+    show(&mut sim, 2, true, 1280, 720);
+    sim.run_for(Duration::from_secs(3));
+    let full = layers_during(&mut sim, 1, Duration::from_secs(1));
+    assert!(
+        full[2] > 100 && full[0] + full[1] == 0,
+        "f at first: {full:?}"
+    );
+
+    // Viewer 1's downlink drops to 300 kbit/s: within 3 s it receives
+    // the quarter layer (150 kbit/s) and its audio flows without loss.
+    sim.cap_downlink(1, Some(300_000));
+    sim.run_for(Duration::from_secs(3));
+    let audio = audio_at(&sim, 1);
+    let weak = layers_during(&mut sim, 1, Duration::from_secs(2));
+    assert!(
+        weak[0] > 40 && weak[1] + weak[2] == 0,
+        "q when weak: {weak:?}"
+    );
+    assert!(audio_at(&sim, 1) - audio >= 99, "audio untouched");
+    // The other viewer keeps the full layer.
+    let other = layers_during(&mut sim, 2, Duration::from_secs(1));
+    assert!(other[2] > 100, "the other keeps f: {other:?}");
+
+    // The link recovers: back to the full layer within 10 s.
+    sim.cap_downlink(1, None);
+    sim.run_for(Duration::from_secs(10));
+    let back = layers_during(&mut sim, 1, Duration::from_secs(1));
+    assert!(back[2] > 100, "f again: {back:?}");
+    assert_eq!(camera_at(&sim, 2).missing(), 0);
     assert_no_errors(&sim);
 }

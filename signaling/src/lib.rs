@@ -159,6 +159,7 @@ fn sfu_config(config: &Config) -> zync_sfu::SfuConfig {
         },
         media_timeout: Duration::from_secs(sfu.media_timeout_secs.into()),
         join_media_timeout: Duration::from_secs(sfu.join_media_timeout_secs.into()),
+        bandwidth_estimation: sfu.bandwidth_estimation,
     }
 }
 

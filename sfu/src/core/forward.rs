@@ -227,7 +227,9 @@ impl Track {
         keyframe: Option<KeyframeStart>,
         queue: &mut Vec<Queued>,
     ) -> bool {
-        let started = self.layers.on_packet(layer, packet.arrived, keyframe);
+        let started = self
+            .layers
+            .on_packet(layer, packet.arrived, packet.payload.len(), keyframe);
         if self.source == Source::Microphone {
             self.speech.on_packet(packet.exts.audio_level());
         }

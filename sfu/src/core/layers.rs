@@ -37,6 +37,13 @@ pub fn layer_of_rid(rid: Option<&str>) -> u8 {
         .map_or(0, |at| at as u8)
 }
 
+/// Bitrate assumed for a layer not measured yet: what the web client asks
+/// its encoder for (a camera without simulcast is its full layer).
+const NOMINAL_BPS: [u64; MAX_LAYERS] = [150_000, 500_000, 1_500_000];
+
+/// Layer bitrates are measured over windows of this length.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
 /// What the SFU knows of one layer.
 #[derive(Debug, Clone, Copy, Default)]
 struct LayerState {
@@ -44,22 +51,35 @@ struct LayerState {
     last_packet: Option<Instant>,
     /// The picture size its latest keyframe gave (VP8 only).
     size: Option<(u32, u32)>,
+    /// Payload bytes received in the current rate window.
+    bytes: u64,
+    /// Bits per second over the last complete window (0: none yet).
+    bps: u64,
 }
 
 /// The layers of one track.
 #[derive(Debug, Clone, Default)]
 pub struct Layers {
     layers: [LayerState; MAX_LAYERS],
+    /// When the current rate window began.
+    window_start: Option<Instant>,
 }
 
 impl Layers {
     /// Records a packet of `layer`. Returns true when the layer (re)starts:
     /// it was not live before this packet, so subscribers' choices may
     /// change.
-    pub fn on_packet(&mut self, layer: u8, now: Instant, keyframe: Option<KeyframeStart>) -> bool {
+    pub fn on_packet(
+        &mut self,
+        layer: u8,
+        now: Instant,
+        bytes: usize,
+        keyframe: Option<KeyframeStart>,
+    ) -> bool {
         let Some(state) = self.layers.get_mut(usize::from(layer)) else {
             return false;
         };
+        state.bytes += bytes as u64;
         let started = state
             .last_packet
             .is_none_or(|at| now.saturating_duration_since(at) > LAYER_STALE);
@@ -81,6 +101,33 @@ impl Layers {
     /// When `layer` last sent.
     pub fn last_packet(&self, layer: u8) -> Option<Instant> {
         self.layers.get(usize::from(layer))?.last_packet
+    }
+
+    /// Closes the rate window when it is complete: each layer's bitrate is
+    /// then what it sent during the window.
+    pub fn measure(&mut self, now: Instant) {
+        let start = *self.window_start.get_or_insert(now);
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed < RATE_WINDOW {
+            return;
+        }
+        for state in &mut self.layers {
+            state.bps = state.bytes * 8 * 1000 / elapsed.as_millis().max(1) as u64;
+            state.bytes = 0;
+        }
+        self.window_start = Some(now);
+    }
+
+    /// What forwarding `layer` costs, in bits per second of payload: as
+    /// measured, or nominal before a measurement (a track `simulcast` or
+    /// not: a camera's only layer is a full one).
+    pub fn cost(&self, layer: u8, simulcast: bool) -> u64 {
+        let i = usize::from(layer).min(MAX_LAYERS - 1);
+        match self.layers[i].bps {
+            0 if simulcast => NOMINAL_BPS[i],
+            0 => NOMINAL_BPS[MAX_LAYERS - 1],
+            bps => bps,
+        }
     }
 
     /// A layer's picture size: from its latest keyframe, or nominal.
@@ -288,7 +335,7 @@ mod tests {
     fn live(layers: &[u8], now: Instant) -> Layers {
         let mut all = Layers::default();
         for &l in layers {
-            all.on_packet(l, now, None);
+            all.on_packet(l, now, 1000, None);
         }
         all
     }
@@ -322,11 +369,11 @@ mod tests {
         let t0 = Instant::now();
         let mut layers = live(&[0, 1, 2], t0);
         let later = t0 + Duration::from_secs(2);
-        layers.on_packet(0, later, None);
-        layers.on_packet(1, later, None);
+        layers.on_packet(0, later, 1000, None);
+        layers.on_packet(1, later, 1000, None);
         assert_eq!(layers.choose(view(1280, 720), later), Some(1));
         assert!(
-            layers.on_packet(2, later, None),
+            layers.on_packet(2, later, 1000, None),
             "a layer that comes back starts again"
         );
         assert_eq!(layers.choose(view(1280, 720), later), Some(2));
@@ -340,6 +387,7 @@ mod tests {
         layers.on_packet(
             0,
             now,
+            1000,
             Some(KeyframeStart {
                 size: Some((480, 270)),
             }),

@@ -6,11 +6,13 @@
 //! into a [`LegError`] that removes that participant only.
 
 use super::CoreConfig;
+use super::bandwidth::INITIAL_ESTIMATE_BPS;
 use super::outbox::Outbox;
 use crate::api::{Kind, Leg};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::DirectApi;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
@@ -57,6 +59,10 @@ pub enum LegEvent {
     Connected,
     /// The browser sent this many more NACKs (from str0m's egress stats).
     Nacks(u64),
+    /// The estimate of what the path to the browser carries moved
+    /// (subscribe connections with bandwidth estimation; read it with
+    /// [`LegRtc::estimate`]).
+    EstimateMoved,
     /// The browser asks for these packets (its sequence numbers) again on
     /// our outgoing m-line `mid`.
     Resend {
@@ -144,6 +150,10 @@ impl LegRtc {
             // packet. Not abs-send-time: with transport-cc negotiated,
             // browsers estimate bandwidth from TWCC.
             Leg::Subscribe => config
+                .enable_bwe(
+                    core.bandwidth_estimation
+                        .then(|| Bitrate::bps(INITIAL_ESTIMATE_BPS)),
+                )
                 .clear_extension_map()
                 .set_extension(1, Extension::AudioLevel)
                 .set_extension(3, Extension::TransportSequenceNumber)
@@ -220,6 +230,26 @@ impl LegRtc {
         let result = guarded(|| change(&mut self.rtc))?;
         self.drain(transmits, events)?;
         Ok(result)
+    }
+
+    /// The estimator's current estimate of the path to the browser, bits
+    /// per second (subscribe connections with bandwidth estimation).
+    pub fn estimate(&self) -> Option<u64> {
+        self.rtc.bwe_estimate().map(|b| b.as_u64())
+    }
+
+    /// Tells the estimator what we would like to send (`bps`): when the
+    /// estimate is lower, it probes the path for more (bounded padding
+    /// bursts, see vendor/README.md).
+    pub fn set_desired_bitrate(
+        &mut self,
+        bps: u64,
+        transmits: &mut Outbox,
+        events: &mut Vec<LegEvent>,
+    ) -> Result<(), LegError> {
+        self.mutate(transmits, events, |rtc| {
+            rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::bps(bps));
+        })
     }
 
     /// Changes settings of the `Rtc` that produce no output and so need no
@@ -350,6 +380,11 @@ impl LegRtc {
                 return Err(LegError::IceDisconnected);
             }
             Event::Closed => return Err(LegError::Closed),
+            // A smoothed estimate moved (str0m's events average seconds
+            // of values, so the room reads the current one instead).
+            Event::EgressBitrateEstimate(BweKind::Twcc { .. }) => {
+                events.push(LegEvent::EstimateMoved);
+            }
             Event::MediaEgressStats(stats) => {
                 let seen = match self.nacks.iter_mut().find(|(mid, _)| *mid == stats.mid) {
                     Some((_, seen)) => seen,

@@ -3,6 +3,7 @@
 //! send, events for signaling, the next timeout). No sockets, threads or
 //! clock: tests drive it with simulated time and a simulated network.
 
+mod bandwidth;
 mod dynacast;
 mod forward;
 mod history;
@@ -112,6 +113,11 @@ pub struct CoreConfig {
     /// The DTLS certificate every connection presents (browsers check its
     /// fingerprint from the SDP, not a chain, so one serves all).
     pub dtls_cert: DtlsCert,
+    /// Estimate each subscriber's downlink and fit what it receives to it
+    /// (see `bandwidth`). Off (the default for now: its probing is not yet
+    /// cheap enough in rooms with churn), every subscriber gets what its
+    /// views ask.
+    pub bandwidth_estimation: bool,
 }
 
 impl CoreConfig {
@@ -141,6 +147,7 @@ impl CoreConfig {
             media_timeout: Duration::from_secs(10),
             join_media_timeout: Duration::from_secs(20),
             dtls_cert: cert,
+            bandwidth_estimation: false,
         }
     }
 }

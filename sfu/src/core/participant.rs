@@ -2,6 +2,7 @@
 //! the m-lines of its subscribe connection.
 
 use super::CoreConfig;
+use super::bandwidth::Downlink;
 use super::layers::layer_of_rid;
 use super::leg::{LegError, LegRtc};
 use super::negotiation::SubscribeLines;
@@ -37,6 +38,8 @@ pub struct Participant {
     ssrc_mid: FxHashMap<Ssrc, Incoming>,
     /// What it shows of others' video tracks, by (publisher, source).
     pub views: FxHashMap<(ParticipantId, Source), View>,
+    /// What its downlink carries, as estimated.
+    pub downlink: Downlink,
 }
 
 /// Where an incoming SSRC's packets belong.
@@ -65,6 +68,7 @@ impl Participant {
             labels: FxHashMap::default(),
             ssrc_mid: FxHashMap::default(),
             views: FxHashMap::default(),
+            downlink: Downlink::default(),
         })
     }
 

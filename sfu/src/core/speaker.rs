@@ -171,7 +171,6 @@ impl Dominance {
     }
 
     /// The dominant speaker.
-    #[cfg(test)]
     pub fn dominant(&self) -> Option<ParticipantId> {
         self.dominant
     }

@@ -48,6 +48,8 @@ pub struct SfuConfig {
     /// A participant whose media has not connected this long after joining
     /// is removed.
     pub join_media_timeout: Duration,
+    /// Estimate each subscriber's downlink and fit its layers to it.
+    pub bandwidth_estimation: bool,
 }
 
 /// Why the SFU could not start or accept a participant.
@@ -137,6 +139,7 @@ impl Sfu {
         core_config.codec = config.codec;
         core_config.media_timeout = config.media_timeout;
         core_config.join_media_timeout = config.join_media_timeout;
+        core_config.bandwidth_estimation = config.bandwidth_estimation;
         for index in 0..config.workers.max(1) {
             let (socket, port) = bind_in_range(config.bind_ip, next_port, config.port_max)
                 .map_err(|reason| SfuError::NoPort {

@@ -55,6 +55,46 @@ impl Default for Link {
     }
 }
 
+/// A bottleneck in front of one address: a link of `bits_per_second`
+/// with a drop-tail queue, as a weak Wi-Fi or mobile downlink is. What
+/// arrives faster than the link drains waits (its delay grows, which a
+/// delay-based estimator sees), and what would wait longer than
+/// `max_queue` is dropped.
+#[derive(Debug, Clone, Copy)]
+pub struct Bottleneck {
+    /// Link rate.
+    pub bits_per_second: u64,
+    /// Longest a datagram may wait in the queue.
+    pub max_queue: Duration,
+    /// When the link has sent everything queued so far.
+    free_at: Option<Instant>,
+}
+
+impl Bottleneck {
+    /// A link of `bits_per_second` with a 200 ms queue.
+    pub fn new(bits_per_second: u64) -> Self {
+        Self {
+            bits_per_second: bits_per_second.max(1),
+            max_queue: Duration::from_millis(200),
+            free_at: None,
+        }
+    }
+
+    /// When a datagram of `bytes` sent at `now` leaves the link, or `None`
+    /// when the queue is full and it is dropped.
+    fn admit(&mut self, now: Instant, bytes: usize) -> Option<Instant> {
+        let start = self.free_at.map_or(now, |free| free.max(now));
+        if start.saturating_duration_since(now) > self.max_queue {
+            return None;
+        }
+        let wire = bytes as u64 + 28; // IPv4 and UDP headers
+        let serialise = Duration::from_nanos(wire * 8 * 1_000_000_000 / self.bits_per_second);
+        let done = start + serialise;
+        self.free_at = Some(done);
+        Some(done)
+    }
+}
+
 /// The whole simulated world.
 pub struct Sim {
     /// Simulated time.
@@ -76,6 +116,11 @@ pub struct Sim {
     sequence: u64,
     /// Datagrams the simulated network dropped.
     pub lost: u64,
+    /// Datagrams dropped by a full bottleneck queue (also counted in
+    /// `lost`).
+    pub lost_in_queues: u64,
+    /// Bottlenecks by destination address (see [`Sim::cap_downlink`]).
+    bottlenecks: Vec<(SocketAddr, Bottleneck)>,
     /// Wall-clock time spent inside the core during [`Sim::tick`]s (what a
     /// worker's turn costs, without the peers' work).
     pub core_busy: Duration,
@@ -86,12 +131,19 @@ pub struct Sim {
 impl Sim {
     /// An SFU core and no peers yet.
     pub fn new(link: Link, seed: u64) -> Self {
+        Self::with_config(link, seed, |_| {})
+    }
+
+    /// An SFU core whose default settings `adjust` changes, and no peers.
+    pub fn with_config(link: Link, seed: u64, adjust: impl FnOnce(&mut CoreConfig)) -> Self {
         let now = Instant::now();
         let sfu: SocketAddr = SFU.parse().expect("address");
+        let mut config = CoreConfig::new(sfu);
+        adjust(&mut config);
         Self {
             now,
             epoch: now,
-            core: Core::new(CoreConfig::new(sfu)),
+            core: Core::new(config),
             sfu,
             peers: Vec::new(),
             link,
@@ -99,6 +151,8 @@ impl Sim {
             in_flight: BTreeMap::new(),
             sequence: 0,
             lost: 0,
+            lost_in_queues: 0,
+            bottlenecks: Vec::new(),
             core_busy: Duration::ZERO,
             added: 0,
         }
@@ -259,15 +313,41 @@ impl Sim {
         }
     }
 
+    /// Puts peer `i`'s downlink (what the SFU sends to its subscribe
+    /// connection) behind a bottleneck of `bits_per_second`, or takes it
+    /// away (`None`).
+    pub fn cap_downlink(&mut self, i: usize, bits_per_second: Option<u64>) {
+        let [_, subscribe] = self.peers[i].addresses();
+        self.bottlenecks.retain(|(addr, _)| *addr != subscribe);
+        if let Some(rate) = bits_per_second {
+            self.bottlenecks.push((subscribe, Bottleneck::new(rate)));
+        }
+    }
+
     /// Puts a datagram on the network (maybe losing it).
     pub fn send(&mut self, datagram: Datagram) {
         if self.rng.next_f64() < self.link.loss {
             self.lost += 1;
             return;
         }
+        let mut departs = self.now;
+        if let Some((_, bottleneck)) = self
+            .bottlenecks
+            .iter_mut()
+            .find(|(addr, _)| *addr == datagram.destination)
+        {
+            match bottleneck.admit(self.now, datagram.contents.len()) {
+                Some(at) => departs = at,
+                None => {
+                    self.lost += 1;
+                    self.lost_in_queues += 1;
+                    return;
+                }
+            }
+        }
         self.sequence += 1;
         self.in_flight
-            .insert((self.now + self.link.delay, self.sequence), datagram);
+            .insert((departs + self.link.delay, self.sequence), datagram);
     }
 
     /// Injects raw bytes to the SFU from `source` now.

@@ -2271,6 +2271,13 @@ impl Rtc {
         Bwe::new(self)
     }
 
+    /// Zync patch: the estimator's current estimate, as it is now (the
+    /// `EgressBitrateEstimate` events are a mean over seconds, which lags
+    /// a fall), when BWE is enabled and has one. Reading it changes nothing.
+    pub fn bwe_estimate(&self) -> Option<Bitrate> {
+        self.session.bwe_estimate()
+    }
+
     fn is_correct_change_id(&self, change_id: usize) -> bool {
         self.change_counter == change_id + 1
     }

@@ -1314,10 +1314,9 @@ impl Session {
         Some(protected.into())
     }
 
-    /// Zync patch: whether bandwidth estimation runs (immediate sends only
-    /// move timers then, see `DirectApi::append_now`).
-    pub(crate) fn has_bwe(&self) -> bool {
-        self.bwe.is_some()
+    /// Zync patch: the estimator's current estimate (see `Rtc::bwe_estimate`).
+    pub(crate) fn bwe_estimate(&self) -> Option<Bitrate> {
+        self.bwe.as_ref()?.last_estimate()
     }
 
     /// Zync patch: writes and protects one RTP packet on the send stream

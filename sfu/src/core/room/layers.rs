@@ -6,10 +6,12 @@
 //! see `crate::core::dynacast`).
 
 use super::Room;
-use crate::api::{Event, Kind, ParticipantId, Source, View};
+use crate::api::{Event, Kind, Leg, ParticipantId, Source, View};
+use crate::core::bandwidth::{Demand, allocate, desired};
 use crate::core::forward::TrackKey;
 use crate::core::layers::{LAYER_RIDS, MAX_LAYERS};
 use crate::core::{CoreConfig, Outputs};
+use rustc_hash::FxHashMap;
 use std::time::{Duration, Instant};
 use str0m::media::Mid;
 
@@ -44,35 +46,109 @@ impl Room {
         self.settle(now, config, out);
     }
 
-    /// Chooses every video subscription's layer again; a subscriber moved
-    /// to a layer it does not receive yet needs a keyframe of it.
+    /// Chooses every video subscription's layer again: what each
+    /// subscriber's views ask for, fitted to its downlink estimate (see
+    /// `crate::core::bandwidth`). A subscriber moved to a layer it does not
+    /// receive yet needs a keyframe of it. Also tells publishers which
+    /// layers anyone wants (dynacast).
     pub(super) fn choose_layers(&mut self, now: Instant, config: &CoreConfig, out: &mut Outputs) {
         self.layers_changed = false;
         self.next_layer_check = Some(now + LAYER_CHECK);
+        let demands = self.collect_demands(now, out);
         let mut keyframes: Vec<(TrackKey, u8)> = Vec::new();
+        for (subscriber, wants) in demands {
+            let Some(participant) = self.participants.get_mut(&subscriber) else {
+                continue;
+            };
+            if let Some(bps) = participant.subscribe.estimate() {
+                participant.downlink.on_estimate(now, bps);
+            }
+            let budget = participant
+                .downlink
+                .budget()
+                .filter(|_| config.bandwidth_estimation);
+            let targets: Vec<Option<u8>> = match budget {
+                Some(budget) => allocate(&wants.demands, wants.audio, budget),
+                None => wants.demands.iter().map(|d| d.wanted).collect(),
+            };
+            if config.bandwidth_estimation {
+                let (spend, goal) = desired(&wants.demands, &targets, wants.audio);
+                if let Some(desired) = participant.downlink.desired_update(now, spend, goal) {
+                    let leg = &mut participant.subscribe;
+                    let result = self.pending.collect(subscriber, Leg::Subscribe, |events| {
+                        leg.set_desired_bitrate(desired, out.transmits, events)
+                    });
+                    if let Err(e) = result {
+                        self.failed.push((subscriber, e.to_string()));
+                    }
+                }
+            }
+            for ((key, index), target) in wants.slots.into_iter().zip(targets) {
+                let Some(sub) = self
+                    .tracks
+                    .get_mut(&key)
+                    .and_then(|t| t.subscriptions.get_mut(index))
+                else {
+                    continue;
+                };
+                if sub.set_target(target, now)
+                    && let Some(layer) = target
+                    && !keyframes.contains(&(key, layer))
+                {
+                    keyframes.push((key, layer));
+                }
+            }
+        }
+        for (key, layer) in keyframes {
+            out.stats.layer_switch_keyframes += 1;
+            self.request_keyframe(now, key, layer, config, out);
+        }
+    }
+
+    /// What every subscriber asks of the room's tracks: its video views
+    /// with their costs, and its audio. Runs dynacast on the way.
+    fn collect_demands(
+        &mut self,
+        now: Instant,
+        out: &mut Outputs,
+    ) -> FxHashMap<ParticipantId, SubscriberWants> {
+        let dominant = self.dominance.dominant();
+        let mut demands: FxHashMap<ParticipantId, SubscriberWants> = FxHashMap::default();
         for (key, track) in &mut self.tracks {
-            if track.kind != Kind::Video {
+            track.layers.measure(now);
+            let simulcast = track.rids.iter().any(Option::is_some);
+            if track.kind == Kind::Audio {
+                let cost = track.layers.cost(0, false).min(AUDIO_MAX_BPS);
+                for sub in &track.subscriptions {
+                    demands.entry(sub.subscriber).or_default().audio += cost;
+                }
                 continue;
             }
-            let simulcast = track.rids.iter().any(Option::is_some);
             let mut highest_wanted = None;
-            for sub in &mut track.subscriptions {
+            for (index, sub) in track.subscriptions.iter().enumerate() {
                 let view = self
                     .participants
                     .get(&sub.subscriber)
                     .and_then(|p| p.views.get(&(key.publisher, track.source)))
                     .copied();
-                let target = track.layers.choose(view, now);
-                if sub.set_target(target, now)
-                    && let Some(layer) = target
-                    && !keyframes.contains(&(*key, layer))
-                {
-                    keyframes.push((*key, layer));
-                }
+                let wanted = track.layers.choose(view, now);
                 if simulcast {
-                    let wanted = track.layers.wanted(view, MAX_LAYERS as u8);
-                    highest_wanted = highest_wanted.max(wanted);
+                    highest_wanted =
+                        highest_wanted.max(track.layers.wanted(view, MAX_LAYERS as u8));
                 }
+                let layers = if simulcast { MAX_LAYERS as u8 } else { 1 };
+                let costs = [0, 1, 2].map(|l: u8| {
+                    let usable = l < layers && (track.layers.is_live(l, now) || Some(l) == wanted);
+                    usable.then(|| track.layers.cost(l, simulcast))
+                });
+                let entry = demands.entry(sub.subscriber).or_default();
+                entry.slots.push((*key, index));
+                entry.demands.push(Demand {
+                    priority: priority(track.source, Some(key.publisher) == dominant, view),
+                    wanted,
+                    current: sub.current.or(sub.target),
+                    costs,
+                });
             }
             if simulcast && let Some(active) = track.dynacast.update(now, highest_wanted) {
                 out.stats.dynacast_changes += 1;
@@ -89,10 +165,7 @@ impl Room {
                 );
             }
         }
-        for (key, layer) in keyframes {
-            out.stats.layer_switch_keyframes += 1;
-            self.request_keyframe(now, key, layer, config, out);
-        }
+        demands
     }
 
     /// The layer `subscriber` wants on its m-line `mid` of `key`: the one
@@ -104,6 +177,35 @@ impl Room {
             .and_then(|s| s.target.or(s.current))
             .unwrap_or(0)
     }
+}
+
+/// What one subscriber asks of the room's tracks.
+#[derive(Default)]
+struct SubscriberWants {
+    /// Its video subscriptions: (track, index in the track's
+    /// subscriptions), in the order of `demands`.
+    slots: Vec<(TrackKey, usize)>,
+    /// What each of them asks for and costs.
+    demands: Vec<Demand>,
+    /// Bits per second of the audio it receives (always forwarded).
+    audio: u64,
+}
+
+/// The most an audio track is counted at (Opus in stereo at its highest
+/// is 510 kbit/s; a microphone is ~40–64).
+const AUDIO_MAX_BPS: u64 = 128_000;
+
+/// Which of a subscriber's video tracks are served first: shared screens,
+/// then the active speaker's camera, then the others by displayed size,
+/// largest first (a track shown without a size counts as large).
+fn priority(source: Source, speaking: bool, view: Option<View>) -> (u8, u64) {
+    let class = match source {
+        Source::Screen => 0,
+        _ if speaking => 1,
+        _ => 2,
+    };
+    let area = view.map_or(u64::MAX, |v| u64::from(v.width) * u64::from(v.height));
+    (class, u64::MAX - area)
 }
 
 /// Most views one participant may have recorded (a room of 100 has at

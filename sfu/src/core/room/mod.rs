@@ -345,6 +345,19 @@ impl Room {
                     }
                 }
                 (_, LegEvent::Nacks(count)) => out.stats.nacks += count,
+                (Leg::Subscribe, LegEvent::EstimateMoved) => {
+                    if let Some(p) = self.participants.get_mut(&id)
+                        && let Some(bps) = p.subscribe.estimate()
+                    {
+                        let before = p.downlink.now();
+                        p.downlink.on_estimate(now, bps);
+                        // A fall is acted on at once; a rise waits for the
+                        // regular check (upgrades need a steady estimate).
+                        if before.is_none_or(|b| bps < b) {
+                            self.layers_changed = true;
+                        }
+                    }
+                }
                 (Leg::Subscribe, LegEvent::Resend { mid, seqs }) => {
                     self.resend(now, id, mid, &seqs, out);
                 }

@@ -417,9 +417,10 @@ impl<'a> DirectApi<'a> {
         let addrs = (send.source, send.destination);
         let mut rtc = self.rtc.mutate();
         rtc.no_events();
-        if !rtc.session.has_bwe() {
-            rtc.no_timeout();
-        }
+        // Zync patch: with BWE too. The TWCC register and the ALR budget
+        // are read at the next timeout pass; no deadline moves (the pacer
+        // never sees these packets).
+        rtc.no_timeout();
         let start = out.len();
         write(&mut rtc.session, out)?;
         rtc.peer_bytes_tx += (out.len() - start) as u64;

@@ -2,9 +2,6 @@ use crate::rtp_::Bitrate;
 
 const PACING_FACTOR: f64 = 1.1;
 
-/// Automatic padding target when media is active. This maintains NAT bindings, RTX state,
-/// and allows ALR periodic probes to discover higher bandwidth.
-const PADDING_TARGET: Bitrate = Bitrate::bps(50_000);
 
 pub(crate) struct PacingResult {
     /// The bitrate at which the pacer may emit padding **when there is no media queued**.
@@ -36,9 +33,13 @@ impl PacerControl {
             // No padding during overuse
             Bitrate::ZERO
         } else if has_active_media {
-            // Sustain the requested minimum without exceeding estimated capacity.
-            // Keep the automatic target for NAT bindings and RTX state.
-            PADDING_TARGET.max(minimum).min(estimate)
+            // Zync patch: sustain the requested minimum without exceeding
+            // estimated capacity, and nothing more. Upstream keeps an
+            // automatic 50 kbit/s floor; media sent with `send_rtp_now`
+            // never reaches the pacer (no media debt), so that floor would
+            // be padding on top of every forwarded packet, for good (~200
+            // packets/s per connection). Probes do not need it.
+            minimum.min(estimate)
         } else {
             // No padding when no media is being sent
             Bitrate::ZERO
@@ -68,7 +69,8 @@ mod test {
 
         let r = c.calculate(true, estimate, false, Bitrate::ZERO);
 
-        assert_eq!(r.padding_rate, PADDING_TARGET);
+        // Zync patch: no automatic floor.
+        assert_eq!(r.padding_rate, Bitrate::ZERO);
     }
 
     #[test]
@@ -106,7 +108,8 @@ mod test {
     fn automatic_padding_is_also_capped_by_estimate() {
         let c = PacerControl::new();
         for estimate in [Bitrate::ZERO, Bitrate::kbps(20)] {
-            let result = c.calculate(true, estimate, false, Bitrate::ZERO);
+            // Zync patch: the minimum, capped by the estimate.
+            let result = c.calculate(true, estimate, false, Bitrate::kbps(50));
             assert_eq!(result.padding_rate, estimate);
         }
     }

@@ -66,7 +66,17 @@ impl Pacer for LeakyBucketPacer {
     }
 
     fn poll_timeout(&self) -> (Option<Instant>, Reason) {
-        let next_handle_time = self.last_handle_time.map(|lh| lh + PACING);
+        // Zync patch: nothing to pace (no padding rate, no probe, nothing
+        // queued), no periodic wakeup. Queued media, a probe and a new
+        // padding rate all come with a timeout pass of their own.
+        let idle = self.padding_bitrate == Bitrate::ZERO
+            && self.probe_queue.is_empty()
+            && self.queue_states.iter().all(|q| q.snapshot.packet_count == 0);
+        let next_handle_time = if idle {
+            None
+        } else {
+            self.last_handle_time.map(|lh| lh + PACING)
+        };
 
         let poll_at = self
             .next_poll_time

@@ -249,7 +249,7 @@ impl ProbeControl {
             || self.maybe_exponential(now, desired, estimate)
             || self.maybe_allocation(now, desired, prev_desired, estimate)
             || self.maybe_large_drop(now, desired, estimate)
-            || self.maybe_periodic_alr(now, desired)
+            || self.maybe_periodic_alr(now, desired, estimate)
             || self.maybe_stagnant(now, desired, estimate);
 
         self.update_estimate_change(now, estimate);
@@ -379,7 +379,15 @@ impl ProbeControl {
         true
     }
 
-    fn maybe_periodic_alr(&mut self, now: Instant, desired: Bitrate) -> bool {
+    fn maybe_periodic_alr(&mut self, now: Instant, desired: Bitrate, estimate: Bitrate) -> bool {
+        // Zync patch: like allocation and stagnant probes, only while the
+        // estimate is below what the application wants (an SFU's
+        // subscribers are application-limited most of the time; upstream
+        // probes each of them every 5 s regardless).
+        if desired <= estimate {
+            return false;
+        }
+
         // Don't interfere with initial probing phase.
         if self.is_during_initial(now) {
             return false;
