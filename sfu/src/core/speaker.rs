@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 pub const INTERVAL: Duration = Duration::from_millis(100);
 /// How long a challenger must lead before it becomes the dominant speaker.
 const TAKEOVER: Duration = Duration::from_millis(400);
+/// A challenger keeps its claim through pauses this short (between words,
+/// syllables or beeps, its score may dip below the lead for an interval).
+const CHALLENGE_GAP: Duration = Duration::from_millis(300);
 /// Reports to the room at most this often.
 pub const REPORT_EVERY: Duration = Duration::from_millis(250);
 /// An interval whose mean level is louder than this (-dBov) counts as
@@ -78,8 +81,9 @@ impl SpeechLevel {
 #[derive(Debug, Default)]
 pub struct Dominance {
     dominant: Option<ParticipantId>,
-    /// The participant leading the dominant speaker, and since when.
-    challenger: Option<(ParticipantId, Instant)>,
+    /// The participant leading the dominant speaker: since when, and when
+    /// it last led.
+    challenger: Option<(ParticipantId, Instant, Instant)>,
     last_report: Option<(Instant, Vec<(ParticipantId, u8)>)>,
 }
 
@@ -150,21 +154,28 @@ impl Dominance {
             _ => top >= SILENT * 2.0,
         };
         if !leads {
-            self.challenger = None;
+            if self
+                .challenger
+                .is_some_and(|(_, _, last)| now.saturating_duration_since(last) > CHALLENGE_GAP)
+            {
+                self.challenger = None;
+            }
             return;
         }
         match self.challenger {
-            Some((id, since)) if id == loudest => {
+            Some((id, since, _)) if id == loudest => {
                 if now.saturating_duration_since(since) >= TAKEOVER || self.dominant.is_none() {
                     self.dominant = Some(loudest);
                     self.challenger = None;
+                } else {
+                    self.challenger = Some((id, since, now));
                 }
             }
             _ => {
                 if self.dominant.is_none() {
                     self.dominant = Some(loudest);
                 } else {
-                    self.challenger = Some((loudest, now));
+                    self.challenger = Some((loudest, now, now));
                 }
             }
         }
@@ -236,6 +247,26 @@ mod tests {
             .expect("2 takes over");
         assert!(took < 10, "within 1 s (took {} intervals)", took + 1);
         assert!(after[took..].iter().all(|d| *d == Some(2)), "and keeps it");
+    }
+
+    #[test]
+    fn a_talker_with_short_pauses_takes_over() {
+        let mut sim = Sim::new(3);
+        sim.run(30, |id| if id == 1 { TALK } else { QUIET });
+        // 1 stops; 2 talks in bursts: 200 ms of sound, 100 ms of pause.
+        let mut step = 0;
+        let mut dominant = Vec::new();
+        for _ in 0..10 {
+            dominant.extend(sim.run(1, |id| {
+                if id == 2 && step % 3 != 2 {
+                    TALK
+                } else {
+                    QUIET
+                }
+            }));
+            step += 1;
+        }
+        assert_eq!(dominant.last(), Some(&Some(2)), "{dominant:?}");
     }
 
     #[test]

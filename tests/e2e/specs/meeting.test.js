@@ -394,7 +394,9 @@ test('9. the person talking gets the speaking ring, from the server, everywhere'
     assert.equal(await onFirstPage('Cy Hopper').count(), 0, 'Cy starts on page 2');
     await mute(bob, true);
     await mute(cy, false);
-    await onFirstPage('Cy Hopper').waitFor({ timeout: 10_000 });
+    const cyId = await cy.page.evaluate(() => window.zync.room.selfId);
+    await until(ada.page, 'Cy the active speaker at Ada', (id) => [...window.zync.room.speakers.keys()][0] === id, cyId, 30_000);
+    await onFirstPage('Cy Hopper').waitFor({ timeout: 5_000 });
     await onFirstPage('Bob Babbage').waitFor({ state: 'detached', timeout: 5_000 });
     await onFirstPage('Ada Lovelace (you)').waitFor();
   });

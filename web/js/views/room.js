@@ -520,8 +520,11 @@ class Room {
    * @param {{participant_id: string, level: number}[]} speakers */
   showSpeakers(speakers) {
     this.speakers = new Map(speakers.map((s) => [s.participant_id, s.level]));
+    // The server only moves dominance after someone has clearly spoken
+    // for a while, so the layout follows it whatever the level now (it
+    // stays first, fading, while the room is silent).
     const [dominant] = speakers;
-    if (dominant && dominant.level >= SPEAKING) {
+    if (dominant) {
       this.lastSpoke.set(dominant.participant_id, performance.now());
       let moved = this.promoteSpeaker(dominant.participant_id);
       if (dominant.participant_id !== this.selfId && this.featured !== dominant.participant_id) {
