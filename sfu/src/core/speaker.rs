@@ -254,9 +254,8 @@ mod tests {
         let mut sim = Sim::new(3);
         sim.run(30, |id| if id == 1 { TALK } else { QUIET });
         // 1 stops; 2 talks in bursts: 200 ms of sound, 100 ms of pause.
-        let mut step = 0;
         let mut dominant = Vec::new();
-        for _ in 0..10 {
+        for step in 0..10 {
             dominant.extend(sim.run(1, |id| {
                 if id == 2 && step % 3 != 2 {
                     TALK
@@ -264,7 +263,6 @@ mod tests {
                     QUIET
                 }
             }));
-            step += 1;
         }
         assert_eq!(dominant.last(), Some(&Some(2)), "{dominant:?}");
     }
