@@ -97,6 +97,11 @@ fn each_viewer_gets_the_layer_its_tile_needs_without_a_gap() {
         // stream has no hole in its sequence numbers.
         assert_eq!(got.missing(), 0, "viewer {viewer}: continuous");
         assert_eq!(got.mislabelled, 0);
+        assert_eq!(
+            sim.peers[viewer].picture_id_jumps,
+            [],
+            "viewer {viewer}: VP8 picture ids continue across the switch"
+        );
     }
     let by_layer = sim.core.stats().video_out_by_layer;
     assert!(

@@ -32,6 +32,29 @@ pub struct TrackKey {
     pub mid: Mid,
 }
 
+/// How a subscribe m-line's send stream is numbered: RTP sequence numbers
+/// and timestamps, and VP8 picture ids. It outlives a subscription when the
+/// line is recycled for another track, so that the browser sees one stream
+/// going on: a picture id jumping back makes Chromium drop the newcomer's
+/// frames as old ones.
+#[derive(Debug)]
+pub struct Numbering {
+    /// Sequence numbers and timestamps.
+    pub rewriter: Rewriter,
+    /// VP8 picture ids and TL0PICIDX.
+    pub vp8: Vp8Munger,
+}
+
+impl Numbering {
+    /// The numbering of a new line, starting at sequence number `first`.
+    pub fn new(first: u16) -> Self {
+        Self {
+            rewriter: Rewriter::new(first),
+            vp8: Vp8Munger::default(),
+        }
+    }
+}
+
 /// One subscriber of a track: where to write and how to renumber.
 #[derive(Debug)]
 pub struct Subscription {
@@ -53,7 +76,8 @@ pub struct Subscription {
     pub target: Option<u8>,
     /// When forwarding was paused, to continue the timestamps after it.
     paused_at: Option<Instant>,
-    /// VP8 picture numbering continued across layer switches.
+    /// VP8 picture numbering continued across layer switches (and, like
+    /// `rewriter`, across the tracks the m-line carries).
     pub vp8: Vp8Munger,
 }
 
@@ -64,7 +88,7 @@ impl Subscription {
         subscriber: ParticipantId,
         mid: Mid,
         ssrc: Ssrc,
-        rewriter: Rewriter,
+        numbering: Numbering,
         pt_map: Vec<(Pt, Pt)>,
         target: Option<u8>,
     ) -> Self {
@@ -72,12 +96,20 @@ impl Subscription {
             subscriber,
             mid,
             ssrc,
-            rewriter,
+            rewriter: numbering.rewriter,
             pt_map,
             current: None,
             target,
             paused_at: None,
-            vp8: Vp8Munger::default(),
+            vp8: numbering.vp8,
+        }
+    }
+
+    /// The m-line's numbering, kept when the subscription ends.
+    pub fn into_numbering(self) -> Numbering {
+        Numbering {
+            rewriter: self.rewriter,
+            vp8: self.vp8,
         }
     }
 
@@ -332,7 +364,7 @@ mod tests {
             ParticipantId(subscriber),
             mid.into(),
             (1000 + subscriber as u32).into(),
-            Rewriter::new(start),
+            Numbering::new(start),
             pt_map.iter().map(|&(a, b)| (a.into(), b.into())).collect(),
             target,
         )

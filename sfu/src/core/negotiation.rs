@@ -7,13 +7,14 @@
 //! receives at once, not by how many came and went over the meeting, a line
 //! whose track is gone turns `inactive` and waits; the next track of the
 //! same kind takes it over (direction back to `sendonly`, a new msid naming
-//! its publisher), keeping the line's send stream and its numbering (the
-//! [`Rewriter`] continues, so the browser sees one stream without a gap).
+//! its publisher), keeping the line's send stream and its [`Numbering`]
+//! (sequence numbers, timestamps and VP8 picture ids continue, so the
+//! browser sees one stream without a gap).
 
+use super::forward::Numbering;
 use super::forward::TrackKey;
 use super::leg::{LegError, LegEvent, LegRtc};
 use super::outbox::Outbox;
-use super::rewrite::Rewriter;
 use crate::api::{Kind, SdpRefused, Source, TrackLabel};
 use std::time::Instant;
 use str0m::change::{SdpOffer, SdpPendingOffer};
@@ -37,7 +38,7 @@ struct Line {
     carries: Option<Carried>,
     /// The numbering of the line's send stream while no track uses it, and
     /// since when.
-    parked: Option<(Rewriter, Instant)>,
+    parked: Option<(Numbering, Instant)>,
 }
 
 /// The m-lines of one subscribe connection and its offer/answer state. Only
@@ -95,20 +96,20 @@ impl SubscribeLines {
     }
 
     /// Keeps the numbering of a line whose track was taken off.
-    pub fn park(&mut self, mid: Mid, rewriter: Rewriter, now: Instant) {
+    pub fn park(&mut self, mid: Mid, numbering: Numbering, now: Instant) {
         if let Some(line) = self.lines.iter_mut().find(|l| l.mid == mid) {
-            line.parked = Some((rewriter, now));
+            line.parked = Some((numbering, now));
         }
     }
 
     /// The numbering for a line's new track: the parked one, continuing as
     /// much later as the line was idle, or a fresh one for a new line.
-    pub fn numbering_for(&mut self, mid: Mid, now: Instant) -> Rewriter {
+    pub fn numbering_for(&mut self, mid: Mid, now: Instant) -> Numbering {
         let line = self.lines.iter_mut().find(|l| l.mid == mid);
-        let Some((kind, (mut rewriter, since))) =
+        let Some((kind, (mut numbering, since))) =
             line.and_then(|l| Some((l.kind, l.parked.take()?)))
         else {
-            return Rewriter::new(first_sequence_number());
+            return Numbering::new(first_sequence_number());
         };
         let clock_rate: u64 = match kind {
             Kind::Audio => 48_000,
@@ -117,8 +118,8 @@ impl SubscribeLines {
         // One frame at least, so two sources never share a timestamp.
         let idle_us = now.saturating_duration_since(since).as_micros().max(20_000) as u64;
         let ticks = (idle_us * clock_rate / 1_000_000) as u32;
-        rewriter.resume(ticks);
-        rewriter
+        numbering.rewriter.resume(ticks);
+        numbering
     }
 
     /// Creates an offer that makes the connection carry exactly `wanted`:

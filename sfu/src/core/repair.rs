@@ -152,8 +152,8 @@ impl Default for ResendBudget {
 mod tests {
     use super::*;
     use crate::api::ParticipantId;
+    use crate::core::forward::Numbering;
     use crate::core::history::{ForwardedExts, StoredPacket};
-    use crate::core::rewrite::Rewriter;
     use std::sync::Arc;
 
     const WINDOW: Duration = Duration::from_millis(500);
@@ -198,7 +198,7 @@ mod tests {
             ParticipantId(3),
             "2".into(),
             77.into(),
-            Rewriter::new(1_000),
+            Numbering::new(1_000),
             vec![(96.into(), 100.into())],
             Some(0),
         );

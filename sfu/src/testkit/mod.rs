@@ -117,6 +117,8 @@ pub struct Received {
     pub layers: [u64; 3],
     /// The layer of the latest packet.
     pub layer: Option<u8>,
+    /// When the latest packet of each simulcast layer arrived.
+    pub last_of_layer: [Option<Instant>; 3],
     seen: std::collections::HashSet<u64>,
 }
 
@@ -252,7 +254,15 @@ struct VideoLayer {
     active: bool,
     keyframe_wanted: bool,
     last_keyframe: Option<Instant>,
+    /// The next frame's VP8 picture id (15 bits, random at first, one
+    /// more per frame sent, as Chromium numbers them).
+    picture_id: u16,
 }
+
+/// Bytes before a video packet's stamp: the VP8 payload descriptor as
+/// Chromium writes it (X and S bits, then I with a 15-bit picture id),
+/// and the first byte of the VP8 frame tag (its P bit: 0 for keyframes).
+const VP8_PREFIX: usize = 5;
 
 #[derive(Clone, Copy)]
 struct Outgoing {
@@ -294,6 +304,12 @@ pub struct SimPeer {
     pub offers_answered: u64,
     /// The latest `ActiveSpeakers` report: dominant first.
     pub speakers: Vec<(ParticipantId, u8)>,
+    /// Frames whose VP8 picture id did not follow the previous frame's on
+    /// their m-line: (mid, previous, this one). Layer switches and
+    /// recycled m-lines must keep the numbering continuous.
+    pub picture_id_jumps: Vec<(Mid, u16, u16)>,
+    /// The latest frame's picture id on each m-line.
+    picture_ids: HashMap<Mid, u16>,
     /// Every `PublisherLayers` received, oldest first.
     pub publisher_layers: Vec<(Source, Vec<&'static str>)>,
     /// The largest subscribe offer received: its SDP bytes and m-lines
@@ -358,6 +374,8 @@ impl SimPeer {
             offers_answered: 0,
             speakers: Vec::new(),
             publisher_layers: Vec::new(),
+            picture_id_jumps: Vec::new(),
+            picture_ids: HashMap::new(),
             largest_offer: (0, 0),
             server_ufrag: None,
             first_media_at: None,
@@ -524,6 +542,7 @@ impl SimPeer {
                             active: true,
                             keyframe_wanted: true,
                             last_keyframe: None,
+                            picture_id: rand::random::<u16>() & 0x7fff,
                         });
                     }
                 }
@@ -698,7 +717,7 @@ impl SimPeer {
                 } else {
                     frame_bytes
                 }
-                .max(HEADER_LEN + 2);
+                .max(HEADER_LEN + VP8_PREFIX);
                 let packets = frame_bytes.div_ceil(MAX_VIDEO_PAYLOAD);
                 let stamp = Stamp {
                     participant,
@@ -713,16 +732,21 @@ impl SimPeer {
                     } else {
                         MAX_VIDEO_PAYLOAD
                     };
-                    let mut payload = vec![0u8; len.max(HEADER_LEN + 2)];
-                    // VP8 payload descriptor: S bit on the first packet of a
-                    // frame; then the VP8 header's P bit clear for keyframes.
-                    payload[0] = if i == 0 { 0x10 } else { 0x00 };
-                    payload[1] = if keyframe { 0x00 } else { 0x01 };
+                    let mut payload = vec![0u8; len.max(HEADER_LEN + VP8_PREFIX)];
+                    // VP8 payload descriptor: X, and S on the first packet of
+                    // a frame; I and the picture id; then the frame tag's P
+                    // bit, clear for keyframes.
+                    payload[0] = if i == 0 { 0x90 } else { 0x80 };
+                    payload[1] = 0x80;
+                    let [high, low] = layer.picture_id.to_be_bytes();
+                    payload[2] = 0x80 | high;
+                    payload[3] = low;
+                    payload[4] = if keyframe { 0x00 } else { 0x01 };
                     Stamp {
                         sequence: video.stamp_seq,
                         ..stamp
                     }
-                    .write(&mut payload[2..]);
+                    .write(&mut payload[VP8_PREFIX..]);
                     write(
                         &mut self.publish,
                         video,
@@ -741,6 +765,7 @@ impl SimPeer {
                         &mut self.keyframe_requested,
                     );
                 }
+                layer.picture_id = (layer.picture_id + 1) & 0x7fff;
             }
             // A stopped layer's clock runs on, as an encoder's does.
             video.rtp_time = video.rtp_time.wrapping_add(90_000 / fps);
@@ -805,11 +830,19 @@ impl SimPeer {
     }
 
     fn record(&mut self, mid: Mid, seq: u64, payload: &[u8], at: Instant) {
+        let Some(kind) = self.tracks.get(&*mid).map(|t| t.kind) else {
+            return;
+        };
+        let offset = if kind == Kind::Video {
+            self.note_picture_id(mid, payload);
+            VP8_PREFIX
+        } else {
+            0
+        };
         let Some(track) = self.tracks.get(&*mid) else {
             return;
         };
         let key = (track.participant, track.source);
-        let offset = if track.kind == Kind::Video { 2 } else { 0 };
         let stamp = payload.get(offset..).and_then(Stamp::read);
         self.first_media_at.get_or_insert(at);
         let entry = self.received.entry(key).or_default();
@@ -828,6 +861,9 @@ impl SimPeer {
                 if let Some(count) = entry.layers.get_mut(usize::from(s.layer)) {
                     *count += 1;
                 }
+                if let Some(last) = entry.last_of_layer.get_mut(usize::from(s.layer)) {
+                    *last = Some(at);
+                }
                 entry.layer = Some(s.layer);
                 entry.highest_stamp = Some(
                     entry
@@ -838,6 +874,25 @@ impl SimPeer {
                 entry.latencies_us.push(now_us.saturating_sub(s.sent_us));
             }
             _ => entry.mislabelled += 1,
+        }
+    }
+
+    /// Counts a frame whose VP8 picture id does not follow the previous
+    /// frame's on the same m-line (what makes a browser's decoder drop
+    /// frames as old, or wait for missing ones).
+    fn note_picture_id(&mut self, mid: Mid, payload: &[u8]) {
+        let [first, x, high, low, ..] = payload else {
+            return;
+        };
+        if first & 0x90 != 0x90 || x & 0x80 == 0 || high & 0x80 == 0 {
+            return; // not a frame's first packet with a 15-bit picture id
+        }
+        let id = u16::from_be_bytes([high & 0x7f, *low]);
+        if let Some(last) = self.picture_ids.insert(mid, id)
+            && id != (last + 1) & 0x7fff
+            && id != last
+        {
+            self.picture_id_jumps.push((mid, last, id));
         }
     }
 

@@ -82,7 +82,7 @@ impl Bottleneck {
 
     /// When a datagram of `bytes` sent at `now` leaves the link, or `None`
     /// when the queue is full and it is dropped.
-    fn admit(&mut self, now: Instant, bytes: usize) -> Option<Instant> {
+    pub fn admit(&mut self, now: Instant, bytes: usize) -> Option<Instant> {
         let start = self.free_at.map_or(now, |free| free.max(now));
         if start.saturating_duration_since(now) > self.max_queue {
             return None;

@@ -435,7 +435,7 @@ impl Room {
         };
         for sub in track.subscriptions {
             if let Some(subscriber) = self.participants.get_mut(&sub.subscriber) {
-                subscriber.lines.park(sub.mid, sub.rewriter, now);
+                subscriber.lines.park(sub.mid, sub.into_numbering(), now);
             }
         }
     }

@@ -283,7 +283,7 @@ impl Room {
                         .get_mut(&key)
                         .and_then(|t| t.unsubscribe(id, mid));
                     if let Some(sub) = sub {
-                        participant.lines.park(mid, sub.rewriter, now);
+                        participant.lines.park(mid, sub.into_numbering(), now);
                     }
                 }
                 let tracks = participant
