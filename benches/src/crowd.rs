@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use zync_sfu::testkit::sim::Rng;
 use zync_sfu::{ParticipantId, Source};
 use zync_tests::Client;
-use zync_tests::participant::{Observed, TestParticipant};
+use zync_tests::participant::{Observed, Receiving, TestParticipant};
 
 /// Longest a join (WebSocket, `join-meeting`, the welcome) may take.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -130,13 +130,13 @@ impl<'a> Crowd<'a> {
         let client = self.clients.get(account).context("no such account")?;
         let slug = self.slugs.get(room).context("no such room")?;
         let shape = self.plan.shape(seat);
-        let joining = TestParticipant::join_with(
-            client,
-            slug,
-            shape,
-            self.epoch,
-            Some(self.plan.sample_every),
-        );
+        let receiving = Receiving {
+            epoch: self.epoch,
+            sample_every: Some(self.plan.sample_every),
+            view: self.plan.view,
+            downlink_bps: self.plan.downlink_of(seat),
+        };
+        let joining = TestParticipant::join_with(client, slug, shape, receiving);
         let person = tokio::time::timeout(JOIN_TIMEOUT, joining)
             .await
             .with_context(|| format!("account {account} joining: timed out"))?
@@ -394,8 +394,11 @@ impl<'a> Crowd<'a> {
 
     /// Checks that since `snapshot` every member present then and now got
     /// new, correctly labelled payloads of every stream that every other
-    /// such member of its room sends. Returns the figures and a line per
-    /// failing (subscriber, sender, source).
+    /// such member of its room sends and it shows, at the layer its view
+    /// asks for, and nothing of cameras it does not show. Capped
+    /// subscribers' cameras are checked by [`Crowd::convergence`] instead.
+    /// Returns the figures and a line per failing (subscriber, sender,
+    /// source).
     pub fn check_delivery(&self, snapshot: &DeliverySnapshot) -> (Delivery, Vec<String>) {
         let window = snapshot.at.elapsed();
         let stayed: Vec<&Member> = self
@@ -412,40 +415,121 @@ impl<'a> Crowd<'a> {
             let (before, arrived_before) = &snapshot.counts[&sub.id];
             let mut o = sub.person.observe();
             let now = labelled(&o);
+            let capped = self.plan.is_capped(sub.seat);
             for sender in stayed
                 .iter()
                 .filter(|p| p.room == sub.room && p.id != sub.id)
             {
                 for source in sources(sender.sends) {
-                    delivery.pairs += 1;
+                    let camera = source == Source::Camera;
+                    if camera && capped {
+                        continue;
+                    }
                     let key = (sender.id, source);
                     let (a, b) = (
                         before.get(&key).copied().unwrap_or(0),
                         now.get(&key).copied().unwrap_or(0),
                     );
-                    if b > a {
+                    let wanted = if camera {
+                        self.plan.camera_layer(sub.seat, sender.seat)
+                    } else {
+                        Some(0)
+                    };
+                    let Some(layer) = wanted else {
+                        // A tile it does not show: nothing may arrive.
+                        delivery.hidden += 1;
+                        if b > a {
+                            delivery.hidden_receiving += 1;
+                            if failures.len() < FAILURES_LISTED {
+                                failures.push(format!(
+                                    "subscriber {} got {} payloads of {}'s camera in the last {:.1} s, which it does not show",
+                                    sub.id,
+                                    b - a,
+                                    sender.id,
+                                    window.as_secs_f64()
+                                ));
+                            }
+                        }
+                        continue;
+                    };
+                    delivery.pairs += 1;
+                    if b <= a {
+                        delivery.failed += 1;
+                        if failures.len() < FAILURES_LISTED {
+                            let seen = Seen {
+                                labelled: (a, b),
+                                arrived_before,
+                                window,
+                            };
+                            failures.push(explain(sub, sender.id, source, seen, &mut o));
+                        }
                         continue;
                     }
-                    delivery.failed += 1;
-                    if failures.len() < FAILURES_LISTED {
-                        let seen = Seen {
-                            labelled: (a, b),
-                            arrived_before,
-                            window,
-                        };
-                        failures.push(explain(sub, sender.id, source, seen, &mut o));
+                    let got = o.peer.received.get(&key).and_then(|r| r.layer);
+                    if camera && self.plan.simulcast && got != Some(layer) {
+                        delivery.wrong_layer += 1;
+                        if failures.len() < FAILURES_LISTED {
+                            failures.push(format!(
+                                "subscriber {} receives {}'s camera at layer {got:?}, its view needs layer {layer}",
+                                sub.id, sender.id
+                            ));
+                        }
                     }
                 }
             }
         }
-        if delivery.failed > failures.len() {
+        let listed = failures.len();
+        let failed = delivery.failed + delivery.hidden_receiving + delivery.wrong_layer;
+        if failed > listed {
             failures.push(format!(
-                "... and {} more pairs received nothing new",
-                delivery.failed - failures.len()
+                "... and {} more pairs failed the check",
+                failed - listed
             ));
         }
         (delivery, failures)
     }
+
+    /// The capped subscribers' convergence: for each, how long after its
+    /// first media the last camera packet above the lowest layer came (0
+    /// if none ever did), and its microphone loss, %. `None` without
+    /// capped subscribers.
+    pub fn convergence(&self) -> Option<Convergence> {
+        self.plan.capped?;
+        let mut worst = Convergence::default();
+        for m in self.members.iter().filter(|m| self.plan.is_capped(m.seat)) {
+            let o = m.person.observe();
+            let first = o.peer.first_media_at?;
+            let (mut lost, mut expected) = (0, 0);
+            for (&(_, source), r) in &o.peer.received {
+                if source == Source::Microphone {
+                    lost += r.missing();
+                    expected += r.distinct + r.missing();
+                    continue;
+                }
+                let above = r.last_of_layer[1..].iter().flatten().max();
+                if let Some(last) = above {
+                    let after = last.saturating_duration_since(first).as_secs_f64();
+                    worst.seconds = worst.seconds.max(after);
+                }
+            }
+            let loss = lost as f64 / expected.max(1) as f64 * 100.0;
+            worst.audio_loss_percent = worst.audio_loss_percent.max(loss);
+            worst.dropped_on_link += o.downlink_dropped;
+        }
+        Some(worst)
+    }
+}
+
+/// How the capped subscribers fared (the worst of them).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Convergence {
+    /// From its first media to the last camera packet above the lowest
+    /// layer, seconds.
+    pub seconds: f64,
+    /// Microphone packets lost, %.
+    pub audio_loss_percent: f64,
+    /// Datagrams their bottlenecks dropped (all of them together).
+    pub dropped_on_link: u64,
 }
 
 /// The largest subscribe offer one participant received.

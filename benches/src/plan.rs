@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 use std::time::Duration;
-use zync_sfu::testkit::MediaShape;
+use zync_sfu::testkit::{MediaShape, SIMULCAST_SHARES};
+use zync_tests::participant::{Tile, View};
 
 /// Largest video packet payload the simulated browsers send (the testkit's
 /// `MAX_VIDEO_PAYLOAD`).
@@ -21,6 +22,12 @@ const MAX_VIDEO_BITRATE: u32 = 50_000_000;
 /// Subscribe m-lines allowed beyond two per other participant: a few lines
 /// may wait to be recycled while an offer is in flight.
 const SDP_SPARE_M_LINES: usize = 4;
+/// Widths of the simulcast layers of a 1280×720 camera, lowest first (the
+/// SFU's nominal sizes: the testkit's keyframes carry no picture size).
+const LAYER_WIDTHS: [u32; 3] = [320, 640, 1280];
+/// A layer covers a tile when it is at least this share of its width (the
+/// SFU's rule, `COVER_SHARE` in `sfu/src/core/layers.rs`).
+const COVER_SHARE: f64 = 0.85;
 
 /// The shape of one run.
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +49,23 @@ pub struct Plan {
     pub audio: bool,
     /// Publishers send a camera track.
     pub video: bool,
+    /// Cameras are sent as three simulcast layers (rids `q`, `h`, `f`, at
+    /// the web client's 150 / 500 / 1500 kbit/s shares of
+    /// `video_bitrate`, which is the full layer's), and follow the SFU's
+    /// `publisher-layers` (dynacast), as the web client does.
+    pub simulcast: bool,
+    /// Publishers whose microphone is open, the first seats; the other
+    /// publishers' microphones are muted the way the web client mutes
+    /// (negotiated, silent). `None`: every publisher's is open.
+    pub open_mics: Option<usize>,
+    /// What every subscriber shows of the others' cameras, reported with
+    /// `track-view` as the web client does; `None` sends no views (every
+    /// camera arrives at its top layer).
+    pub view: Option<View>,
+    /// Subscribers on a weak downlink.
+    pub capped: Option<Capped>,
+    /// The server runs with `sfu.bandwidth_estimation` on.
+    pub bandwidth_estimation: bool,
     /// Microphone packets per second (a browser sends 50: 20 ms Opus frames).
     pub audio_rate: u32,
     /// Video bitrate per publisher, bits/s.
@@ -61,6 +85,20 @@ pub struct Plan {
     pub churn: Option<Churn>,
     /// More people joining at once during the measured window.
     pub storm: Option<Storm>,
+}
+
+/// Subscribers receiving through a bottleneck (a rate and a 200 ms queue,
+/// the testkit's `Bottleneck`): the last seats of every room.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Capped {
+    /// How many, per room.
+    pub subscribers: usize,
+    /// Their downlink, bits per second.
+    pub bits_per_second: u64,
+    /// Within this long of the measured window's start they must receive
+    /// only the lowest layer (or nothing) of every camera, and all audio.
+    #[serde(serialize_with = "seconds")]
+    pub converge_within: Duration,
 }
 
 /// Participants leaving and rejoining while media flows.
@@ -133,6 +171,11 @@ impl Plan {
             watchers_muted_mic: false,
             audio: true,
             video: true,
+            simulcast: false,
+            open_mics: None,
+            view: None,
+            capped: None,
+            bandwidth_estimation: false,
             audio_rate: 50,
             video_bitrate: 1_000_000,
             fps: 30,
@@ -183,6 +226,20 @@ impl Plan {
                     settle: Duration::from_secs(4),
                 }),
                 ..churn_media
+            },
+            // Seconds-long, for CI: keeps simulcast, views and dynacast
+            // working. Each of 6 shows one camera large, two small and
+            // pages two out.
+            "tiny-grid" => Plan {
+                participants: 6,
+                publishers: 6,
+                simulcast: true,
+                open_mics: Some(2),
+                video_bitrate: 600_000,
+                view: Some(View { large: 1, small: 2 }),
+                duration: Duration::from_secs(4),
+                sample_every: 1,
+                ..base
             },
             "small" => Plan {
                 rooms: 4,
@@ -245,20 +302,65 @@ impl Plan {
                 }),
                 ..base
             },
+            // A 50-person meeting as the web client holds it: every camera
+            // in simulcast (1.5 Mbit/s at the top), five people talking,
+            // the other microphones muted, and every viewer showing the
+            // first page of a 16-tile grid in thumbnails. Compared with
+            // the same room without adaptation (everyone receiving every
+            // camera's top layer), see `unadapted_forward_rate`.
+            "grid" => Plan {
+                participants: 50,
+                publishers: 50,
+                simulcast: true,
+                open_mics: Some(5),
+                video_bitrate: 1_500_000,
+                view: Some(View {
+                    large: 0,
+                    small: 16,
+                }),
+                duration: Duration::from_secs(30),
+                ..base
+            },
+            // Ten people with simulcast cameras, two talking; the last two
+            // receive through 400 kbit/s. Bandwidth estimation must bring
+            // those two down to the lowest layers (pausing what does not
+            // fit) within 3 s without touching their audio, while the
+            // others keep the top layer. Receivers decrypt every packet:
+            // what they do not decrypt, their transport-wide congestion
+            // feedback would report lost.
+            "weak" => Plan {
+                participants: 10,
+                publishers: 10,
+                simulcast: true,
+                open_mics: Some(2),
+                video_bitrate: 1_500_000,
+                capped: Some(Capped {
+                    subscribers: 2,
+                    bits_per_second: 400_000,
+                    converge_within: Duration::from_secs(3),
+                }),
+                bandwidth_estimation: true,
+                sample_every: 1,
+                duration: Duration::from_secs(20),
+                ..base
+            },
             _ => return None,
         })
     }
 
     /// Names of the presets.
-    pub const PRESETS: [&'static str; 8] = [
+    pub const PRESETS: [&'static str; 11] = [
         "tiny",
         "tiny-churn",
+        "tiny-grid",
         "small",
         "meeting",
         "large",
         "fanout",
         "churn",
         "join-storm",
+        "grid",
+        "weak",
     ];
 
     /// Why this plan cannot run, if it cannot.
@@ -328,11 +430,13 @@ impl Plan {
             audio_rate: self.audio_rate,
             video_bitrate: self.video_bitrate,
             fps: self.fps,
+            simulcast: self.simulcast,
             ..MediaShape::default()
         };
         if seat < self.publishers {
             MediaShape {
                 audio: self.audio,
+                audio_muted: !self.mic_open(seat),
                 video: self.video,
                 ..media
             }
@@ -353,27 +457,89 @@ impl Plan {
         }
     }
 
-    /// Video packets per second of one publisher, keyframes included (a
-    /// keyframe is three frames' bytes, every [`KEYFRAME_INTERVAL`]).
-    pub fn video_packets_per_second(&self) -> f64 {
-        if !self.video {
-            return 0.0;
+    /// Whether the participant in `seat` sends microphone packets.
+    fn mic_open(&self, seat: usize) -> bool {
+        self.audio && seat < self.publishers.min(self.open_mics.unwrap_or(usize::MAX))
+    }
+
+    /// Whether the participant in `seat` receives through a capped downlink.
+    pub fn is_capped(&self, seat: usize) -> bool {
+        self.capped
+            .is_some_and(|c| seat < self.participants && seat + c.subscribers >= self.participants)
+    }
+
+    /// The downlink cap of the participant in `seat`, bits/s.
+    pub fn downlink_of(&self, seat: usize) -> Option<u64> {
+        self.capped
+            .filter(|_| self.is_capped(seat))
+            .map(|c| c.bits_per_second)
+    }
+
+    /// The simulcast layer (0 without simulcast) the subscriber in `sub`
+    /// should receive of the camera in `sender`'s seat, by its view, or
+    /// `None` when it shows none of it (paged out, or no camera). For a
+    /// capped subscriber this is what it would get uncapped.
+    pub fn camera_layer(&self, sub: usize, sender: usize) -> Option<u8> {
+        if !self.video || sender >= self.publishers || sender == sub {
+            return None;
         }
-        let frame = f64::from(self.video_bitrate) / 8.0 / f64::from(self.fps.max(1));
+        if !self.simulcast {
+            return Some(0);
+        }
+        let Some(view) = self.view else {
+            return Some(2);
+        };
+        // The others' cameras in join (seat) order, as the client tiles them.
+        let position = if sender < sub { sender } else { sender - 1 };
+        match view.tile(position) {
+            Tile::Hidden => None,
+            Tile::Shown(width, _) => Some(layer_covering(width)),
+        }
+    }
+
+    /// Bits per second of a camera's `layer`.
+    fn layer_bitrate(&self, layer: u8) -> f64 {
+        let share = if self.simulcast {
+            SIMULCAST_SHARES
+                .get(usize::from(layer))
+                .map_or(1.0, |s| s.1)
+        } else {
+            1.0
+        };
+        f64::from(self.video_bitrate) * share
+    }
+
+    /// Video packets per second of one camera layer sending `bitrate`,
+    /// keyframes included (a keyframe is three frames' bytes, every
+    /// [`KEYFRAME_INTERVAL`]).
+    fn packets_per_second_at(&self, bitrate: f64) -> f64 {
+        let frame = bitrate / 8.0 / f64::from(self.fps.max(1));
         let packets = (frame / VIDEO_PAYLOAD).ceil().max(1.0);
         let keyframe_extra = (frame * 3.0 / VIDEO_PAYLOAD).ceil() - packets;
         packets * f64::from(self.fps) + keyframe_extra / KEYFRAME_INTERVAL.as_secs_f64()
     }
 
-    /// Packets per second one publisher sends (muted microphones and
-    /// watchers send none).
-    pub fn packets_per_publisher(&self) -> f64 {
-        let audio = if self.audio {
+    /// Video packets per second of one publisher's top layer.
+    pub fn video_packets_per_second(&self) -> f64 {
+        if !self.video {
+            return 0.0;
+        }
+        let top = if self.simulcast { 2 } else { 0 };
+        self.packets_per_second_at(self.layer_bitrate(top))
+    }
+
+    /// Packets per second the subscriber in `sub` should get from the
+    /// participant in `sender`.
+    fn pair_rate(&self, sub: usize, sender: usize) -> f64 {
+        let audio = if self.mic_open(sender) && sender != sub {
             f64::from(self.audio_rate)
         } else {
             0.0
         };
-        audio + self.video_packets_per_second()
+        let video = self.camera_layer(sub, sender).map_or(0.0, |layer| {
+            self.packets_per_second_at(self.layer_bitrate(layer))
+        });
+        audio + video
     }
 
     /// Whether participant `i` (of the initial population) should receive
@@ -383,13 +549,31 @@ impl Plan {
     }
 
     /// Packets per second the forwarder should send with the initial
-    /// population, when all is well: only publishers send (a muted
-    /// microphone sends nothing), each to everyone else in its room.
+    /// population, when all is well: what every subscriber's view asks of
+    /// every other participant (a muted microphone sends nothing).
     pub fn expected_forward_rate(&self) -> f64 {
-        let per_room = self.publishers as f64
-            * self.packets_per_publisher()
-            * (self.participants as f64 - 1.0);
+        let n = self.participants;
+        let per_room: f64 = (0..n)
+            .flat_map(|sub| (0..n).map(move |sender| (sub, sender)))
+            .map(|(sub, sender)| self.pair_rate(sub, sender))
+            .sum();
         per_room * self.rooms as f64
+    }
+
+    /// Whether subscribers' streams adapt (simulcast, views, capped
+    /// downlinks): the relay baseline cannot run such a plan.
+    pub fn adapts(&self) -> bool {
+        self.simulcast || self.view.is_some() || self.capped.is_some()
+    }
+
+    /// What the forwarder would send without adaptation: every subscriber
+    /// receiving every camera at its top layer (and the same audio).
+    pub fn unadapted_forward_rate(&self) -> f64 {
+        let plain = Plan {
+            view: None,
+            ..self.clone()
+        };
+        plain.expected_forward_rate()
     }
 
     /// How long the final delivery check looks back: two seconds, or long
@@ -402,7 +586,8 @@ impl Plan {
             f64::INFINITY
         };
         let video = if self.video {
-            self.video_packets_per_second()
+            // The lowest layer: every subscriber may be on it.
+            self.packets_per_second_at(self.layer_bitrate(0))
         } else {
             f64::INFINITY
         };
@@ -417,6 +602,15 @@ impl Plan {
     pub fn sdp_m_line_bound(&self) -> usize {
         2 * (self.room_size() - 1) + SDP_SPARE_M_LINES
     }
+}
+
+/// The smallest layer of a 1280×720 camera that covers a tile `width`
+/// device pixels wide (the SFU's rule).
+fn layer_covering(width: u32) -> u8 {
+    LAYER_WIDTHS
+        .iter()
+        .position(|&w| f64::from(w) >= f64::from(width) * COVER_SHARE)
+        .map_or(2, |at| at as u8)
 }
 
 #[cfg(test)]
@@ -454,6 +648,48 @@ mod tests {
         let meeting = Plan::preset("meeting").expect("meeting");
         assert_eq!(meeting.check_window(), Duration::from_secs(2));
         assert_eq!(churn.sdp_m_line_bound(), 2 * 59 + 4);
+    }
+
+    #[test]
+    fn a_grid_page_of_thumbnails_gets_the_lowest_layer_of_its_page_only() {
+        let grid = Plan::preset("grid").expect("grid");
+        // Seat 0 shows seats 1..=16; seat 20 shows seats 0..=15.
+        assert_eq!(grid.camera_layer(0, 1), Some(0));
+        assert_eq!(grid.camera_layer(0, 16), Some(0));
+        assert_eq!(grid.camera_layer(0, 17), None);
+        assert_eq!(grid.camera_layer(20, 15), Some(0));
+        assert_eq!(grid.camera_layer(20, 16), None);
+        assert_eq!(grid.camera_layer(3, 3), None);
+        // Audio of 5 open microphones to 49 each; 16 thumbnails of 30
+        // frames a second (one packet each, a 2-packet keyframe every 3 s).
+        let audio = 5.0 * 49.0 * 50.0;
+        let thumbnails = 50.0 * 16.0 * (30.0 + 1.0 / 3.0);
+        assert!((grid.expected_forward_rate() - (audio + thumbnails)).abs() < 1e-6);
+        // Unadapted: every camera's 1.5 Mbit/s layer (6 packets a frame,
+        // 16-packet keyframes) to the 49 others.
+        let full = 50.0 * 49.0 * (180.0 + 10.0 / 3.0);
+        assert!((grid.unadapted_forward_rate() - (audio + full)).abs() < 1e-6);
+        assert!(grid.unadapted_forward_rate() / grid.expected_forward_rate() >= 3.0);
+    }
+
+    #[test]
+    fn tiles_get_the_smallest_layer_that_covers_them() {
+        assert_eq!(layer_covering(320), 0);
+        assert_eq!(layer_covering(376), 0);
+        assert_eq!(layer_covering(480), 1);
+        assert_eq!(layer_covering(1280), 2);
+        assert_eq!(layer_covering(3840), 2);
+    }
+
+    #[test]
+    fn the_weak_preset_caps_the_last_two_seats() {
+        let weak = Plan::preset("weak").expect("weak");
+        assert_eq!(weak.downlink_of(7), None);
+        assert_eq!(weak.downlink_of(8), Some(400_000));
+        assert_eq!(weak.downlink_of(9), Some(400_000));
+        assert!(weak.shape(1).simulcast && !weak.shape(1).audio_muted);
+        assert!(weak.shape(2).audio_muted);
+        assert_eq!(weak.camera_layer(8, 0), Some(2));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The figures of a run, as a table and as JSON.
 
+use crate::crowd::Convergence;
 use crate::delay::DelayFigures;
 use crate::plan::Plan;
 use serde::Serialize;
@@ -89,6 +90,8 @@ pub struct Side {
     pub largest_sdp: Option<SdpSize>,
     /// The final check that everyone receives everyone (SFU only).
     pub delivery: Option<Delivery>,
+    /// Layers, views and estimates (SFU runs of adapting plans).
+    pub adaptation: Option<Adaptation>,
     /// Leave/rejoin cycles done (churn runs).
     pub churn_cycles: Option<usize>,
     /// The existing participants' latency around a join storm.
@@ -119,6 +122,33 @@ pub struct Delivery {
     pub pairs: usize,
     /// Of those, how many received nothing new.
     pub failed: usize,
+    /// Of those that did, cameras not at the layer the view needs.
+    pub wrong_layer: usize,
+    /// (subscriber, camera) pairs the subscriber does not show.
+    pub hidden: usize,
+    /// Of those, how many received packets anyway.
+    pub hidden_receiving: usize,
+}
+
+/// What adaptation (simulcast, views, bandwidth estimation) did to the
+/// forwarded streams, from the SFU's `/metrics` over the window.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Adaptation {
+    /// Packets/s the same room would forward without adaptation: every
+    /// subscriber receiving every camera's top layer (from the plan).
+    pub unadapted_pps: f64,
+    /// `unadapted_pps` ÷ the packets/s the subscribers received.
+    pub reduction: f64,
+    /// Shares of the forwarded video packets of layers `q`, `h`, `f`.
+    pub layer_shares: [f64; 3],
+    /// Tracks paused for some subscriber at the end (not fitting its
+    /// estimate).
+    pub paused_tracks: f64,
+    /// Keyframes asked of publishers to switch subscribers' layers, in
+    /// the window.
+    pub switch_keyframes: f64,
+    /// The capped subscribers (the worst of them).
+    pub capped: Option<Convergence>,
 }
 
 /// The existing participants' media latency before and during a join storm.
@@ -279,6 +309,31 @@ impl Report {
                 s.after.as_secs_f64()
             ));
         }
+        if p.simulcast {
+            out.push_str(
+                "cameras in simulcast (q/h/f at 10/33/100 % of the bitrate), following dynacast\n",
+            );
+        }
+        if let Some(n) = p.open_mics {
+            out.push_str(&format!(
+                "{n} microphone(s) open per room, the others muted\n"
+            ));
+        }
+        if let Some(v) = p.view {
+            out.push_str(&format!(
+                "every subscriber shows {} camera(s) large and {} small, the rest paged out\n",
+                v.large, v.small
+            ));
+        }
+        if let Some(c) = p.capped {
+            out.push_str(&format!(
+                "{} subscriber(s) per room on a {} kbit/s downlink (200 ms queue), to converge within {:.0} s; bandwidth estimation {}\n",
+                c.subscribers,
+                c.bits_per_second / 1000,
+                c.converge_within.as_secs_f64(),
+                if p.bandwidth_estimation { "on" } else { "off" },
+            ));
+        }
         out.push_str(&format!(
             "expected forwarded packets/s with everyone in: {:.0}\n",
             p.expected_forward_rate()
@@ -356,6 +411,32 @@ const ROWS: &[Row] = &[
                 d.pairs,
                 d.window_seconds
             )
+        })
+    }),
+    ("delivery: wrong layer / hidden receiving", |s| {
+        s.delivery.map_or("-".into(), |d| {
+            format!("{} / {} of {}", d.wrong_layer, d.hidden_receiving, d.hidden)
+        })
+    }),
+    ("adaptation: packets/s unadapted (x less)", |s| {
+        optional(s.adaptation, |a| {
+            format!("{:.0} ({:.1}x)", a.unadapted_pps, a.reduction)
+        })
+    }),
+    ("adaptation: video layers q/h/f %", |s| {
+        optional(s.adaptation, |a| {
+            let [q, h, f] = a.layer_shares.map(|v| v * 100.0);
+            format!("{q:.0}/{h:.0}/{f:.0}")
+        })
+    }),
+    ("adaptation: paused tracks, switch keyframes", |s| {
+        optional(s.adaptation, |a| {
+            format!("{:.0}, {:.0}", a.paused_tracks, a.switch_keyframes)
+        })
+    }),
+    ("capped: converged s / audio loss %", |s| {
+        optional(s.adaptation.and_then(|a| a.capped), |c| {
+            format!("{:.1} / {:.2}", c.seconds, c.audio_loss_percent)
         })
     }),
     ("churn cycles done", |s| {

@@ -8,7 +8,7 @@ use crate::delay::{DelayCounts, DelayFigures};
 use crate::lag::LagProbe;
 use crate::plan::{Plan, Storm};
 use crate::procstat::{self, ProcSample};
-use crate::report::{Delivery, Percentiles, Side, StormFigures};
+use crate::report::{Adaptation, Delivery, Percentiles, Side, StormFigures};
 use anyhow::{Context, Result, bail};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -27,8 +27,8 @@ pub struct Server {
 
 impl Server {
     /// Starts `zync` (this binary in server mode) on loopback with a
-    /// fresh SQLite database.
-    pub fn spawn(data_dir: &std::path::Path) -> Result<Self> {
+    /// fresh SQLite database, with bandwidth estimation if `plan` needs it.
+    pub fn spawn(data_dir: &std::path::Path, plan: &Plan) -> Result<Self> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .arg("--internal-server")
@@ -44,6 +44,10 @@ impl Server {
             // Every simulated person signs up and meets from loopback.
             .env("ZYNC_AUTH_MAX_REGISTRATIONS_PER_IP_PER_HOUR", "1000000")
             .env("ZYNC_AUTH_MAX_MEETINGS_PER_IP_PER_HOUR", "1000000")
+            .env(
+                "ZYNC_SFU_BANDWIDTH_ESTIMATION",
+                plan.bandwidth_estimation.to_string(),
+            )
             .env("ZYNC_LOG_LEVEL", "warn")
             // Its end of the pipe closes when we exit: the server follows.
             .stdin(Stdio::piped())
@@ -97,9 +101,19 @@ impl Server {
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .sum()
         };
+        let by_layer = |layer: usize| {
+            let label = format!("layer=\"{layer}\"");
+            text.lines()
+                .filter(|l| l.starts_with("zync_sfu_video_packets_out_total") && l.contains(&label))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
         Some(RtpCounts {
             packets_in: sum("zync_sfu_rtp_packets_in_total"),
             packets_out: sum("zync_sfu_rtp_packets_out_total"),
+            video_out_by_layer: [by_layer(0), by_layer(1), by_layer(2)],
+            paused_tracks: sum("zync_sfu_paused_tracks"),
+            switch_keyframes: sum("zync_sfu_layer_switch_keyframe_requests_total"),
             delay: DelayCounts::parse(&text),
         })
     }
@@ -110,6 +124,12 @@ impl Server {
 struct RtpCounts {
     packets_in: f64,
     packets_out: f64,
+    /// Video packets sent of each simulcast layer (`q`, `h`, `f`).
+    video_out_by_layer: [f64; 3],
+    /// Tracks paused for subscribers now (a gauge).
+    paused_tracks: f64,
+    /// Keyframes asked of publishers to switch subscribers' layers.
+    switch_keyframes: f64,
     delay: Option<DelayCounts>,
 }
 
@@ -569,11 +589,62 @@ fn figures(
         side.delivery = Some(delivery);
         side.failures.extend(failures);
     }
+    if plan.adapts() {
+        let adaptation = adaptation(plan, crowd, &window.counted, side.forwarded_pps);
+        if let (Some(limit), Some(capped)) = (plan.capped, adaptation.capped) {
+            if capped.seconds > limit.converge_within.as_secs_f64() {
+                side.failures.push(format!(
+                    "a capped subscriber received a camera above the lowest layer {:.1} s after its first media (limit {:.0} s)",
+                    capped.seconds,
+                    limit.converge_within.as_secs_f64()
+                ));
+            }
+            if capped.audio_loss_percent > CAPPED_AUDIO_LOSS_LIMIT {
+                side.failures.push(format!(
+                    "a capped subscriber lost {:.2} % of its audio (limit {CAPPED_AUDIO_LOSS_LIMIT} %)",
+                    capped.audio_loss_percent
+                ));
+            }
+        }
+        side.adaptation = Some(adaptation);
+    }
     if let (Some(storm), Some(watch)) = (plan.storm, window.storm) {
         side.storm = storm_figures(&storm, watch, &mut side.failures);
     }
     side.generator_lag_ms = Some(Percentiles::from_micros(window.lag));
     side
+}
+
+/// Most audio a capped subscriber may lose, %: its link's queue may
+/// overflow before the estimate first comes down.
+const CAPPED_AUDIO_LOSS_LIMIT: f64 = 1.0;
+
+/// Layer shares, paused tracks and the capped subscribers' convergence.
+fn adaptation(
+    plan: &Plan,
+    crowd: &Crowd<'_>,
+    counted: &(Option<RtpCounts>, Option<RtpCounts>),
+    forwarded_pps: f64,
+) -> Adaptation {
+    let unadapted_pps = plan.unadapted_forward_rate();
+    let mut figures = Adaptation {
+        unadapted_pps,
+        reduction: unadapted_pps / forwarded_pps.max(1.0),
+        capped: crowd.convergence(),
+        ..Adaptation::default()
+    };
+    if let (Some(a), Some(b)) = counted {
+        let layers: Vec<f64> = (0..3)
+            .map(|i| b.video_out_by_layer[i] - a.video_out_by_layer[i])
+            .collect();
+        let total: f64 = layers.iter().sum::<f64>().max(1.0);
+        for (share, layer) in figures.layer_shares.iter_mut().zip(&layers) {
+            *share = layer / total;
+        }
+        figures.paused_tracks = b.paused_tracks;
+        figures.switch_keyframes = b.switch_keyframes - a.switch_keyframes;
+    }
+    figures
 }
 
 /// The storm's figures; fails the run if it never started or the

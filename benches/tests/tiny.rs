@@ -1,9 +1,10 @@
 //! Keeps the load generator working: the `tiny` preset, seconds long,
 //! through both the SFU and the relay baseline, twice; and `tiny-churn`,
-//! participants leaving and rejoining. Performance figures live in the
+//! participants leaving and rejoining; and `tiny-grid`, simulcast cameras
+//! seen at tile sizes. Performance figures live in the
 //! benchmark runs, not here; this only checks the tool measures and checks.
 //!
-//! The two run one after the other (one test): on a 2-core CI machine, two
+//! They run one after the other (one test): on a 2-core CI machine, two
 //! load runs at once would starve each other.
 
 use serde_json::Value;
@@ -91,6 +92,32 @@ fn tiny_presets_run_measure_and_check() {
     let m_lines = sfu["largest_sdp"]["m_lines"].as_u64().unwrap_or(u64::MAX);
     assert!((8..=12).contains(&m_lines), "{sfu}");
     assert!(stdout.contains("churn cycles done"), "{stdout}");
+
+    // 6 with simulcast cameras, each showing one large, two small and two
+    // paged out: the large arrive at the top layer, the small at the
+    // lowest, the paged-out not at all (paused at the SFU).
+    let (stdout, report) = zync_load("grid", &["--preset", "tiny-grid"]);
+    let sfu = &report["sfu"];
+    assert_measured("sfu", sfu, 6);
+    let delivery = &sfu["delivery"];
+    assert_eq!(delivery["pairs"], 2 * 5 + 6 * 3, "{sfu}");
+    assert_eq!(delivery["failed"], 0, "{sfu}");
+    assert_eq!(delivery["wrong_layer"], 0, "{sfu}");
+    assert_eq!(delivery["hidden"], 6 * 2, "{sfu}");
+    assert_eq!(delivery["hidden_receiving"], 0, "{sfu}");
+    let adaptation = &sfu["adaptation"];
+    assert_eq!(adaptation["paused_tracks"], 12.0, "{sfu}");
+    let shares = &adaptation["layer_shares"];
+    let share = |layer: usize| shares[layer].as_f64().unwrap_or(-1.0);
+    assert!(share(0) > 0.2 && share(1) == 0.0 && share(2) > 0.2, "{sfu}");
+    assert!(
+        adaptation["reduction"].as_f64().unwrap_or(0.0) > 1.5,
+        "{sfu}"
+    );
+    assert!(
+        stdout.contains("adaptation: video layers q/h/f %"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -9,14 +9,15 @@
 use crate::{Client, WsClient};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use zync_sfu::testkit::{MediaShape, SimPeer};
+use zync_sfu::testkit::sim::Bottleneck;
+use zync_sfu::testkit::{MediaShape, SIMULCAST_SHARES, SimPeer};
 use zync_sfu::{Command, Event, Kind, OfferedTrack, ParticipantId, SdpAnswer, SdpOffer, Source};
 
 /// What a test can look at while the participant runs.
@@ -33,6 +34,10 @@ pub struct Observed {
     pub opened_at: Instant,
     /// Set when the task stopped (and why).
     pub stopped: Option<String>,
+    /// `track-view` messages sent (see [`View`]).
+    pub views_sent: u64,
+    /// Datagrams the capped downlink dropped (see [`Receiving::downlink_bps`]).
+    pub downlink_dropped: u64,
     /// Messages the test asked to send, sent on the runner's next turn.
     to_send: Vec<Value>,
 }
@@ -55,6 +60,77 @@ impl Observed {
             .tracks
             .values()
             .any(|t| t.participant.to_string() == from)
+    }
+}
+
+/// A large tile, in device pixels: a spotlighted camera on a laptop.
+pub const LARGE_TILE: (u32, u32) = (1280, 720);
+/// A small tile, in device pixels: a thumbnail of a 16-tile page.
+pub const SMALL_TILE: (u32, u32) = (320, 180);
+
+/// What a participant shows of the others' cameras, reported the way the
+/// web client reports it (`track-view`, docs/protocol.md): the others in
+/// the order they joined, the first `large` in [`LARGE_TILE`]s, the next
+/// `small` in [`SMALL_TILE`]s, the rest paged out (not visible). A view is
+/// sent when a camera appears and whenever its tile changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct View {
+    /// Cameras shown large.
+    pub large: usize,
+    /// Cameras shown small, after the large ones.
+    pub small: usize,
+}
+
+/// One tile of a [`View`]: shown at a size, or paged out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tile {
+    /// On screen, at this size in device pixels.
+    Shown(u32, u32),
+    /// Paged out.
+    Hidden,
+}
+
+impl View {
+    /// The tile of the camera at `position` among the others' (join order).
+    pub fn tile(&self, position: usize) -> Tile {
+        if position < self.large {
+            Tile::Shown(LARGE_TILE.0, LARGE_TILE.1)
+        } else if position < self.large + self.small {
+            Tile::Shown(SMALL_TILE.0, SMALL_TILE.1)
+        } else {
+            Tile::Hidden
+        }
+    }
+}
+
+/// How a participant receives: what it decrypts, what it shows, and the
+/// link it receives over.
+#[derive(Debug, Clone, Copy)]
+pub struct Receiving {
+    /// The epoch media stamps count from (shared by all participants of a
+    /// run, for latency).
+    pub epoch: Instant,
+    /// Decrypt one packet in this many per stream and count the rest from
+    /// their headers (see `SimPeer::sample_every`); `None` decrypts all.
+    pub sample_every: Option<u64>,
+    /// Report what it shows with `track-view`; `None` sends none (every
+    /// track arrives at its largest layer).
+    pub view: Option<View>,
+    /// Receive through a bottleneck of this many bits per second with a
+    /// 200 ms queue (the testkit's [`Bottleneck`]): a weak downlink whose
+    /// queueing delay and loss the SFU's bandwidth estimate can find.
+    pub downlink_bps: Option<u64>,
+}
+
+impl Receiving {
+    /// Decrypts everything, shows everything large, no cap.
+    pub fn at(epoch: Instant) -> Self {
+        Self {
+            epoch,
+            sample_every: None,
+            view: None,
+            downlink_bps: None,
+        }
     }
 }
 
@@ -82,19 +158,17 @@ impl TestParticipant {
         shape: MediaShape,
         epoch: Instant,
     ) -> Result<Self> {
-        Self::join_with(client, slug, shape, epoch, None).await
+        Self::join_with(client, slug, shape, Receiving::at(epoch)).await
     }
 
-    /// Like [`TestParticipant::join_at`], receiving lightly: incoming RTP
-    /// is counted from its headers and only one packet in `sample_every`
-    /// per stream is decrypted (see `SimPeer::sample_every`). Load tests
-    /// use this so the simulated browsers cost less than the SFU.
+    /// Like [`TestParticipant::join_at`], receiving as `receiving` says:
+    /// load tests decrypt lightly, so the simulated browsers cost less
+    /// than the SFU, and may show a page of tiles or cap the downlink.
     pub async fn join_with(
         client: &Client,
         slug: &str,
         shape: MediaShape,
-        epoch: Instant,
-        sample_every: Option<u64>,
+        receiving: Receiving,
     ) -> Result<Self> {
         let opened_at = Instant::now();
         let mut ws = client.ws().await?;
@@ -111,12 +185,20 @@ impl TestParticipant {
         let mut peer = SimPeer::new(
             ParticipantId(numeric),
             Instant::now(),
-            epoch,
+            receiving.epoch,
             publish_socket.local_addr()?,
             subscribe_socket.local_addr()?,
             shape,
         );
-        peer.sample_every = sample_every;
+        peer.sample_every = receiving.sample_every;
+        let roster = welcome["participants"]
+            .as_array()
+            .map(|all| {
+                all.iter()
+                    .filter_map(|p| p["id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
         let observed = Arc::new(Mutex::new(Observed {
             peer,
             joined: HashSet::new(),
@@ -124,6 +206,8 @@ impl TestParticipant {
             messages: vec![welcome],
             opened_at,
             stopped: None,
+            views_sent: 0,
+            downlink_dropped: 0,
             to_send: Vec::new(),
         }));
         let (stop, stopped) = oneshot::channel();
@@ -132,6 +216,15 @@ impl TestParticipant {
             publish_socket,
             subscribe_socket,
             observed: observed.clone(),
+            tiles: receiving.view.map(|view| Tiles {
+                view,
+                roster,
+                sent: HashMap::new(),
+            }),
+            downlink: receiving.downlink_bps.map(|bps| Downlink {
+                link: Bottleneck::new(bps),
+                queue: VecDeque::new(),
+            }),
         };
         let task = tokio::spawn(run.run(stopped));
         Ok(Self {
@@ -217,6 +310,54 @@ struct Runner {
     publish_socket: UdpSocket,
     subscribe_socket: UdpSocket,
     observed: Arc<Mutex<Observed>>,
+    /// What it shows and has told the server (with a [`View`]).
+    tiles: Option<Tiles>,
+    /// Its capped downlink, if any.
+    downlink: Option<Downlink>,
+}
+
+/// The tiles a participant with a [`View`] shows, and the views it sent.
+struct Tiles {
+    view: View,
+    /// The others in the meeting, in the order they joined (the welcome's
+    /// list, then `user-joined`), as the web client orders its grid.
+    roster: Vec<String>,
+    /// The latest tile reported per participant whose camera is offered.
+    sent: HashMap<String, Tile>,
+}
+
+impl Tiles {
+    /// The `track-view` messages that tell the server about every change
+    /// since the last call, given whose cameras are offered now.
+    fn changes(&mut self, cameras: &HashSet<String>) -> Vec<Value> {
+        let mut messages = Vec::new();
+        let shown = self.roster.iter().filter(|id| cameras.contains(*id));
+        for (position, id) in shown.enumerate() {
+            let tile = self.view.tile(position);
+            if self.sent.get(id) == Some(&tile) {
+                continue;
+            }
+            self.sent.insert(id.clone(), tile);
+            let (visible, width, height) = match tile {
+                Tile::Shown(w, h) => (true, w, h),
+                Tile::Hidden => (false, 0, 0),
+            };
+            messages.push(json!({
+                "type": "track-view", "participant": id, "source": "camera",
+                "visible": visible, "width": width, "height": height,
+            }));
+        }
+        self.sent.retain(|id, _| cameras.contains(id));
+        messages
+    }
+}
+
+/// A capped downlink: received datagrams wait in a [`Bottleneck`]'s queue
+/// until they would have crossed it, or are dropped when it is full.
+struct Downlink {
+    link: Bottleneck,
+    /// Datagrams on the link, in order: when they come out, from where.
+    queue: VecDeque<(Instant, SocketAddr, Vec<u8>)>,
 }
 
 impl Runner {
@@ -250,7 +391,10 @@ impl Runner {
         let subscribe_addr = self.subscribe_socket.local_addr()?;
         loop {
             self.flush().await?;
-            let deadline = self.lock().peer.next_timeout();
+            let mut deadline = self.lock().peer.next_timeout();
+            if let Some(&(at, _, _)) = self.downlink.as_ref().and_then(|d| d.queue.front()) {
+                deadline = deadline.min(at);
+            }
             let sleep = deadline
                 .saturating_duration_since(Instant::now())
                 .min(Duration::from_millis(50));
@@ -266,12 +410,58 @@ impl Runner {
                 }
                 ready = self.subscribe_socket.readable() => {
                     ready?;
-                    self.receive(&self.subscribe_socket, subscribe_addr, &mut buf)?;
+                    if self.downlink.is_some() {
+                        self.queue_downlink(&mut buf)?;
+                    } else {
+                        self.receive(&self.subscribe_socket, subscribe_addr, &mut buf)?;
+                    }
                 }
                 _ = tokio::time::sleep(sleep) => {
                     self.lock().peer.handle_timeout(Instant::now());
                 }
             }
+            self.deliver_downlink(subscribe_addr);
+        }
+    }
+
+    /// Puts what the subscribe socket holds on the capped downlink.
+    fn queue_downlink(&mut self, buf: &mut [u8]) -> Result<()> {
+        let Some(downlink) = self.downlink.as_mut() else {
+            return Ok(());
+        };
+        let mut dropped = 0;
+        for _ in 0..RECEIVE_BATCH {
+            match self.subscribe_socket.try_recv_from(buf) {
+                Ok((n, from)) => match downlink.link.admit(Instant::now(), n) {
+                    Some(at) => downlink.queue.push_back((at, from, buf[..n].to_vec())),
+                    None => dropped += 1,
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if dropped > 0 {
+            self.lock().downlink_dropped += dropped;
+        }
+        Ok(())
+    }
+
+    /// Hands the peer the datagrams that crossed the capped downlink by now.
+    fn deliver_downlink(&mut self, to: SocketAddr) {
+        let Some(downlink) = self.downlink.as_mut() else {
+            return;
+        };
+        let now = Instant::now();
+        if downlink.queue.front().is_none_or(|(at, _, _)| *at > now) {
+            return;
+        }
+        let mut observed = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((at, from, contents)) = downlink.queue.pop_front() {
+            if at > now {
+                downlink.queue.push_front((at, from, contents));
+                break;
+            }
+            observed.peer.handle_datagram(now, from, to, &contents);
         }
     }
 
@@ -295,19 +485,47 @@ impl Runner {
 
     async fn on_message(&mut self, message: Value) -> Result<()> {
         let reply = {
-            let mut observed = self.lock();
+            // The field, not `lock()`: `tiles` is borrowed beside it.
+            let mut observed = self.observed.lock().unwrap_or_else(|e| e.into_inner());
             match message["type"].as_str() {
                 Some("user-joined") => {
                     if let Some(id) = message["participant"]["id"].as_str() {
                         observed.joined.insert(id.to_string());
+                        if let Some(tiles) = self.tiles.as_mut() {
+                            tiles.roster.push(id.to_string());
+                        }
                     }
                     None
                 }
                 Some("user-left") => {
                     if let Some(id) = message["participant_id"].as_str() {
                         observed.left.insert(id.to_string());
+                        if let Some(tiles) = self.tiles.as_mut() {
+                            tiles.roster.retain(|p| p != id);
+                        }
                     }
                     None
+                }
+                Some("publisher-layers") => {
+                    let active = message["active"]
+                        .as_array()
+                        .map(|rids| {
+                            rids.iter()
+                                .filter_map(|r| {
+                                    SIMULCAST_SHARES
+                                        .iter()
+                                        .find(|(rid, _)| Some(*rid) == r.as_str())
+                                        .map(|(rid, _)| *rid)
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    match Source::parse(message["source"].as_str().unwrap_or_default()) {
+                        Some(source) => observed
+                            .peer
+                            .on_event(Instant::now(), Event::PublisherLayers { source, active }),
+                        None => None,
+                    }
                 }
                 Some("signal") => match signal_to_event(&message) {
                     Some(event) => {
@@ -323,11 +541,34 @@ impl Runner {
                 _ => None,
             }
         };
+        let views = self.view_changes();
         self.lock().messages.push(message);
         if let Some(command) = reply {
             self.send_command(command).await?;
         }
+        for view in views {
+            self.ws.send(view).await?;
+            self.lock().views_sent += 1;
+        }
         Ok(())
+    }
+
+    /// The `track-view` messages due now that the roster or the offered
+    /// cameras changed (none without a [`View`]).
+    fn view_changes(&mut self) -> Vec<Value> {
+        let Some(tiles) = self.tiles.as_mut() else {
+            return Vec::new();
+        };
+        let observed = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+        let cameras: HashSet<String> = observed
+            .peer
+            .tracks
+            .values()
+            .filter(|t| t.source == Source::Camera)
+            .map(|t| t.participant.to_string())
+            .collect();
+        drop(observed);
+        tiles.changes(&cameras)
     }
 
     async fn send_command(&mut self, command: Command) -> Result<()> {

@@ -137,6 +137,12 @@ fn plan(args: &Args) -> Result<Plan> {
             "the relay baseline runs steady meetings only: no --baseline with churn or a join storm"
         );
     }
+    if (args.baseline || args.baseline_only) && plan.adapts() {
+        bail!(
+            "the relay forwards everything to everyone: no --baseline with simulcast, views or capped \
+             downlinks (the report compares such runs with the same room unadapted)"
+        );
+    }
     Ok(plan)
 }
 
@@ -224,7 +230,7 @@ async fn run_sfu(args: &Args, plan: &Plan) -> Result<Side> {
             }
             sfu_run::Server::external(url, args.server_pid)
         }
-        None => sfu_run::Server::spawn(&data)?,
+        None => sfu_run::Server::spawn(&data, plan)?,
     };
     eprintln!("running {} against {}", plan.name, server.base);
     let side = sfu_run::run(plan, &server).await;
