@@ -621,6 +621,7 @@ fn sources(sends: Sends) -> impl Iterator<Item = Source> {
     [
         (sends.audio, Source::Microphone),
         (sends.video, Source::Camera),
+        (sends.screen, Source::Screen),
     ]
     .into_iter()
     .filter_map(|(on, source)| on.then_some(source))

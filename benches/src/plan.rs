@@ -54,6 +54,10 @@ pub struct Plan {
     /// `video_bitrate`, which is the full layer's), and follow the SFU's
     /// `publisher-layers` (dynacast), as the web client does.
     pub simulcast: bool,
+    /// Publishers also share a screen: one encoding at the testkit's
+    /// default (1 Mbit/s at 10 fps, slides with some motion), which every
+    /// subscriber shows.
+    pub screen: bool,
     /// Publishers whose microphone is open, the first seats; the other
     /// publishers' microphones are muted the way the web client mutes
     /// (negotiated, silent). `None`: every publisher's is open.
@@ -66,6 +70,8 @@ pub struct Plan {
     pub capped: Option<Capped>,
     /// The server runs with `sfu.bandwidth_estimation` on.
     pub bandwidth_estimation: bool,
+    /// What the subscribers' media must meet, beyond every stream arriving.
+    pub targets: Option<Targets>,
     /// Microphone packets per second (a browser sends 50: 20 ms Opus frames).
     pub audio_rate: u32,
     /// Video bitrate per publisher, bits/s.
@@ -112,6 +118,16 @@ pub struct Churn {
     pub settle: Duration,
 }
 
+/// Loss and latency a preset must stay under.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Targets {
+    /// Mean loss over subscribers, %.
+    pub loss_percent: f64,
+    /// Publisher → subscriber latency p95 as the generator measures it
+    /// (its own lateness included), ms.
+    pub latency_p95_ms: f64,
+}
+
 /// A burst of joins into a running meeting.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Storm {
@@ -143,6 +159,8 @@ pub struct Sends {
     pub audio: bool,
     /// Camera packets.
     pub video: bool,
+    /// Screen share packets.
+    pub screen: bool,
 }
 
 impl Sends {
@@ -151,12 +169,13 @@ impl Sends {
         Self {
             audio: shape.audio && !shape.audio_muted,
             video: shape.video,
+            screen: shape.screen,
         }
     }
 
     /// Whether it sends anything.
     pub fn any(self) -> bool {
-        self.audio || self.video
+        self.audio || self.video || self.screen
     }
 }
 
@@ -172,10 +191,12 @@ impl Plan {
             audio: true,
             video: true,
             simulcast: false,
+            screen: false,
             open_mics: None,
             view: None,
             capped: None,
             bandwidth_estimation: false,
+            targets: None,
             audio_rate: 50,
             video_bitrate: 1_000_000,
             fps: 30,
@@ -344,12 +365,31 @@ impl Plan {
                 duration: Duration::from_secs(20),
                 ..base
             },
+            // A webinar: two presenters with camera, microphone and screen
+            // share; 498 watchers (microphones muted the way the web
+            // client mutes) show the screen large and the two presenters
+            // in thumbnails, so cameras arrive at their lowest layer.
+            "webinar" => Plan {
+                participants: 500,
+                publishers: 2,
+                watchers_muted_mic: true,
+                simulcast: true,
+                screen: true,
+                video_bitrate: 1_500_000,
+                view: Some(View { large: 0, small: 2 }),
+                targets: Some(Targets {
+                    loss_percent: 0.5,
+                    latency_p95_ms: 50.0,
+                }),
+                duration: Duration::from_secs(30),
+                ..base
+            },
             _ => return None,
         })
     }
 
     /// Names of the presets.
-    pub const PRESETS: [&'static str; 11] = [
+    pub const PRESETS: [&'static str; 12] = [
         "tiny",
         "tiny-churn",
         "tiny-grid",
@@ -361,6 +401,7 @@ impl Plan {
         "join-storm",
         "grid",
         "weak",
+        "webinar",
     ];
 
     /// Why this plan cannot run, if it cannot.
@@ -438,6 +479,7 @@ impl Plan {
                 audio: self.audio,
                 audio_muted: !self.mic_open(seat),
                 video: self.video,
+                screen: self.screen,
                 ..media
             }
         } else if seat >= self.participants || self.watchers_muted_mic {
@@ -509,14 +551,18 @@ impl Plan {
         f64::from(self.video_bitrate) * share
     }
 
-    /// Video packets per second of one camera layer sending `bitrate`,
-    /// keyframes included (a keyframe is three frames' bytes, every
-    /// [`KEYFRAME_INTERVAL`]).
+    /// Video packets per second of one camera layer sending `bitrate`.
     fn packets_per_second_at(&self, bitrate: f64) -> f64 {
-        let frame = bitrate / 8.0 / f64::from(self.fps.max(1));
-        let packets = (frame / VIDEO_PAYLOAD).ceil().max(1.0);
-        let keyframe_extra = (frame * 3.0 / VIDEO_PAYLOAD).ceil() - packets;
-        packets * f64::from(self.fps) + keyframe_extra / KEYFRAME_INTERVAL.as_secs_f64()
+        video_packets_per_second(bitrate, self.fps)
+    }
+
+    /// Packets per second of a publisher's screen share (0 without).
+    fn screen_packets_per_second(&self) -> f64 {
+        if !self.screen {
+            return 0.0;
+        }
+        let shape = MediaShape::default();
+        video_packets_per_second(f64::from(shape.screen_bitrate), shape.screen_fps)
     }
 
     /// Video packets per second of one publisher's top layer.
@@ -539,7 +585,12 @@ impl Plan {
         let video = self.camera_layer(sub, sender).map_or(0.0, |layer| {
             self.packets_per_second_at(self.layer_bitrate(layer))
         });
-        audio + video
+        let screen = if sender < self.publishers && sender != sub {
+            self.screen_packets_per_second()
+        } else {
+            0.0
+        };
+        audio + video + screen
     }
 
     /// Whether participant `i` (of the initial population) should receive
@@ -597,11 +648,24 @@ impl Plan {
     }
 
     /// Most m-lines a subscribe offer may have: two per other participant
-    /// at the most populous moment (camera and microphone), plus a few
-    /// awaiting recycling. Churn must not make it grow.
+    /// at the most populous moment (camera and microphone) and a screen
+    /// per other publisher, plus a few awaiting recycling. Churn must not
+    /// make it grow.
     pub fn sdp_m_line_bound(&self) -> usize {
-        2 * (self.room_size() - 1) + SDP_SPARE_M_LINES
+        let screens = if self.screen { self.publishers } else { 0 };
+        2 * (self.room_size() - 1) + screens + SDP_SPARE_M_LINES
     }
+}
+
+/// Packets per second of one video encoding sending `bitrate` at `fps`,
+/// keyframes included (a keyframe is three frames' bytes, every
+/// [`KEYFRAME_INTERVAL`]), as the testkit packetizes it.
+fn video_packets_per_second(bitrate: f64, fps: u32) -> f64 {
+    let fps = fps.max(1);
+    let frame = bitrate / 8.0 / f64::from(fps);
+    let packets = (frame / VIDEO_PAYLOAD).ceil().max(1.0);
+    let keyframe_extra = (frame * 3.0 / VIDEO_PAYLOAD).ceil() - packets;
+    packets * f64::from(fps) + keyframe_extra / KEYFRAME_INTERVAL.as_secs_f64()
 }
 
 /// The smallest layer of a 1280×720 camera that covers a tile `width`

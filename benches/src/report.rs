@@ -314,6 +314,17 @@ impl Report {
                 "cameras in simulcast (q/h/f at 10/33/100 % of the bitrate), following dynacast\n",
             );
         }
+        if p.screen {
+            out.push_str(
+                "publishers also share a screen (1 Mbit/s at 10 fps), shown by everyone\n",
+            );
+        }
+        if let Some(t) = p.targets {
+            out.push_str(&format!(
+                "targets: loss under {} %, latency p95 under {} ms\n",
+                t.loss_percent, t.latency_p95_ms
+            ));
+        }
         if let Some(n) = p.open_mics {
             out.push_str(&format!(
                 "{n} microphone(s) open per room, the others muted\n"

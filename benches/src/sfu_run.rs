@@ -585,6 +585,20 @@ fn figures(
     side.loss_mean_percent = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
     side.loss_max_percent = losses.iter().copied().fold(0.0, f64::max);
     side.latency_ms = Percentiles::from_micros(crowd.latencies_us());
+    if let Some(targets) = plan.targets {
+        if side.loss_mean_percent >= targets.loss_percent {
+            side.failures.push(format!(
+                "mean loss {:.2} % (target under {} %)",
+                side.loss_mean_percent, targets.loss_percent
+            ));
+        }
+        if side.latency_ms.p95 >= targets.latency_p95_ms {
+            side.failures.push(format!(
+                "latency p95 {:.1} ms (target under {} ms)",
+                side.latency_ms.p95, targets.latency_p95_ms
+            ));
+        }
+    }
     if let Some((delivery, failures)) = window.delivery {
         side.delivery = Some(delivery);
         side.failures.extend(failures);

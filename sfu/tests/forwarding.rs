@@ -594,3 +594,40 @@ fn churn_keeps_every_subscribe_sdp_bounded_and_everyone_receiving() {
         }
     }
 }
+
+/// A presenter's screen share travels beside its camera, each on its own
+/// line, at its own rate, to viewers present and joining late.
+#[test]
+fn a_screen_share_reaches_every_viewer_beside_the_camera() {
+    let mut sim = Sim::new(Link::default(), 9);
+    let presenter = sim.add_peer(MediaShape {
+        screen: true,
+        ..Default::default()
+    });
+    sim.join(presenter, "room");
+    let watcher = sim.add_peer(MediaShape {
+        audio: false,
+        video: false,
+        ..Default::default()
+    });
+    sim.join(watcher, "room");
+    sim.run_for(Duration::from_secs(2));
+    let late = sim.add_peer(MediaShape {
+        audio: false,
+        video: false,
+        ..Default::default()
+    });
+    sim.join(late, "room");
+    sim.run_for(Duration::from_secs(3));
+    assert_no_errors(&sim);
+    for at in [watcher, late] {
+        assert_eq!(sim.peers[at].tracks.len(), 3, "microphone, camera, screen");
+        // 1 Mbit/s at 10 fps: 11 packets a frame, 10 frames a second.
+        let screen = received(&sim, at, presenter, Source::Screen);
+        assert!(screen > 150, "{at} got {screen} screen packets");
+        assert!(received(&sim, at, presenter, Source::Camera) > 150);
+        let key = (sim.peers[presenter].id, Source::Screen);
+        assert_eq!(sim.peers[at].received[&key].mislabelled, 0);
+        assert_eq!(sim.peers[at].picture_id_jumps, []);
+    }
+}

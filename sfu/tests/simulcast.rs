@@ -229,3 +229,34 @@ fn a_viewer_on_a_weak_link_drops_to_the_low_layer_and_comes_back() {
     assert_eq!(camera_at(&sim, 2).missing(), 0);
     assert_no_errors(&sim);
 }
+
+/// A viewer whose downlink is weak from the start: the first allocation,
+/// before any feedback, must not flood the link (its queue would drop the
+/// audio with the video), and the viewer settles on the low layer.
+#[test]
+fn a_viewer_joining_behind_a_weak_link_loses_no_audio() {
+    let mut sim = Sim::with_config(Link::default(), 22, |c| {
+        c.bandwidth_estimation = true;
+    });
+    let publisher = sim.add_peer(simulcast());
+    sim.join(publisher, "room");
+    sim.run_for(Duration::from_secs(1));
+    let viewer = sim.add_peer(MediaShape {
+        audio: false,
+        video: false,
+        ..Default::default()
+    });
+    sim.cap_downlink(viewer, Some(400_000));
+    sim.join(viewer, "room");
+    show(&mut sim, viewer, true, 1280, 720);
+    sim.run_for(Duration::from_secs(4));
+    let audio = &sim.peers[viewer].received[&(sim.peers[publisher].id, Source::Microphone)];
+    assert!(audio.distinct > 150, "audio flows: {}", audio.distinct);
+    assert_eq!(audio.missing(), 0, "no audio lost");
+    let settled = layers_during(&mut sim, viewer, Duration::from_secs(2));
+    assert!(
+        settled[0] > 40 && settled[1] + settled[2] == 0,
+        "q on a 400 kbit/s link: {settled:?}"
+    );
+    assert_no_errors(&sim);
+}

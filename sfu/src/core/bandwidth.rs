@@ -19,10 +19,12 @@ use std::time::{Duration, Instant};
 /// subscriber is moved up to it.
 pub const UPGRADE_HOLD: Duration = Duration::from_millis(1500);
 
-/// Where a subscribe connection's estimator starts, before feedback: a
-/// camera's middle layer and audio for a few people. Probes find more
-/// within a second or two on a good link.
-pub const INITIAL_ESTIMATE_BPS: u64 = 2_000_000;
+/// Where a subscribe connection's estimator starts, before feedback:
+/// WebRTC's own start bitrate (a browser's sender starts there too), audio
+/// and a lowest layer or two. Starting higher floods a weak link before
+/// the first feedback, and its queue drops audio with the video; probes
+/// find more within a few seconds on a good link.
+pub const INITIAL_ESTIMATE_BPS: u64 = 300_000;
 
 /// The desired bitrate told to the estimator changes only by more than
 /// this share (each rise above the estimate may start a probe).
@@ -45,6 +47,15 @@ const PROBE_AFTER: Duration = Duration::from_secs(2);
 /// below the goal, then it goes back to what is spent (no probing).
 const PROBE_WINDOW: Duration = Duration::from_secs(2);
 
+/// For this long after a subscriber's first allocation its estimator is
+/// told everything the views ask for, so that it probes up from
+/// [`INITIAL_ESTIMATE_BPS`] as a browser's sender does from its start (3×
+/// and 6× at once, then doubling while each probe is met): a good link is
+/// found within a few seconds, and on a weak one the doubling stops at the
+/// first probe it cannot carry. Probes are bounded by twice that want.
+/// Afterwards [`Downlink::desired_update`] probes one step at a time.
+const START_RAMP: Duration = Duration::from_secs(5);
+
 /// The first wait between probes for the same goal; each probe that does
 /// not reach it doubles the wait, up to [`PROBE_BACKOFF_MAX`].
 const PROBE_BACKOFF: Duration = Duration::from_secs(1);
@@ -66,6 +77,19 @@ pub struct Downlink {
     /// When the next probe may start, and the wait after it.
     next_probe: Option<Instant>,
     backoff: Duration,
+    /// The first allocation (the start of [`START_RAMP`]).
+    started: Option<Instant>,
+}
+
+/// What an allocation spends and could use, bits per second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Desire {
+    /// What the chosen layers cost (audio included).
+    pub spend: u64,
+    /// `spend` plus the next step up, what a probe aims for.
+    pub goal: u64,
+    /// Every track at the layer its view asks for.
+    pub full: u64,
 }
 
 /// A probe through the desired bitrate: str0m probes when the desired
@@ -121,12 +145,14 @@ impl Downlink {
     }
 
     /// The desired bitrate to give the estimator now, if it should change.
-    /// `spend` is what the allocation uses, `goal` what it would use one
-    /// step up. Normally the estimator is told `spend`, at most the
-    /// estimate (so it does not probe on its own); when the goal is above the estimate and the allocation
-    /// has held for [`PROBE_AFTER`], one probe for the goal, then again
-    /// after a wait that doubles while the goal stays out of reach.
-    pub fn desired_update(&mut self, now: Instant, spend: u64, goal: u64) -> Option<u64> {
+    /// During [`START_RAMP`] it is everything the views ask for. Then the
+    /// estimator is told what the allocation spends, at most half the
+    /// estimate (so it does not probe on its own); when the goal (one step
+    /// up) is above the estimate and the allocation has held for
+    /// [`PROBE_AFTER`], one probe for the goal, then again after a wait
+    /// that doubles while the goal stays out of reach.
+    pub fn desired_update(&mut self, now: Instant, desire: Desire) -> Option<u64> {
+        let Desire { spend, goal, full } = desire;
         let moved = self.spend.is_none_or(|(last, _)| {
             (spend as f64 - last as f64).abs() > last as f64 * DESIRED_STEP
         });
@@ -138,6 +164,15 @@ impl Downlink {
             self.spend = Some((spend, since));
             self.next_probe = None;
             self.backoff = PROBE_BACKOFF;
+        }
+        let started = *self.started.get_or_insert(now);
+        if now.saturating_duration_since(started) < START_RAMP {
+            let told = self.desired as f64;
+            let changed = self.desired == 0 || (full as f64 - told).abs() > told * DESIRED_STEP;
+            if changed {
+                self.desired = full;
+            }
+            return changed.then_some(full);
         }
         // Outside of a probe the estimator is told at most half its
         // estimate: it probes on its own while the estimate is under twice
@@ -265,12 +300,13 @@ pub fn allocate(demands: &[Demand], audio: u64, budget: Budget) -> Vec<Option<u8
     chosen
 }
 
-/// What this allocation spends, and the goal to probe for: what it
-/// spends plus the next step up (the first track in priority order not
-/// at the layer it wants, moved one layer up or resumed). Probing for that
-/// much, rather than for everything the views ask, lets a probe succeed on
-/// a weak link and the subscriber climb one step at a time.
-pub fn desired(demands: &[Demand], chosen: &[Option<u8>], audio: u64) -> (u64, u64) {
+/// What this allocation spends, the goal to probe for, and everything the
+/// views ask. The goal is what it spends plus the next step up (the first
+/// track in priority order not at the layer it wants, moved one layer up
+/// or resumed): probing for that much, rather than for everything, lets a
+/// probe succeed on a weak link and the subscriber climb one step at a
+/// time.
+pub fn desired(demands: &[Demand], chosen: &[Option<u8>], audio: u64) -> Desire {
     let cost = |d: &Demand, layer: Option<u8>| -> u64 {
         layer
             .and_then(|l| d.costs.get(usize::from(l)).copied().flatten())
@@ -287,7 +323,12 @@ pub fn desired(demands: &[Demand], chosen: &[Option<u8>], audio: u64) -> (u64, u
             .find(|&l| demand.costs[usize::from(l)].is_some())?;
         Some(cost(demand, Some(next)).saturating_sub(cost(demand, now)))
     });
-    (audio + spent, audio + spent + step.unwrap_or(0))
+    let full: u64 = demands.iter().map(|d| cost(d, d.wanted)).sum();
+    Desire {
+        spend: audio + spent,
+        goal: audio + spent + step.unwrap_or(0),
+        full: audio + full,
+    }
 }
 
 #[cfg(test)]
@@ -364,18 +405,16 @@ mod tests {
     fn probes_aim_one_step_up() {
         let demands = [camera(0, 2, None), camera(1, 2, None)];
         // Both paused on 200k: probe for audio and the first one's q.
-        assert_eq!(desired(&demands, &[None, None], 64_000), (64_000, 214_000));
+        let full = 64_000 + 3_000_000;
+        let got = desired(&demands, &[None, None], 64_000);
+        assert_eq!((got.spend, got.goal, got.full), (64_000, 214_000, full));
         // The first on h: next is its f (1.5M instead of 500k).
         let spend = 64_000 + 500_000 + 150_000;
-        assert_eq!(
-            desired(&demands, &[Some(1), Some(0)], 64_000),
-            (spend, spend + 1_000_000)
-        );
+        let got = desired(&demands, &[Some(1), Some(0)], 64_000);
+        assert_eq!((got.spend, got.goal), (spend, spend + 1_000_000));
         // Everything as wanted: no step.
-        assert_eq!(
-            desired(&demands, &[Some(2), Some(2)], 0),
-            (3_000_000, 3_000_000)
-        );
+        let got = desired(&demands, &[Some(2), Some(2)], 0);
+        assert_eq!((got.spend, got.goal), (3_000_000, 3_000_000));
     }
 
     #[test]
@@ -403,54 +442,98 @@ mod tests {
         assert_eq!(d.steady(), Some(1_800_000), "the dip has aged out");
     }
 
+    /// An allocation spending `spend` with `goal` one step up (and
+    /// nothing more wanted).
+    fn want(spend: u64, goal: u64) -> Desire {
+        Desire {
+            spend,
+            goal,
+            full: goal,
+        }
+    }
+
+    /// A downlink whose start ramp is over at `now`.
+    fn past_start(now: Instant) -> Downlink {
+        Downlink {
+            started: Some(now - START_RAMP),
+            ..Downlink::default()
+        }
+    }
+
     #[test]
-    fn probes_wait_for_a_held_allocation_and_back_off() {
+    fn the_start_ramp_asks_for_everything_then_quiets() {
         let t0 = Instant::now();
         let mut d = Downlink::default();
         d.on_estimate(t0, 300_000);
+        let desire = Desire {
+            spend: 200_000,
+            goal: 700_000,
+            full: 9_000_000,
+        };
+        assert_eq!(d.desired_update(t0, desire), Some(9_000_000));
+        assert_eq!(d.desired_update(t0 + START_RAMP / 2, desire), None);
+        // Then at most half the estimate, which has grown.
+        let t1 = t0 + START_RAMP;
+        d.on_estimate(t1, 4_000_000);
+        let later = Desire {
+            spend: 3_000_000,
+            ..desire
+        };
+        assert_eq!(d.desired_update(t1, later), Some(2_000_000));
+    }
+
+    #[test]
+    fn probes_wait_for_a_held_allocation_and_back_off() {
+        let t0 = Instant::now();
+        let mut d = past_start(t0);
+        d.on_estimate(t0, 300_000);
         // A new allocation: told what it spends, at most half the
         // estimate (150k), no probe yet.
-        assert_eq!(d.desired_update(t0, 200_000, 700_000), Some(150_000));
+        assert_eq!(d.desired_update(t0, want(200_000, 700_000)), Some(150_000));
         assert_eq!(
-            d.desired_update(t0 + PROBE_AFTER / 2, 200_000, 700_000),
+            d.desired_update(t0 + PROBE_AFTER / 2, want(200_000, 700_000)),
             None
         );
         // Held: a probe (lower, raise to the goal for the probe window,
         // back).
         let t1 = t0 + PROBE_AFTER;
-        assert_eq!(d.desired_update(t1, 200_000, 700_000), Some(100_000));
-        assert_eq!(d.desired_update(t1, 200_000, 700_000), Some(700_000));
-        assert_eq!(d.desired_update(t1, 200_000, 700_000), None);
+        assert_eq!(d.desired_update(t1, want(200_000, 700_000)), Some(100_000));
+        assert_eq!(d.desired_update(t1, want(200_000, 700_000)), Some(700_000));
+        assert_eq!(d.desired_update(t1, want(200_000, 700_000)), None);
         let t2 = t1 + PROBE_WINDOW;
-        assert_eq!(d.desired_update(t2, 200_000, 700_000), Some(150_000));
+        assert_eq!(d.desired_update(t2, want(200_000, 700_000)), Some(150_000));
         // The goal stays out of reach: each probe waits twice as long as
         // the one before (1 s, 2 s, 4 s after it started).
-        assert_eq!(d.desired_update(t2, 200_000, 700_000), Some(100_000));
-        d.desired_update(t2, 200_000, 700_000);
+        assert_eq!(d.desired_update(t2, want(200_000, 700_000)), Some(100_000));
+        d.desired_update(t2, want(200_000, 700_000));
         let t3 = t2 + PROBE_WINDOW;
-        assert_eq!(d.desired_update(t3, 200_000, 700_000), Some(150_000));
-        assert_eq!(d.desired_update(t3, 200_000, 700_000), Some(100_000));
-        d.desired_update(t3, 200_000, 700_000);
+        assert_eq!(d.desired_update(t3, want(200_000, 700_000)), Some(150_000));
+        assert_eq!(d.desired_update(t3, want(200_000, 700_000)), Some(100_000));
+        d.desired_update(t3, want(200_000, 700_000));
         let t4 = t3 + PROBE_WINDOW;
-        assert_eq!(d.desired_update(t4, 200_000, 700_000), Some(150_000));
-        assert_eq!(d.desired_update(t4, 200_000, 700_000), None, "backing off");
-        let t5 = t3 + PROBE_BACKOFF_MAX;
-        assert_eq!(d.desired_update(t5, 200_000, 700_000), Some(100_000));
-        // A step up (the probe worked) may probe for the next at once.
-        let mut up = Downlink::default();
-        up.on_estimate(t0, 300_000);
-        up.desired_update(t0, 200_000, 700_000);
+        assert_eq!(d.desired_update(t4, want(200_000, 700_000)), Some(150_000));
         assert_eq!(
-            up.desired_update(t0, 600_000, 1_600_000),
+            d.desired_update(t4, want(200_000, 700_000)),
+            None,
+            "backing off"
+        );
+        let t5 = t3 + PROBE_BACKOFF_MAX;
+        assert_eq!(d.desired_update(t5, want(200_000, 700_000)), Some(100_000));
+        // A step up (the probe worked) may probe for the next at once.
+        let mut up = past_start(t0);
+        up.on_estimate(t0, 300_000);
+        up.desired_update(t0, want(200_000, 700_000));
+        assert_eq!(
+            up.desired_update(t0, want(600_000, 1_600_000)),
             Some(300_000),
             "probe"
         );
         // Nothing more wanted: no probes.
-        let mut calm = Downlink::default();
+        let mut calm = past_start(t0);
         calm.on_estimate(t0, 3_000_000);
-        calm.desired_update(t0, 1_000_000, 1_000_000);
+        calm.desired_update(t0, want(1_000_000, 1_000_000));
         assert_eq!(
-            calm.desired_update(t0 + PROBE_AFTER * 5, 1_000_000, 1_000_000),
+            calm.desired_update(t0 + PROBE_AFTER * 5, want(1_000_000, 1_000_000)),
             None
         );
     }

@@ -218,6 +218,13 @@ pub struct MediaShape {
     /// [`SIMULCAST_SHARES`] of `video_bitrate`), as the web client does,
     /// and start or stop layers when the SFU says (dynacast).
     pub simulcast: bool,
+    /// Publish a screen share: one VP8 encoding, as the web client sends
+    /// it, at `screen_bitrate` and `screen_fps`.
+    pub screen: bool,
+    /// Screen share bitrate, bits/s.
+    pub screen_bitrate: u32,
+    /// Screen share frames per second.
+    pub screen_fps: u32,
 }
 
 /// Simulcast layers' rids and their share of the full bitrate (the web
@@ -235,6 +242,12 @@ impl Default for MediaShape {
             fps: 30,
             keyframe_interval: Duration::from_secs(3),
             simulcast: false,
+            screen: false,
+            // Slides with some motion: Chromium sends a `detail` screen
+            // track at a few frames a second, well under the client's
+            // 2.5 Mbit/s ceiling.
+            screen_bitrate: 1_000_000,
+            screen_fps: 10,
         }
     }
 }
@@ -244,12 +257,15 @@ const AUDIO_PAYLOAD: usize = 160;
 /// Largest video packet payload.
 const MAX_VIDEO_PAYLOAD: usize = 1200;
 
-/// One video encoding being sent: the camera, or one simulcast layer.
+/// One video encoding being sent: the camera, one of its simulcast
+/// layers, or the screen share.
 struct VideoLayer {
     out: Outgoing,
+    source: Source,
     rid: Option<Rid>,
-    /// Share of the shape's video bitrate.
-    share: f64,
+    /// Bits per second.
+    bitrate: f64,
+    fps: u32,
     /// Sent (dynacast may stop a layer).
     active: bool,
     keyframe_wanted: bool,
@@ -292,10 +308,11 @@ pub struct SimPeer {
     video: Vec<VideoLayer>,
     /// Keyframe requests the SFU sent us.
     pub keyframe_requests: u64,
-    /// Keyframe requests not acted on yet: the layer's rid (`None`: all).
-    keyframe_requested: Vec<Option<Rid>>,
+    /// Keyframe requests not acted on yet: the m-line and the layer's rid
+    /// (`None`: all of the line's).
+    keyframe_requested: Vec<(Mid, Option<Rid>)>,
     /// The publish m-lines we offered.
-    published: Vec<(Mid, MediaKind)>,
+    published: Vec<(Mid, MediaKind, Source)>,
     /// Labels of the subscribe m-lines, from the SFU's offers.
     pub tracks: HashMap<String, OfferedTrack>,
     /// What arrived, by (sender, source).
@@ -399,9 +416,10 @@ impl SimPeer {
         let wanted = [
             (self.shape.audio, MediaKind::Audio, Source::Microphone),
             (self.shape.video, MediaKind::Video, Source::Camera),
+            (self.shape.screen, MediaKind::Video, Source::Screen),
         ];
         for (_, kind, source) in wanted.into_iter().filter(|(on, _, _)| *on) {
-            let simulcast = (kind == MediaKind::Video && self.shape.simulcast).then(|| {
+            let simulcast = (source == Source::Camera && self.shape.simulcast).then(|| {
                 let mut layers = Simulcast::new();
                 for (rid, _) in SIMULCAST_SHARES {
                     layers.add_send_layer(SimulcastLayer::new(rid));
@@ -409,7 +427,7 @@ impl SimPeer {
                 layers
             });
             let mid = api.add_media(kind, Direction::SendOnly, None, None, simulcast);
-            self.published.push((mid, kind));
+            self.published.push((mid, kind, source));
             tracks.push(TrackLabel {
                 mid: mid.to_string(),
                 source,
@@ -505,7 +523,7 @@ impl SimPeer {
                 .find(|p| p.spec().codec == codec)
                 .map(|p| p.pt())
         };
-        for (mid, kind) in self.published.clone() {
+        for (mid, kind, source) in self.published.clone() {
             let start = Outgoing {
                 mid,
                 pt: Pt::from(0),
@@ -524,7 +542,12 @@ impl SimPeer {
                     let Some(pt) = pt_of(Codec::Vp8) else {
                         continue;
                     };
-                    let layers: &[(&str, f64)] = if self.shape.simulcast {
+                    let (bitrate, fps) = match source {
+                        Source::Screen => (self.shape.screen_bitrate, self.shape.screen_fps),
+                        _ => (self.shape.video_bitrate, self.shape.fps),
+                    };
+                    let layers: &[(&str, f64)] = if source == Source::Camera && self.shape.simulcast
+                    {
                         &SIMULCAST_SHARES
                     } else {
                         &[("", 1.0)]
@@ -537,8 +560,10 @@ impl SimPeer {
                                 rtp_time: rand::random(),
                                 ..start
                             },
+                            source,
                             rid: (!rid.is_empty()).then(|| Rid::from(rid)),
-                            share,
+                            bitrate: f64::from(bitrate) * share,
+                            fps: fps.max(1),
                             active: true,
                             keyframe_wanted: true,
                             last_keyframe: None,
@@ -694,8 +719,8 @@ impl SimPeer {
             }
         }
         self.note_keyframe_requests();
-        let fps = self.shape.fps.max(1);
         for layer in &mut self.video {
+            let fps = layer.fps;
             let video = &mut layer.out;
             if video.next_at > now {
                 continue;
@@ -709,9 +734,7 @@ impl SimPeer {
                     layer.keyframe_wanted = false;
                     layer.last_keyframe = Some(now);
                 }
-                let frame_bytes = (f64::from(self.shape.video_bitrate) * layer.share
-                    / 8.0
-                    / f64::from(fps)) as usize;
+                let frame_bytes = (layer.bitrate / 8.0 / f64::from(fps)) as usize;
                 let frame_bytes = if keyframe {
                     frame_bytes * 3
                 } else {
@@ -721,7 +744,7 @@ impl SimPeer {
                 let packets = frame_bytes.div_ceil(MAX_VIDEO_PAYLOAD);
                 let stamp = Stamp {
                     participant,
-                    source: Source::Camera,
+                    source: layer.source,
                     layer: layer_of_rid(layer.rid.as_deref()),
                     sequence: video.stamp_seq,
                     sent_us,
@@ -780,7 +803,8 @@ impl SimPeer {
     /// sets its encodings' `active`); a layer that starts again begins with
     /// a keyframe, as an encoder does.
     pub fn set_active_layers(&mut self, active: &[&str]) {
-        for layer in self.video.iter_mut().filter(|l| l.rid.is_some()) {
+        let camera = self.video.iter_mut().filter(|l| l.source == Source::Camera);
+        for layer in camera.filter(|l| l.rid.is_some()) {
             let on = layer.rid.is_some_and(|r| active.contains(&&*r));
             if on && !layer.active {
                 layer.keyframe_wanted = true;
@@ -898,10 +922,10 @@ impl SimPeer {
 
     /// A keyframe request since the last frame makes the next one a keyframe.
     fn note_keyframe_requests(&mut self) {
-        for rid in self.keyframe_requested.drain(..) {
+        for (mid, rid) in self.keyframe_requested.drain(..) {
             self.keyframe_requests += 1;
             for layer in &mut self.video {
-                if rid.is_none() || layer.rid == rid {
+                if layer.out.mid == mid && (rid.is_none() || layer.rid == rid) {
                     layer.keyframe_wanted = true;
                 }
             }
@@ -957,7 +981,7 @@ fn drain_publish(
     outgoing: &mut VecDeque<Datagram>,
     errors: &mut Vec<String>,
     source: SocketAddr,
-    keyframe_requested: &mut Vec<Option<Rid>>,
+    keyframe_requested: &mut Vec<(Mid, Option<Rid>)>,
 ) -> Instant {
     loop {
         match rtc.poll_output() {
@@ -968,7 +992,7 @@ fn drain_publish(
                 contents: t.contents.into(),
             }),
             Ok(Output::Event(RtcEvent::KeyframeRequest(request))) => {
-                keyframe_requested.push(request.rid);
+                keyframe_requested.push((request.mid, request.rid));
             }
             Ok(Output::Event(_)) => {}
             Err(e) => {

@@ -72,8 +72,8 @@ impl Room {
                 None => wants.demands.iter().map(|d| d.wanted).collect(),
             };
             if config.bandwidth_estimation {
-                let (spend, goal) = desired(&wants.demands, &targets, wants.audio);
-                if let Some(desired) = participant.downlink.desired_update(now, spend, goal) {
+                let desire = desired(&wants.demands, &targets, wants.audio);
+                if let Some(desired) = participant.downlink.desired_update(now, desire) {
                     let leg = &mut participant.subscribe;
                     let result = self.pending.collect(subscriber, Leg::Subscribe, |events| {
                         leg.set_desired_bitrate(desired, out.transmits, events)
