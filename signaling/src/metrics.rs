@@ -8,7 +8,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -18,7 +18,19 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // The estimate histogram gets buckets (a Prometheus histogram);
+            // without them the exporter would render a summary.
+            let builder = PrometheusBuilder::new();
+            let builder = builder
+                .set_buckets_for_metric(
+                    Matcher::Full(zync_sfu::driver::ESTIMATE_METRIC.into()),
+                    &zync_sfu::driver::ESTIMATE_BUCKETS,
+                )
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "estimate histogram buckets refused");
+                    PrometheusBuilder::new()
+                });
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics may be empty");

@@ -472,3 +472,47 @@ async fn everyone_hears_who_the_active_speaker_is() -> anyhow::Result<()> {
     );
     server.stop().await
 }
+
+/// With bandwidth estimation on, operators see where their subscribers'
+/// downlink estimates lie: a Prometheus histogram with one sample per
+/// subscriber per second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_estimates_are_a_histogram_in_the_metrics() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|c| c.sfu.bandwidth_estimation = true).await?;
+    let host = server.user("host").await?;
+    let slug = host.create_meeting("Estimates").await?;
+    let ann =
+        TestParticipant::join(&server.user("ann").await?, &slug, MediaShape::default()).await?;
+    let ben = TestParticipant::join(&server.user("ben").await?, &slug, watcher()).await?;
+    ben.wait_for("Ann's video", WAIT, |o| {
+        o.packets_from(&ann.id, Source::Camera) > 30
+    })
+    .await?;
+    let count = |metrics: &str| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("zync_sfu_subscriber_estimate_bps_count"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = reqwest::get(format!("{}/metrics", server.base))
+            .await?
+            .text()
+            .await?;
+        if count(&metrics) > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(count(&metrics) > 0.0, "estimates sampled:\n{metrics}");
+    assert!(
+        metrics.contains("# TYPE zync_sfu_subscriber_estimate_bps histogram"),
+        "a histogram, not a summary"
+    );
+    assert!(metrics.contains("zync_sfu_subscriber_estimate_bps_bucket{worker=\""));
+    ann.leave().await;
+    ben.leave().await;
+    server.stop().await
+}

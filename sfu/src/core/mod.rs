@@ -212,6 +212,11 @@ impl Core {
         self.rooms.values().map(Room::paused_track_count).sum()
     }
 
+    /// Every subscriber's latest downlink estimate, bits/s.
+    pub fn downlink_estimates(&self) -> impl Iterator<Item = u64> + '_ {
+        self.rooms.values().flat_map(Room::downlink_estimates)
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> CoreStats {
         self.stats

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 /// A worker's batching, which the load benchmark's raw relay copies.
-pub use worker::MAX_BATCHES_PER_TURN;
+pub use worker::{ESTIMATE_BUCKETS, ESTIMATE_METRIC, MAX_BATCHES_PER_TURN};
 use worker::{Worker, WorkerLoad, WorkerMessage};
 
 /// Events one participant may have queued before it is considered stuck.

@@ -22,6 +22,15 @@ const MAX_SLEEP: Duration = Duration::from_millis(250);
 const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Receive batches handled before timers and sends get a turn.
 pub const MAX_BATCHES_PER_TURN: usize = 16;
+
+/// The histogram of subscribers' downlink estimates, bits/s, sampled once
+/// per subscriber at each metrics export.
+pub const ESTIMATE_METRIC: &str = "zync_sfu_subscriber_estimate_bps";
+/// Its bucket bounds, bits/s: around the layers' bitrates (150 kbit/s,
+/// 500 kbit/s and 1.5 Mbit/s) and what rooms of them add up to.
+pub const ESTIMATE_BUCKETS: [f64; 10] = [
+    150e3, 300e3, 500e3, 1e6, 1.5e6, 2.5e6, 5e6, 10e6, 20e6, 50e6,
+];
 /// Longest a turn spends on commands (joins, offers, answers: one answer
 /// of a large room takes ~0.3 ms, and a burst of joins queues dozens)
 /// before it forwards again; the rest wait for the next turn.
@@ -311,6 +320,12 @@ impl Worker {
             now.resends_missed,
             previous.resends_missed,
         );
+        // One sample per subscriber per export: over time, how many
+        // subscriber-seconds were spent at which estimate.
+        let estimates = metrics::histogram!(ESTIMATE_METRIC, &labels);
+        for bps in self.core.downlink_estimates() {
+            estimates.record(bps as f64);
+        }
         metrics::gauge!("zync_sfu_rooms", &labels).set(self.core.room_count() as f64);
         metrics::gauge!("zync_sfu_participants", &labels).set(self.core.participant_count() as f64);
         metrics::gauge!("zync_sfu_published_tracks", &labels).set(self.core.track_count() as f64);

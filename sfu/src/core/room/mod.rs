@@ -136,6 +136,12 @@ impl Room {
             .count()
     }
 
+    /// Every subscriber's latest downlink estimate, bits/s (those with
+    /// bandwidth estimation on and an estimate yet).
+    pub fn downlink_estimates(&self) -> impl Iterator<Item = u64> + '_ {
+        self.participants.values().filter_map(|p| p.downlink.now())
+    }
+
     /// Whether participants were removed since the last [`Room::take_removed`].
     pub fn has_removed(&self) -> bool {
         !self.removed.is_empty()
