@@ -14,6 +14,15 @@ fn received(sim: &Sim, at: usize, from: usize, source: Source) -> u64 {
         .map_or(0, |r| r.packets)
 }
 
+/// Someone who publishes nothing.
+fn watcher() -> MediaShape {
+    MediaShape {
+        audio: false,
+        video: false,
+        ..Default::default()
+    }
+}
+
 /// A simulation (seeded `seed`) of `peers` people in one room, each
 /// publishing the default audio and video.
 fn one_room(peers: usize, seed: u64) -> Sim {
@@ -152,15 +161,11 @@ fn rooms_are_isolated() {
 #[test]
 fn simultaneous_publishes_converge_without_glare() {
     let mut sim = Sim::new(Link::default(), 4);
-    let watcher = sim.add_peer(MediaShape {
-        audio: false,
-        video: false,
-        ..Default::default()
-    });
-    sim.join(watcher, "room");
+    let viewer = sim.add_peer(watcher());
+    sim.join(viewer, "room");
     let a = sim.add_peer(MediaShape::default());
     let b = sim.add_peer(MediaShape::default());
-    // Both publish at the same instant: the watcher's subscribe connection
+    // Both publish at the same instant: the viewer's subscribe connection
     // gets one offer at a time, and a second one after the first answer.
     sim.join(a, "room");
     sim.join(b, "room");
@@ -169,13 +174,13 @@ fn simultaneous_publishes_converge_without_glare() {
     for from in [a, b] {
         for source in [Source::Microphone, Source::Camera] {
             assert!(
-                received(&sim, watcher, from, source) > 30,
-                "watcher gets {source:?} from {from}"
+                received(&sim, viewer, from, source) > 30,
+                "viewer gets {source:?} from {from}"
             );
         }
     }
-    assert_eq!(sim.peers[watcher].tracks.len(), 4);
-    assert!(sim.peers[watcher].offers_answered >= 1);
+    assert_eq!(sim.peers[viewer].tracks.len(), 4);
+    assert!(sim.peers[viewer].offers_answered >= 1);
 }
 
 #[test]
@@ -189,11 +194,7 @@ fn keyframe_requests_are_throttled_per_track() {
     sim.run_for(Duration::from_millis(300));
     // Eight viewers arrive at once; each needs a keyframe.
     for _ in 0..8 {
-        let i = sim.add_peer(MediaShape {
-            audio: false,
-            video: false,
-            ..Default::default()
-        });
+        let i = sim.add_peer(watcher());
         sim.join(i, "room");
     }
     sim.run_for(Duration::from_millis(400));
@@ -605,22 +606,14 @@ fn a_screen_share_reaches_every_viewer_beside_the_camera() {
         ..Default::default()
     });
     sim.join(presenter, "room");
-    let watcher = sim.add_peer(MediaShape {
-        audio: false,
-        video: false,
-        ..Default::default()
-    });
-    sim.join(watcher, "room");
+    let viewer = sim.add_peer(watcher());
+    sim.join(viewer, "room");
     sim.run_for(Duration::from_secs(2));
-    let late = sim.add_peer(MediaShape {
-        audio: false,
-        video: false,
-        ..Default::default()
-    });
+    let late = sim.add_peer(watcher());
     sim.join(late, "room");
     sim.run_for(Duration::from_secs(3));
     assert_no_errors(&sim);
-    for at in [watcher, late] {
+    for at in [viewer, late] {
         assert_eq!(sim.peers[at].tracks.len(), 3, "microphone, camera, screen");
         // 1 Mbit/s at 10 fps: 11 packets a frame, 10 frames a second.
         let screen = received(&sim, at, presenter, Source::Screen);

@@ -11,6 +11,34 @@ use zync_tests::{PASSWORD, TestServer, offer_with_video_lines};
 
 const WAIT: Duration = Duration::from_secs(15);
 
+/// Reads `/metrics` (workers export each second) until the sum of the
+/// series `name` (over its labels) satisfies `done`, for at most 5 s.
+/// Returns the last text read and that sum.
+async fn poll_metric(
+    server: &TestServer,
+    name: &str,
+    done: impl Fn(f64) -> bool,
+) -> anyhow::Result<(String, f64)> {
+    let mut last = (String::new(), 0.0);
+    for _ in 0..50 {
+        let metrics = reqwest::get(format!("{}/metrics", server.base))
+            .await?
+            .text()
+            .await?;
+        let sum = metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+        last = (metrics, sum);
+        if done(sum) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(last)
+}
+
 fn watcher() -> MediaShape {
     MediaShape {
         audio: false,
@@ -360,26 +388,8 @@ async fn a_track_off_screen_gets_no_packets_until_it_is_shown_again() -> anyhow:
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(video(&ben), video_hidden, "no video for a tile off screen");
     assert!(audio(&ben) > audio_hidden + 25, "audio goes on");
-    // Operators see it: one paused track (metrics are exported each second).
-    let paused = |metrics: &str| {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with("zync_sfu_paused_tracks"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
-    let mut seen = 0.0;
-    for _ in 0..30 {
-        let metrics = reqwest::get(format!("{}/metrics", server.base))
-            .await?
-            .text()
-            .await?;
-        seen = paused(&metrics);
-        if seen == 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Operators see it: one paused track.
+    let (_, seen) = poll_metric(&server, "zync_sfu_paused_tracks", |v| v == 1.0).await?;
     assert_eq!(seen, 1.0, "zync_sfu_paused_tracks");
 
     ben.send(view(true));
@@ -488,25 +498,9 @@ async fn subscribers_estimates_are_a_histogram_in_the_metrics() -> anyhow::Resul
         o.packets_from(&ann.id, Source::Camera) > 30
     })
     .await?;
-    let count = |metrics: &str| {
-        metrics
-            .lines()
-            .filter(|l| l.starts_with("zync_sfu_subscriber_estimate_bps_count"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
-    let mut metrics = String::new();
-    for _ in 0..50 {
-        metrics = reqwest::get(format!("{}/metrics", server.base))
-            .await?
-            .text()
-            .await?;
-        if count(&metrics) > 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(count(&metrics) > 0.0, "estimates sampled:\n{metrics}");
+    let name = "zync_sfu_subscriber_estimate_bps_count";
+    let (metrics, count) = poll_metric(&server, name, |v| v > 0.0).await?;
+    assert!(count > 0.0, "estimates sampled:\n{metrics}");
     assert!(
         metrics.contains("# TYPE zync_sfu_subscriber_estimate_bps histogram"),
         "a histogram, not a summary"
