@@ -14,7 +14,8 @@
 # (Debian's package, installed here when missing) with Playwright, inside a
 # network namespace that has only loopback.
 #
-# Extra arguments go to `cargo test` (e.g. a test name filter).
+# Extra arguments go to `cargo test` (e.g. a test name filter); without
+# them, the vendored crates' own unit tests run too (scripts/vendor-tests.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -91,6 +92,11 @@ cargo build -p zync --quiet
 
 log "test suite on SQLite"
 cargo test --workspace "$@"
+
+if [ $# -eq 0 ]; then
+  log "the vendored crates' own unit tests (scripts/vendor-tests.sh)"
+  scripts/vendor-tests.sh --quiet
+fi
 
 if [ -n "${ZYNC_TEST_SKIP_BROWSER:-}" ]; then
   log "skipping the browser tests (ZYNC_TEST_SKIP_BROWSER is set)"

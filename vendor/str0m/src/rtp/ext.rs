@@ -116,6 +116,11 @@ impl ExtensionsForm {
 
 // TODO: think this through. Is it unwind safe?
 impl UnwindSafe for Extension {}
+// Zync patch: medias share their negotiated map as `Arc<ExtensionMap>`
+// (see `SharedExtmaps`), and an `Arc<T>` is unwind safe when `T` is
+// `RefUnwindSafe`: asserted on the same grounds as the line above (the
+// serializer is `Send + Sync`, and the map is never mutated through it).
+impl std::panic::RefUnwindSafe for Extension {}
 
 /// Trait for parsing/writing user RTP header extensions.
 pub trait ExtensionSerializer: Debug + Send + Sync + 'static {

@@ -103,19 +103,15 @@ mod test {
         }
     }
 
+    // Zync patch: a cache sized 0 holds nothing (upstream preallocated ten
+    // slots whatever the size, so it cached anyway; this test asserted that).
     #[test]
     fn rtx_cache_0_sized() {
         let now = Instant::now();
         let mut rtx_cache = RtxCache::new(0, Duration::from_secs(3));
         rtx_cache.cache_sent_packet(packet(now, 1, 10), after(now, 10));
-        assert_eq!(
-            Some(&mut packet(now, 1, 10)),
-            rtx_cache.get_cached_packet_by_seq_no(1.into())
-        );
-        assert_eq!(
-            Some(&mut packet(now, 1, 10)),
-            rtx_cache.get_cached_packet_smaller_than(1000)
-        );
+        assert_eq!(None, rtx_cache.get_cached_packet_by_seq_no(1.into()));
+        assert_eq!(None, rtx_cache.get_cached_packet_smaller_than(1000));
     }
 
     #[test]
