@@ -239,6 +239,10 @@ pub struct SfuConfig {
     /// Ask browsers to send their camera as three simulcast layers, so
     /// each viewer gets the size its tile needs.
     pub simulcast: bool,
+    /// The highest simulcast layer any viewer receives: "q", "h" or "f"
+    /// (everything). Below "f", publishers stop encoding the layers above
+    /// (dynacast), capping what each camera costs upstream and down.
+    pub max_video_layer: String,
     /// Estimate each viewer's downlink (from the congestion feedback
     /// browsers send) and send it only what fits.
     pub bandwidth_estimation: bool,
@@ -261,6 +265,7 @@ impl Default for SfuConfig {
             workers: 0,
             video_codec: "vp8".into(),
             simulcast: true,
+            max_video_layer: "f".into(),
             bandwidth_estimation: false,
             media_timeout_secs: 10,
             join_media_timeout_secs: 20,
@@ -269,6 +274,14 @@ impl Default for SfuConfig {
 }
 
 impl SfuConfig {
+    /// `max_video_layer` as a layer index (0 is `q`), if valid.
+    pub fn max_video_layer_index(&self) -> Option<u8> {
+        ["q", "h", "f"]
+            .iter()
+            .position(|rid| *rid == self.max_video_layer)
+            .map(|i| i as u8)
+    }
+
     /// The advertised address, when set.
     pub fn public_ip(&self) -> Option<IpAddr> {
         self.public_ip.parse().ok()
@@ -491,6 +504,15 @@ impl SfuConfig {
         }
         if self.workers > 1024 {
             return Err(invalid("sfu.workers", "at most 1024"));
+        }
+        if self.max_video_layer_index().is_none() {
+            return Err(invalid(
+                "sfu.max_video_layer",
+                format!(
+                    "must be \"q\", \"h\" or \"f\", got {:?}",
+                    self.max_video_layer
+                ),
+            ));
         }
         if !matches!(self.video_codec.as_str(), "vp8" | "h264") {
             return Err(invalid(

@@ -126,6 +126,7 @@ fn semantic_errors_name_key() {
             "[websocket]\nping_interval_ms = 5000\nidle_timeout_ms = 1000\n",
             "websocket.idle_timeout_ms",
         ),
+        ("[sfu]\nmax_video_layer = \"x\"\n", "sfu.max_video_layer"),
     ] {
         let err = Config::from_toml_str(toml).expect_err(toml);
         assert!(err.to_string().contains(key), "{toml}: {err}");

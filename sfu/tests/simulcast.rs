@@ -260,3 +260,27 @@ fn a_viewer_joining_behind_a_weak_link_loses_no_audio() {
     );
     assert_no_errors(&sim);
 }
+
+/// An operator caps the layers (`sfu.max_video_layer = "h"`): a maximised
+/// tile gets `h`, never `f`, and the publisher stops encoding `f`.
+#[test]
+fn a_capped_layer_is_neither_forwarded_nor_encoded() {
+    let mut sim = Sim::with_config(Link::default(), 24, |c| c.max_video_layer = 1);
+    let publisher = sim.add_peer(simulcast());
+    sim.join(publisher, "room");
+    let viewer = sim.add_peer(MediaShape {
+        audio: false,
+        video: false,
+        ..Default::default()
+    });
+    sim.join(viewer, "room");
+    sim.run_for(Duration::from_secs(1));
+    show(&mut sim, viewer, true, 1920, 1080);
+    sim.run_for(Duration::from_secs(4));
+    let got = layers_during(&mut sim, viewer, Duration::from_secs(1));
+    assert!(got[1] > 20 && got[2] == 0, "h, not f: {got:?}");
+    assert_eq!(camera_at(&sim, viewer).layer, Some(1));
+    assert_eq!(sim.peers[publisher].active_layers(), ["q", "h"]);
+    assert_eq!(camera_at(&sim, viewer).missing(), 0);
+    assert_no_errors(&sim);
+}

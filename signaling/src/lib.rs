@@ -160,6 +160,7 @@ fn sfu_config(config: &Config) -> zync_sfu::SfuConfig {
         media_timeout: Duration::from_secs(sfu.media_timeout_secs.into()),
         join_media_timeout: Duration::from_secs(sfu.join_media_timeout_secs.into()),
         bandwidth_estimation: sfu.bandwidth_estimation,
+        max_video_layer: sfu.max_video_layer_index().unwrap_or(2),
     }
 }
 

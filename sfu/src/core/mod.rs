@@ -118,6 +118,9 @@ pub struct CoreConfig {
     /// cheap enough in rooms with churn), every subscriber gets what its
     /// views ask.
     pub bandwidth_estimation: bool,
+    /// The highest simulcast layer any subscriber receives (0 `q`, 1 `h`,
+    /// 2 `f`); dynacast then stops the publishers' layers above it.
+    pub max_video_layer: u8,
 }
 
 impl CoreConfig {
@@ -148,6 +151,7 @@ impl CoreConfig {
             join_media_timeout: Duration::from_secs(20),
             dtls_cert: cert,
             bandwidth_estimation: false,
+            max_video_layer: 2,
         }
     }
 }

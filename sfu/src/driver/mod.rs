@@ -50,6 +50,8 @@ pub struct SfuConfig {
     pub join_media_timeout: Duration,
     /// Estimate each subscriber's downlink and fit its layers to it.
     pub bandwidth_estimation: bool,
+    /// The highest simulcast layer forwarded (0 `q`, 1 `h`, 2 `f`).
+    pub max_video_layer: u8,
 }
 
 /// Why the SFU could not start or accept a participant.
@@ -140,6 +142,7 @@ impl Sfu {
         core_config.media_timeout = config.media_timeout;
         core_config.join_media_timeout = config.join_media_timeout;
         core_config.bandwidth_estimation = config.bandwidth_estimation;
+        core_config.max_video_layer = config.max_video_layer;
         for index in 0..config.workers.max(1) {
             let (socket, port) = bind_in_range(config.bind_ip, next_port, config.port_max)
                 .map_err(|reason| SfuError::NoPort {

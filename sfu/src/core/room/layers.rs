@@ -54,7 +54,7 @@ impl Room {
     pub(super) fn choose_layers(&mut self, now: Instant, config: &CoreConfig, out: &mut Outputs) {
         self.layers_changed = false;
         self.next_layer_check = Some(now + LAYER_CHECK);
-        let demands = self.collect_demands(now, out);
+        let demands = self.collect_demands(now, config.max_video_layer, out);
         let mut keyframes: Vec<(TrackKey, u8)> = Vec::new();
         for (subscriber, wants) in demands {
             let Some(participant) = self.participants.get_mut(&subscriber) else {
@@ -106,10 +106,12 @@ impl Room {
     }
 
     /// What every subscriber asks of the room's tracks: its video views
-    /// with their costs, and its audio. Runs dynacast on the way.
+    /// with their costs (no simulcast layer above `max_layer`), and its
+    /// audio. Runs dynacast on the way.
     fn collect_demands(
         &mut self,
         now: Instant,
+        max_layer: u8,
         out: &mut Outputs,
     ) -> FxHashMap<ParticipantId, SubscriberWants> {
         let dominant = self.dominance.dominant();
@@ -131,12 +133,21 @@ impl Room {
                     .get(&sub.subscriber)
                     .and_then(|p| p.views.get(&(key.publisher, track.source)))
                     .copied();
-                let wanted = track.layers.choose(view, now);
+                let cap = |layer: Option<u8>| layer.map(|l| l.min(max_layer));
+                let wanted = if simulcast {
+                    cap(track.layers.choose(view, now))
+                } else {
+                    track.layers.choose(view, now)
+                };
                 if simulcast {
                     highest_wanted =
-                        highest_wanted.max(track.layers.wanted(view, MAX_LAYERS as u8));
+                        highest_wanted.max(cap(track.layers.wanted(view, MAX_LAYERS as u8)));
                 }
-                let layers = if simulcast { MAX_LAYERS as u8 } else { 1 };
+                let layers = if simulcast {
+                    max_layer.min(MAX_LAYERS as u8 - 1) + 1
+                } else {
+                    1
+                };
                 let costs = [0, 1, 2].map(|l: u8| {
                     let usable = l < layers && (track.layers.is_live(l, now) || Some(l) == wanted);
                     usable.then(|| track.layers.cost(l, simulcast))
