@@ -284,3 +284,36 @@ fn a_capped_layer_is_neither_forwarded_nor_encoded() {
     assert_eq!(camera_at(&sim, viewer).missing(), 0);
     assert_no_errors(&sim);
 }
+
+/// The `weak` load preset in simulation: ten simulcast publishers (two
+/// talking), the last two viewers behind 400 kbit/s. Their links carry
+/// the start ramp's probes without losing audio, while the others reach
+/// the top layer.
+#[test]
+fn two_viewers_on_weak_links_in_a_room_of_ten_lose_no_audio() {
+    let mut sim = Sim::with_config(Link::default(), 30, |c| {
+        c.bandwidth_estimation = true;
+    });
+    for i in 0..10 {
+        let p = sim.add_peer(MediaShape {
+            audio_muted: i >= 2,
+            ..simulcast()
+        });
+        if i >= 8 {
+            sim.cap_downlink(p, Some(400_000));
+        }
+        sim.join(p, "room");
+    }
+    sim.run_for(Duration::from_secs(8));
+    for at in [8, 9] {
+        for from in [0, 1] {
+            let key = (sim.peers[from].id, Source::Microphone);
+            let audio = &sim.peers[at].received[&key];
+            assert!(audio.distinct > 300, "{at} hears {from}");
+            assert_eq!(audio.missing(), 0, "{at} lost audio of {from}");
+        }
+    }
+    let top = layers_during(&mut sim, 2, Duration::from_secs(1));
+    assert!(top[2] > 20, "an uncapped viewer on f: {top:?}");
+    assert_no_errors(&sim);
+}

@@ -7,7 +7,7 @@
 
 use super::Room;
 use crate::api::{Event, Kind, Leg, ParticipantId, Source, View};
-use crate::core::bandwidth::{Demand, allocate, desired};
+use crate::core::bandwidth::{Budget, Demand, INITIAL_ESTIMATE_BPS, allocate, desired};
 use crate::core::forward::TrackKey;
 use crate::core::layers::{LAYER_RIDS, MAX_LAYERS};
 use crate::core::{CoreConfig, Outputs};
@@ -63,10 +63,15 @@ impl Room {
             if let Some(bps) = participant.subscribe.estimate() {
                 participant.downlink.on_estimate(now, bps);
             }
-            let budget = participant
-                .downlink
-                .budget()
-                .filter(|_| config.bandwidth_estimation);
+            // Before the estimator's first value, what it starts from (as
+            // a browser's sender does): everything at the top layers
+            // would flood a weak link until the first feedback.
+            let budget = config.bandwidth_estimation.then(|| {
+                participant
+                    .downlink
+                    .budget()
+                    .unwrap_or(Budget::flat(INITIAL_ESTIMATE_BPS))
+            });
             let targets: Vec<Option<u8>> = match budget {
                 Some(budget) => allocate(&wants.demands, wants.audio, budget),
                 None => wants.demands.iter().map(|d| d.wanted).collect(),
