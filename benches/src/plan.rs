@@ -555,7 +555,7 @@ impl Plan {
 
     /// Video packets per second of one camera layer sending `bitrate`.
     fn packets_per_second_at(&self, bitrate: f64) -> f64 {
-        video_packets_per_second(bitrate, self.fps)
+        encoding_packets_per_second(bitrate, self.fps)
     }
 
     /// Packets per second of a publisher's screen share (0 without).
@@ -564,7 +564,7 @@ impl Plan {
             return 0.0;
         }
         let shape = MediaShape::default();
-        video_packets_per_second(f64::from(shape.screen_bitrate), shape.screen_fps)
+        encoding_packets_per_second(f64::from(shape.screen_bitrate), shape.screen_fps)
     }
 
     /// Video packets per second of one publisher's top layer.
@@ -662,7 +662,7 @@ impl Plan {
 /// Packets per second of one video encoding sending `bitrate` at `fps`,
 /// keyframes included (a keyframe is three frames' bytes, every
 /// [`KEYFRAME_INTERVAL`]), as the testkit packetizes it.
-fn video_packets_per_second(bitrate: f64, fps: u32) -> f64 {
+fn encoding_packets_per_second(bitrate: f64, fps: u32) -> f64 {
     let fps = fps.max(1);
     let frame = bitrate / 8.0 / f64::from(fps);
     let packets = (frame / VIDEO_PAYLOAD).ceil().max(1.0);

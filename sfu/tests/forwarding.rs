@@ -14,15 +14,6 @@ fn received(sim: &Sim, at: usize, from: usize, source: Source) -> u64 {
         .map_or(0, |r| r.packets)
 }
 
-/// Someone who publishes nothing.
-fn watcher() -> MediaShape {
-    MediaShape {
-        audio: false,
-        video: false,
-        ..Default::default()
-    }
-}
-
 /// A simulation (seeded `seed`) of `peers` people in one room, each
 /// publishing the default audio and video.
 fn one_room(peers: usize, seed: u64) -> Sim {
@@ -161,7 +152,7 @@ fn rooms_are_isolated() {
 #[test]
 fn simultaneous_publishes_converge_without_glare() {
     let mut sim = Sim::new(Link::default(), 4);
-    let viewer = sim.add_peer(watcher());
+    let viewer = sim.add_peer(MediaShape::watcher());
     sim.join(viewer, "room");
     let a = sim.add_peer(MediaShape::default());
     let b = sim.add_peer(MediaShape::default());
@@ -194,7 +185,7 @@ fn keyframe_requests_are_throttled_per_track() {
     sim.run_for(Duration::from_millis(300));
     // Eight viewers arrive at once; each needs a keyframe.
     for _ in 0..8 {
-        let i = sim.add_peer(watcher());
+        let i = sim.add_peer(MediaShape::watcher());
         sim.join(i, "room");
     }
     sim.run_for(Duration::from_millis(400));
@@ -606,10 +597,10 @@ fn a_screen_share_reaches_every_viewer_beside_the_camera() {
         ..Default::default()
     });
     sim.join(presenter, "room");
-    let viewer = sim.add_peer(watcher());
+    let viewer = sim.add_peer(MediaShape::watcher());
     sim.join(viewer, "room");
     sim.run_for(Duration::from_secs(2));
-    let late = sim.add_peer(watcher());
+    let late = sim.add_peer(MediaShape::watcher());
     sim.join(late, "room");
     sim.run_for(Duration::from_secs(3));
     assert_no_errors(&sim);

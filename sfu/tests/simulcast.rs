@@ -30,11 +30,7 @@ fn room_with(viewers: usize, bandwidth_estimation: bool) -> Sim {
     let publisher = sim.add_peer(simulcast());
     sim.join(publisher, "room");
     for _ in 0..viewers {
-        let i = sim.add_peer(MediaShape {
-            audio: false,
-            video: false,
-            ..Default::default()
-        });
+        let i = sim.add_peer(MediaShape::watcher());
         sim.join(i, "room");
     }
     sim.run_for(Duration::from_secs(2));
@@ -241,11 +237,7 @@ fn a_viewer_joining_behind_a_weak_link_loses_no_audio() {
     let publisher = sim.add_peer(simulcast());
     sim.join(publisher, "room");
     sim.run_for(Duration::from_secs(1));
-    let viewer = sim.add_peer(MediaShape {
-        audio: false,
-        video: false,
-        ..Default::default()
-    });
+    let viewer = sim.add_peer(MediaShape::watcher());
     sim.cap_downlink(viewer, Some(400_000));
     sim.join(viewer, "room");
     show(&mut sim, viewer, true, 1280, 720);
@@ -268,11 +260,7 @@ fn a_capped_layer_is_neither_forwarded_nor_encoded() {
     let mut sim = Sim::with_config(Link::default(), 24, |c| c.max_video_layer = 1);
     let publisher = sim.add_peer(simulcast());
     sim.join(publisher, "room");
-    let viewer = sim.add_peer(MediaShape {
-        audio: false,
-        video: false,
-        ..Default::default()
-    });
+    let viewer = sim.add_peer(MediaShape::watcher());
     sim.join(viewer, "room");
     sim.run_for(Duration::from_secs(1));
     show(&mut sim, viewer, true, 1920, 1080);

@@ -34,8 +34,6 @@ pub struct Observed {
     pub opened_at: Instant,
     /// Set when the task stopped (and why).
     pub stopped: Option<String>,
-    /// `track-view` messages sent (see [`View`]).
-    pub views_sent: u64,
     /// Datagrams the capped downlink dropped (see [`Receiving::downlink_bps`]).
     pub downlink_dropped: u64,
     /// Messages the test asked to send, sent on the runner's next turn.
@@ -206,7 +204,6 @@ impl TestParticipant {
             messages: vec![welcome],
             opened_at,
             stopped: None,
-            views_sent: 0,
             downlink_dropped: 0,
             to_send: Vec::new(),
         }));
@@ -548,7 +545,6 @@ impl Runner {
         }
         for view in views {
             self.ws.send(view).await?;
-            self.lock().views_sent += 1;
         }
         Ok(())
     }

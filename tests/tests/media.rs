@@ -39,14 +39,6 @@ async fn poll_metric(
     Ok(last)
 }
 
-fn watcher() -> MediaShape {
-    MediaShape {
-        audio: false,
-        video: false,
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn participants_receive_each_others_media_and_see_a_vanished_one_go() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
@@ -161,7 +153,7 @@ async fn simultaneous_publishers_are_negotiated_one_offer_at_a_time() -> anyhow:
     let server = TestServer::start().await?;
     let host = server.user("host").await?;
     let slug = host.create_meeting("Glare").await?;
-    let viewer = TestParticipant::join(&host, &slug, watcher()).await?;
+    let viewer = TestParticipant::join(&host, &slug, MediaShape::watcher()).await?;
     let (a, b) = (server.user("alice").await?, server.user("bob").await?);
     // Both join and publish at the same moment: the viewer's subscribe
     // connection must end up with all four tracks, with no crossed offers.
@@ -369,7 +361,8 @@ async fn a_track_off_screen_gets_no_packets_until_it_is_shown_again() -> anyhow:
     let slug = host.create_meeting("View").await?;
     let ann =
         TestParticipant::join(&server.user("ann").await?, &slug, MediaShape::default()).await?;
-    let ben = TestParticipant::join(&server.user("ben").await?, &slug, watcher()).await?;
+    let ben =
+        TestParticipant::join(&server.user("ben").await?, &slug, MediaShape::watcher()).await?;
     let video = |p: &TestParticipant| p.observe().packets_from(&ann.id, Source::Camera);
     let audio = |p: &TestParticipant| p.observe().packets_from(&ann.id, Source::Microphone);
     ben.wait_for("Ann's video", WAIT, |o| {
@@ -493,7 +486,8 @@ async fn subscribers_estimates_are_a_histogram_in_the_metrics() -> anyhow::Resul
     let slug = host.create_meeting("Estimates").await?;
     let ann =
         TestParticipant::join(&server.user("ann").await?, &slug, MediaShape::default()).await?;
-    let ben = TestParticipant::join(&server.user("ben").await?, &slug, watcher()).await?;
+    let ben =
+        TestParticipant::join(&server.user("ben").await?, &slug, MediaShape::watcher()).await?;
     ben.wait_for("Ann's video", WAIT, |o| {
         o.packets_from(&ann.id, Source::Camera) > 30
     })

@@ -11,14 +11,6 @@ use zync_tests::participant::TestParticipant;
 
 const WAIT: Duration = Duration::from_secs(15);
 
-fn watcher() -> MediaShape {
-    MediaShape {
-        audio: false,
-        video: false,
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn muting_stops_the_packets_and_unmuting_resumes_them() -> anyhow::Result<()> {
     let server = TestServer::start().await?;
@@ -33,7 +25,8 @@ async fn muting_stops_the_packets_and_unmuting_resumes_them() -> anyhow::Result<
         },
     )
     .await?;
-    let listener = TestParticipant::join(&server.user("ben").await?, &slug, watcher()).await?;
+    let listener =
+        TestParticipant::join(&server.user("ben").await?, &slug, MediaShape::watcher()).await?;
     let heard = |l: &TestParticipant| l.observe().packets_from(&speaker.id, Source::Microphone);
     listener
         .wait_for("Ann's audio", WAIT, |o| {

@@ -140,13 +140,18 @@ impl Downlink {
         self.history.iter().map(|(_, bps)| *bps).max()
     }
 
-    /// The three budgets, once there is an estimate.
-    pub fn budget(&self) -> Option<Budget> {
-        Some(Budget {
-            now: self.now()?,
-            steady: self.steady()?,
-            recent_high: self.recent_high()?,
-        })
+    /// The three budgets. Before the estimator's first value, what it
+    /// starts from (as a browser's sender does): everything at the top
+    /// layers would flood a weak link until the first feedback.
+    pub fn budget(&self) -> Budget {
+        match (self.now(), self.steady(), self.recent_high()) {
+            (Some(now), Some(steady), Some(recent_high)) => Budget {
+                now,
+                steady,
+                recent_high,
+            },
+            _ => Budget::flat(INITIAL_ESTIMATE_BPS),
+        }
     }
 
     /// The desired bitrate to give the estimator now, if it should change.
@@ -235,7 +240,7 @@ pub struct Budget {
 
 impl Budget {
     /// The same budget for every purpose.
-    pub fn flat(bps: u64) -> Self {
+    fn flat(bps: u64) -> Self {
         Self {
             now: bps,
             steady: bps,

@@ -231,6 +231,17 @@ pub struct MediaShape {
 /// client's 150 kbit/s, 500 kbit/s and 1.5 Mbit/s).
 pub const SIMULCAST_SHARES: [(&str, f64); 3] = [("q", 0.1), ("h", 1.0 / 3.0), ("f", 1.0)];
 
+impl MediaShape {
+    /// Someone who publishes nothing and only receives.
+    pub fn watcher() -> Self {
+        Self {
+            audio: false,
+            video: false,
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for MediaShape {
     fn default() -> Self {
         Self {
@@ -854,7 +865,11 @@ impl SimPeer {
     }
 
     fn record(&mut self, mid: Mid, seq: u64, payload: &[u8], at: Instant) {
-        let Some(kind) = self.tracks.get(&*mid).map(|t| t.kind) else {
+        let Some((participant, source, kind)) = self
+            .tracks
+            .get(&*mid)
+            .map(|t| (t.participant, t.source, t.kind))
+        else {
             return;
         };
         let offset = if kind == Kind::Video {
@@ -863,10 +878,7 @@ impl SimPeer {
         } else {
             0
         };
-        let Some(track) = self.tracks.get(&*mid) else {
-            return;
-        };
-        let key = (track.participant, track.source);
+        let key = (participant, source);
         let stamp = payload.get(offset..).and_then(Stamp::read);
         self.first_media_at.get_or_insert(at);
         let entry = self.received.entry(key).or_default();
@@ -881,7 +893,7 @@ impl SimPeer {
         entry.highest_seq = Some(entry.highest_seq.map_or(seq, |h| h.max(seq)));
         entry.lowest_seq = Some(entry.lowest_seq.map_or(seq, |l| l.min(seq)));
         match stamp {
-            Some(s) if s.participant == track.participant.0 && s.source == track.source => {
+            Some(s) if s.participant == participant.0 && s.source == source => {
                 if let Some(count) = entry.layers.get_mut(usize::from(s.layer)) {
                     *count += 1;
                 }

@@ -7,7 +7,7 @@
 
 use super::Room;
 use crate::api::{Event, Kind, Leg, ParticipantId, Source, View};
-use crate::core::bandwidth::{Budget, Demand, INITIAL_ESTIMATE_BPS, allocate, desired};
+use crate::core::bandwidth::{Demand, allocate, desired};
 use crate::core::forward::TrackKey;
 use crate::core::layers::{LAYER_RIDS, MAX_LAYERS};
 use crate::core::{CoreConfig, Outputs};
@@ -63,15 +63,9 @@ impl Room {
             if let Some(bps) = participant.subscribe.estimate() {
                 participant.downlink.on_estimate(now, bps);
             }
-            // Before the estimator's first value, what it starts from (as
-            // a browser's sender does): everything at the top layers
-            // would flood a weak link until the first feedback.
-            let budget = config.bandwidth_estimation.then(|| {
-                participant
-                    .downlink
-                    .budget()
-                    .unwrap_or(Budget::flat(INITIAL_ESTIMATE_BPS))
-            });
+            let budget = config
+                .bandwidth_estimation
+                .then(|| participant.downlink.budget());
             let targets: Vec<Option<u8>> = match budget {
                 Some(budget) => allocate(&wants.demands, wants.audio, budget),
                 None => wants.demands.iter().map(|d| d.wanted).collect(),
@@ -138,12 +132,10 @@ impl Room {
                     .get(&sub.subscriber)
                     .and_then(|p| p.views.get(&(key.publisher, track.source)))
                     .copied();
+                // A track without simulcast has only layer 0: the cap
+                // leaves it alone.
                 let cap = |layer: Option<u8>| layer.map(|l| l.min(max_layer));
-                let wanted = if simulcast {
-                    cap(track.layers.choose(view, now))
-                } else {
-                    track.layers.choose(view, now)
-                };
+                let wanted = cap(track.layers.choose(view, now));
                 if simulcast {
                     highest_wanted =
                         highest_wanted.max(cap(track.layers.wanted(view, MAX_LAYERS as u8)));
