@@ -12,7 +12,8 @@
 #
 # The browser tests (tests/e2e) drive the web client in headless Chromium
 # (Debian's package, installed here when missing) with Playwright, inside a
-# network namespace that has only loopback.
+# network namespace that has only loopback; one of them relays through
+# Debian's coturn (installed too).
 #
 # Extra arguments go to `cargo test` (e.g. a test name filter); without
 # them, the vendored crates' own unit tests run too (scripts/vendor-tests.sh).
@@ -61,6 +62,7 @@ ensure_browser_tools() {
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v ip >/dev/null || missing+=(iproute2)
   command -v node >/dev/null || missing+=(nodejs npm)
+  command -v turnserver >/dev/null || missing+=(coturn)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
       echo "The browser tests need: ${missing[*]}. Install them, or set ZYNC_TEST_SKIP_BROWSER=1." >&2

@@ -24,6 +24,8 @@ pub struct Config {
     pub sfu: SfuConfig,
     /// The Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// A TURN server for clients whose network blocks UDP to the SFU.
+    pub turn: TurnConfig,
 }
 
 /// `[http]`: the HTTP listener.
@@ -48,9 +50,31 @@ pub struct HttpConfig {
     /// or `Forwarded` header says who the client is. Empty: the TCP peer is
     /// the client, and the headers are ignored.
     pub trusted_proxies: Vec<String>,
+    /// PEM file with the certificate chain for HTTPS served by Zync itself.
+    /// Empty (with `tls_key`): plain HTTP, e.g. behind a TLS proxy.
+    pub tls_cert: String,
+    /// PEM file with the private key of `tls_cert`.
+    pub tls_key: String,
+    /// With TLS on: an extra plain-HTTP listener (e.g. `0.0.0.0:80`) that
+    /// redirects every request to the https origin. Empty: none.
+    pub redirect_bind: String,
+    /// With `redirect_bind`: a directory whose
+    /// `.well-known/acme-challenge/` files the redirect listener serves,
+    /// for certbot's `--webroot` renewals. Empty: none.
+    pub acme_webroot: String,
 }
 
 impl HttpConfig {
+    /// Whether Zync serves HTTPS itself (`tls_cert` and `tls_key` set).
+    pub fn tls_enabled(&self) -> bool {
+        !self.tls_cert.is_empty()
+    }
+
+    /// The redirect listener's address, if any (call after validation).
+    pub fn redirect_address(&self) -> Option<SocketAddr> {
+        self.redirect_bind.parse().ok()
+    }
+
     /// The trusted proxies as networks (a bare address is a /32 or /128).
     /// Call after validation; entries that do not parse are left out.
     pub fn trusted_networks(&self) -> Vec<ipnet::IpNet> {
@@ -58,6 +82,62 @@ impl HttpConfig {
             .iter()
             .filter_map(|p| parse_network(p).ok())
             .collect()
+    }
+}
+
+impl HttpConfig {
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        match (self.tls_cert.is_empty(), self.tls_key.is_empty()) {
+            (true, false) => return Err(invalid("http.tls_cert", "must be set with http.tls_key")),
+            (false, true) => return Err(invalid("http.tls_key", "must be set with http.tls_cert")),
+            _ => {}
+        }
+        if !self.redirect_bind.is_empty() {
+            if !self.tls_enabled() {
+                return Err(invalid(
+                    "http.redirect_bind",
+                    "redirects to https, so it needs http.tls_cert and http.tls_key",
+                ));
+            }
+            if self.public_url.is_empty() {
+                return Err(invalid(
+                    "http.redirect_bind",
+                    "redirects to http.public_url, so set that to the https origin",
+                ));
+            }
+            let address: SocketAddr = self.redirect_bind.parse().map_err(|_| {
+                invalid(
+                    "http.redirect_bind",
+                    format!("not an address:port: {:?}", self.redirect_bind),
+                )
+            })?;
+            if self.bind.port() == address.port()
+                && (self.bind.ip() == address.ip()
+                    || self.bind.ip().is_unspecified()
+                    || address.ip().is_unspecified())
+            {
+                return Err(invalid(
+                    "http.redirect_bind",
+                    format!("overlaps http.bind ({})", self.bind),
+                ));
+            }
+        }
+        if !self.acme_webroot.is_empty() && self.redirect_bind.is_empty() {
+            return Err(invalid(
+                "http.acme_webroot",
+                "is served by the redirect listener, so it needs http.redirect_bind",
+            ));
+        }
+        if self.tls_enabled()
+            && !self.public_url.is_empty()
+            && !self.public_url.starts_with("https://")
+        {
+            return Err(invalid(
+                "http.public_url",
+                "must be an https:// origin when Zync serves TLS itself",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -80,6 +160,10 @@ impl Default for HttpConfig {
             header_timeout_secs: 15,
             max_connections: 4096,
             trusted_proxies: Vec::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            redirect_bind: String::new(),
+            acme_webroot: String::new(),
         }
     }
 }
@@ -199,6 +283,67 @@ impl Default for WebSocketConfig {
             ping_interval_ms: 10_000,
             idle_timeout_ms: 30_000,
         }
+    }
+}
+
+/// `[turn]`: a TURN server (e.g. coturn) for browsers that cannot reach the
+/// SFU directly. Zync does not relay itself; it hands each signed-in user
+/// short-lived credentials of the TURN REST API scheme: the username is
+/// `EXPIRY:USER_ID` and the password `base64(HMAC-SHA1(secret, username))`,
+/// which the TURN server checks with the same shared secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TurnConfig {
+    /// TURN URLs given to browsers, e.g.
+    /// `turn:turn.example.com:3478?transport=udp` and
+    /// `turns:turn.example.com:443?transport=tcp`. Empty: no TURN.
+    pub urls: Vec<String>,
+    /// The secret shared with the TURN server (coturn's
+    /// `static-auth-secret`).
+    pub secret: String,
+    /// How long handed-out credentials stay valid, in seconds. A relay
+    /// cannot be refreshed after its credentials expire, so this should
+    /// outlast a long meeting.
+    pub credential_ttl_secs: u32,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        Self {
+            urls: Vec::new(),
+            secret: String::new(),
+            credential_ttl_secs: 86_400,
+        }
+    }
+}
+
+impl TurnConfig {
+    /// Whether browsers get TURN servers.
+    pub fn enabled(&self) -> bool {
+        !self.urls.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for url in &self.urls {
+            let scheme_ok = url.starts_with("turn:") || url.starts_with("turns:");
+            if !scheme_ok || url.len() <= "turns:".len() || url.contains(char::is_whitespace) {
+                return Err(invalid(
+                    "turn.urls",
+                    format!("{url:?} is not a turn: or turns: URL"),
+                ));
+            }
+        }
+        if self.enabled() && self.secret.len() < 16 {
+            return Err(invalid(
+                "turn.secret",
+                "must be set, at least 16 characters, when turn.urls is",
+            ));
+        }
+        at_least(
+            "turn.credential_ttl_secs",
+            self.credential_ttl_secs.into(),
+            60,
+        )
     }
 }
 
@@ -354,6 +499,7 @@ impl Config {
         for proxy in &self.http.trusted_proxies {
             parse_network(proxy).map_err(|r| invalid("http.trusted_proxies", r))?;
         }
+        self.http.validate_tls()?;
         let l = &self.limits;
         at_least("limits.max_upload_bytes", l.max_upload_bytes, 1024)?;
         at_least("limits.max_chat_chars", l.max_chat_chars.into(), 1)?;
@@ -413,13 +559,19 @@ impl Config {
         }
         validate_log_level(&self.log.level).map_err(|r| invalid("log.level", r))?;
         self.sfu.validate()?;
+        self.turn.validate()?;
         Ok(())
     }
 
     /// The origin browsers use (`scheme://host[:port]`, no trailing slash).
     pub fn public_origin(&self) -> String {
         if self.http.public_url.is_empty() {
-            format!("http://{}", self.http.bind)
+            let scheme = if self.http.tls_enabled() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", self.http.bind)
         } else {
             // Validated at load time.
             parse_origin(&self.http.public_url).unwrap_or_else(|_| self.http.public_url.clone())

@@ -134,6 +134,52 @@ fn semantic_errors_name_key() {
 }
 
 #[test]
+fn tls_settings_are_checked_together() {
+    const CERT: &str = "[http]\ntls_cert = \"/etc/zync/cert.pem\"\n";
+    const BOTH: &str = "[http]\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n";
+    let redirect = format!("{BOTH}redirect_bind = \"0.0.0.0:80\"\n");
+    for (toml, key, reason) in [
+        (CERT.to_string(), "http.tls_cert", "tls_key"),
+        (
+            "[http]\ntls_key = \"k.pem\"\n".to_string(),
+            "http.tls_key",
+            "tls_cert",
+        ),
+        (
+            "[http]\nredirect_bind = \"0.0.0.0:80\"\n".to_string(),
+            "http.redirect_bind",
+            "tls_cert",
+        ),
+        (redirect.clone(), "http.redirect_bind", "public_url"),
+        (
+            format!("{redirect}public_url = \"https://meet.example.com\"\nbind = \"0.0.0.0:80\"\n"),
+            "http.redirect_bind",
+            "overlaps",
+        ),
+        (
+            format!("{BOTH}public_url = \"http://meet.example.com\"\n"),
+            "http.public_url",
+            "https",
+        ),
+        (
+            "[http]\nacme_webroot = \"/var/lib/zync/acme\"\n".to_string(),
+            "http.acme_webroot",
+            "redirect_bind",
+        ),
+    ] {
+        let err = Config::from_toml_str(&toml).expect_err(&toml).to_string();
+        assert!(err.contains(key) && err.contains(reason), "{toml}: {err}");
+    }
+    let config = Config::from_toml_str(&format!(
+        "{redirect}public_url = \"https://meet.example.com\"\nbind = \"0.0.0.0:443\"\n"
+    ))
+    .expect("a complete TLS setup loads");
+    assert!(config.is_https());
+    let config = Config::from_toml_str(BOTH).expect("TLS without public_url loads");
+    assert_eq!(config.public_origin(), "https://127.0.0.1:8080");
+}
+
+#[test]
 fn syntax_error_reports_position() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = write(&dir, "[http\nbind = 1\n");

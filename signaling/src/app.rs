@@ -2,7 +2,7 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{auth, avatar, meetings, ws};
+use crate::{auth, avatar, meetings, turn, ws};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, header};
@@ -39,12 +39,21 @@ pub fn router(state: AppState, sessions: crate::db::SessionStore) -> Router {
         .route("/meetings", post(meetings::create).get(meetings::list))
         .route("/meetings/{slug}", get(meetings::get))
         .route("/meetings/{slug}/messages", get(meetings::history))
+        .route("/ice-servers", get(turn::ice_servers))
         .fallback(|| async { ApiError::NotFound("no such API route") })
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ));
 
+    let hsts = state.config.http.tls_enabled().then(|| {
+        // A year, the common choice; subdomains are left alone, since they
+        // may be other services of the operator's that are not on https.
+        SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        )
+    });
     Router::new()
         .nest("/api", api)
         .route("/ws", get(ws::upgrade))
@@ -61,6 +70,7 @@ pub fn router(state: AppState, sessions: crate::db::SessionStore) -> Router {
             HeaderName::from_static("referrer-policy"),
             HeaderValue::from_static("same-origin"),
         ))
+        .layer(tower::util::option_layer(hsts))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -8,6 +8,7 @@
 //! `http.header_timeout_secs` of being ready for one, which covers both
 //! slowloris-style trickling and idle keep-alive connections; the cap keeps
 //! what is open below the descriptor limit, which `zync` raises at start.
+//! With TLS, the handshake must also finish within that deadline.
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -16,10 +17,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// Descriptors kept free of HTTP connections: UDP sockets, the database,
@@ -74,13 +78,14 @@ pub fn fit_connections_to_descriptors(wanted: usize) -> usize {
     wanted
 }
 
-/// Serves `app` on `listener` until `shutdown` completes; then stops
-/// accepting, lets each connection finish its request, and returns once
-/// all have closed.
+/// Serves `app` on `listener` (over TLS with `tls`) until `shutdown`
+/// completes; then stops accepting, lets each connection finish its
+/// request, and returns once all have closed.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -111,32 +116,17 @@ pub async fn serve(
             }
         };
         let app = app.clone();
-        let mut stop = stop.clone();
+        let stop = stop.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let service = app.map_request(move |mut request: hyper::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(remote));
-                request
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout);
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                .with_upgrades();
-            tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(%remote, error = %e, "HTTP connection ended");
-                    }
-                    return;
-                }
-                _ = stop.changed() => connection.as_mut().graceful_shutdown(),
-            }
-            if let Err(e) = connection.await {
-                tracing::debug!(%remote, error = %e, "HTTP connection ended");
+            let Some(tls) = tls else {
+                return serve_connection(stream, app, remote, limits, stop).await;
+            };
+            match tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(stream, app, remote, limits, stop).await,
+                Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
             }
         });
     }
@@ -145,6 +135,43 @@ pub async fn serve(
     // Wakes every connection's `changed()`; each drops its receiver when done.
     let _ = stopping.send(());
     stopping.closed().await;
+}
+
+/// Serves HTTP/1.1 (and WebSocket upgrades) on one accepted connection
+/// until the peer closes it or `stop` asks for a graceful end.
+async fn serve_connection<S>(
+    stream: S,
+    app: Router,
+    remote: SocketAddr,
+    limits: HttpLimits,
+    mut stop: watch::Receiver<()>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = app.map_request(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(remote));
+        request
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(%remote, error = %e, "HTTP connection ended");
+            }
+            return;
+        }
+        _ = stop.changed() => connection.as_mut().graceful_shutdown(),
+    }
+    if let Err(e) = connection.await {
+        tracing::debug!(%remote, error = %e, "HTTP connection ended");
+    }
 }
 
 /// Errors that concern one connection only (the peer went away before it

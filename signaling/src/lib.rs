@@ -13,8 +13,11 @@ pub mod http_server;
 pub mod json;
 pub mod meetings;
 pub mod metrics;
+pub mod redirect;
 pub mod room;
 pub mod state;
+pub mod tls;
+pub mod turn;
 pub mod web;
 pub mod ws;
 
@@ -56,6 +59,8 @@ pub async fn serve(
         .local_addr()
         .context("reading the listener's address")?;
     let allowed_origins = allowed_origins(&mut config, local);
+    let (stop, stopped) = watch::channel(false);
+    let tls = start_tls(&config, &stopped)?;
     let connected = db::Database::connect(&config.database.url, config.database.max_connections)
         .await
         .context("opening the database")?;
@@ -79,12 +84,12 @@ pub async fn serve(
             config.http.max_connections as usize,
         ),
     };
+    let redirects = start_redirects(&config, limits, &stopped).await?;
     let cpu = cpu::CpuPool::per_core();
     let sfu = zync_sfu::Sfu::start(sfu_config(&config))
         .context("starting the media plane (config [sfu])")?;
     let metrics = config.metrics.enabled.then(metrics::handle);
     let trusted_proxies = Arc::new(config.http.trusted_networks());
-    let (stop, stopped) = watch::channel(false);
     let state = state::AppState {
         rooms: room::Registry::new(
             db.clone(),
@@ -119,7 +124,8 @@ pub async fn serve(
     };
     let rooms = state.rooms.clone();
     tracing::info!(
-        "Zync listening on http://{local} (public origin {}, database {:?})",
+        "Zync listening on {}://{local} (public origin {}, database {:?})",
+        if tls.is_some() { "https" } else { "http" },
         state.config.public_origin(),
         db.backend()
     );
@@ -129,7 +135,10 @@ pub async fn serve(
         tracing::info!("shutting down");
         let _ = stop.send(true);
     };
-    http_server::serve(listener, app, limits, graceful).await;
+    http_server::serve(listener, app, limits, tls, graceful).await;
+    if let Some(redirects) = redirects {
+        let _ = redirects.await;
+    }
     // WebSockets live outside hyper once upgraded; give them a moment to
     // leave their rooms before the database goes away.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -142,6 +151,52 @@ pub async fn serve(
         .context("stopping the media plane")?;
     db.close().await;
     Ok(())
+}
+
+/// With `http.tls_cert` set: loads the certificate (a clear error if it
+/// cannot be used) and keeps reloading it until `stopped`.
+fn start_tls(
+    config: &Config,
+    stopped: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    if !config.http.tls_enabled() {
+        return Ok(None);
+    }
+    let cert = tls::ReloadingCert::load(tls::TlsFiles {
+        cert: config.http.tls_cert.clone().into(),
+        key: config.http.tls_key.clone().into(),
+    })
+    .context("loading the TLS certificate")?;
+    let acceptor = cert.acceptor()?;
+    tokio::spawn(cert.watch(stopped.clone()));
+    Ok(Some(acceptor))
+}
+
+/// With `http.redirect_bind` set: listens there and redirects to https
+/// until `stopped`; the task ends once its connections have closed.
+async fn start_redirects(
+    config: &Config,
+    limits: http_server::HttpLimits,
+    stopped: &watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(address) = config.http.redirect_address() else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} (config key `http.redirect_bind`)"))?;
+    let webroot = Some(&config.http.acme_webroot)
+        .filter(|w| !w.is_empty())
+        .map(std::path::PathBuf::from);
+    let app = redirect::router(config.public_origin(), webroot);
+    let mut stopped = stopped.clone();
+    let shutdown = async move {
+        let _ = stopped.wait_for(|stopped| *stopped).await;
+    };
+    tracing::info!("redirecting http://{address} to {}", config.public_origin());
+    Ok(Some(tokio::spawn(http_server::serve(
+        listener, app, limits, None, shutdown,
+    ))))
 }
 
 /// The media plane's settings from the operator config (validated already).
@@ -170,10 +225,15 @@ fn allowed_origins(config: &mut Config, local: SocketAddr) -> Vec<String> {
     if !config.http.public_url.is_empty() {
         return vec![config.public_origin()];
     }
-    config.http.public_url = format!("http://{local}");
+    let scheme = if config.http.tls_enabled() {
+        "https"
+    } else {
+        "http"
+    };
+    config.http.public_url = format!("{scheme}://{local}");
     let mut origins = vec![config.public_origin()];
     if local.ip().is_loopback() {
-        origins.push(format!("http://localhost:{}", local.port()));
+        origins.push(format!("{scheme}://localhost:{}", local.port()));
     }
     origins
 }

@@ -426,3 +426,53 @@ async fn registrations_and_new_meetings_are_limited_per_address() -> anyhow::Res
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     server.stop().await
 }
+
+#[tokio::test]
+async fn ice_servers_hand_signed_in_users_short_lived_turn_credentials() -> anyhow::Result<()> {
+    // Without TURN configured: an empty list, for signed-in users only.
+    let server = TestServer::start().await?;
+    let (status, _) = server.client().get("/api/ice-servers").await?;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = server.user("erin").await?.get("/api/ice-servers").await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"ice_servers": [], "expires_at": 0}));
+    server.stop().await?;
+
+    let urls = vec![
+        "turn:turn.example.com:3478?transport=udp".to_string(),
+        "turns:turn.example.com:443?transport=tcp".to_string(),
+    ];
+    let server = TestServer::start_with(|config| {
+        config.turn.urls = urls.clone();
+        config.turn.secret = "0123456789abcdef-secret".into();
+        config.turn.credential_ttl_secs = 3600;
+    })
+    .await?;
+    let frank = server.user("frank").await?;
+    let (_, me) = frank.get("/api/me").await?;
+    let (status, body) = frank.get("/api/ice-servers").await?;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let expires_at = body["expires_at"].as_u64().expect("expires_at");
+    assert!(
+        (now + 3590..=now + 3610).contains(&expires_at),
+        "{expires_at} vs now {now}"
+    );
+    let expected = zync::turn::credentials(
+        &urls,
+        "0123456789abcdef-secret",
+        me["id"].as_i64().expect("id"),
+        expires_at,
+    );
+    assert_eq!(
+        body["ice_servers"],
+        json!([{
+            "urls": urls,
+            "username": format!("{expires_at}:{}", me["id"]),
+            "credential": expected.credential,
+        }])
+    );
+    server.stop().await
+}

@@ -64,6 +64,9 @@ export const api = {
   logout: () => request('POST', '/api/auth/logout', {}),
   /** @param {string} display_name @returns {Promise<Me>} */
   rename: (display_name) => request('PATCH', '/api/me', { display_name }),
+  /** TURN servers with short-lived credentials (empty without TURN).
+   * @returns {Promise<{ice_servers: RTCIceServer[], expires_at: number}>} */
+  iceServers: () => request('GET', '/api/ice-servers'),
   /** @param {string} title @returns {Promise<Meeting>} */
   createMeeting: (title) => request('POST', '/api/meetings', title ? { title } : {}),
   /** @param {string} slug @returns {Promise<Meeting>} */

@@ -22,6 +22,20 @@
 
 const PC_CONFIG = /** @type {RTCConfiguration} */ ({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
 
+/**
+ * With `localStorage['zync.relayOnly'] = '1'` the browser uses only TURN
+ * relay candidates: how operators (and the tests) check that the TURN
+ * server works, as people on UDP-blocking networks will rely on it.
+ * @returns {RTCIceTransportPolicy}
+ */
+function transportPolicy() {
+  try {
+    return localStorage.getItem('zync.relayOnly') === '1' ? 'relay' : 'all';
+  } catch {
+    return 'all';
+  }
+}
+
 /** Upper bitrates that keep a room of many comfortable. */
 const MAX_BITRATE = { camera: 1_500_000, screen: 2_500_000, microphone: 64_000, 'screen-audio': 96_000 };
 
@@ -47,12 +61,16 @@ function encodingsFor(source, simulcast) {
 }
 
 export class MediaSession extends EventTarget {
-  /** @param {{send: (message: Record<string, unknown>) => boolean}} signaling */
-  constructor(signaling) {
+  /**
+   * @param {{send: (message: Record<string, unknown>) => boolean}} signaling
+   * @param {RTCIceServer[]} iceServers TURN servers from the API (may be empty)
+   */
+  constructor(signaling, iceServers = []) {
     super();
     this.signaling = signaling;
-    this.publish = new RTCPeerConnection(PC_CONFIG);
-    this.subscribe = new RTCPeerConnection(PC_CONFIG);
+    const config = { ...PC_CONFIG, iceServers, iceTransportPolicy: transportPolicy() };
+    this.publish = new RTCPeerConnection(config);
+    this.subscribe = new RTCPeerConnection(config);
     /** Our transceivers by source. @type {Map<Source, RTCRtpTransceiver>} */
     this.senders = new Map();
     /** Labels of the latest subscribe offer, by mid. @type {Map<string, TrackLabel>} */

@@ -48,9 +48,11 @@ export function requireIsolation(t) {
   return false;
 }
 
-/** Starts `zync` on 127.0.0.1 with a fresh SQLite database. Its log is
- * appended to the file `ZYNC_E2E_SERVER_LOG` names, if set. */
-export async function startServer() {
+/** Starts `zync` on 127.0.0.1 with a fresh SQLite database, with `env`
+ * (ZYNC_* settings) on top. Its log is appended to the file
+ * `ZYNC_E2E_SERVER_LOG` names, if set.
+ * @param {Record<string, string>} [env] */
+export async function startServer(env = {}) {
   const bin = process.env.ZYNC_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(repo, 'target'), 'debug', 'zync');
   const dir = mkdtempSync(join(tmpdir(), 'zync-e2e-'));
   const child = spawn(bin, [], {
@@ -64,6 +66,7 @@ export async function startServer() {
       ZYNC_SFU_UDP_PORT_MAX: '0',
       ZYNC_LOG_LEVEL: process.env.ZYNC_LOG_LEVEL ?? 'warn,zync=info',
       RUST_LOG: '',
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -76,7 +79,7 @@ export async function startServer() {
     const timer = setTimeout(() => reject(new Error(`zync did not start:\n${out}`)), 20_000);
     child.stdout.on('data', (chunk) => {
       out += chunk;
-      const match = out.match(/listening on (http:\/\/127\.0\.0\.1:\d+)/);
+      const match = out.match(/listening on (https?:\/\/127\.0\.0\.1:\d+)/);
       if (match) {
         clearTimeout(timer);
         resolvePromise(match[1]);

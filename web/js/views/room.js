@@ -4,6 +4,7 @@
  * banner, and leaving. State lives in one `Room` object; the DOM is updated
  * in place as events arrive.
  */
+import { api } from '../api.js';
 import { MediaSession } from '../media.js';
 import { SignalingClient } from '../signaling.js';
 import { openDevices, stopStream } from '../devices.js';
@@ -90,6 +91,10 @@ class Room {
     this.signaling = new SignalingClient();
     /** @type {MediaSession|null} */
     this.media = null;
+    /** TURN servers for the peer connections, and when their credentials
+     * expire (ms since the epoch; 0: unknown). @type {RTCIceServer[]} */
+    this.iceServers = [];
+    this.iceServersExpire = 0;
     /** @type {string|null} */
     this.selfId = null;
     /** @type {Map<string, Participant>} */
@@ -198,7 +203,7 @@ class Room {
     this.signaling.addEventListener('message', (e) => this.onMessage(/** @type {CustomEvent} */ (e).detail));
     this.signaling.addEventListener('state', (e) => this.onState(/** @type {CustomEvent} */ (e).detail));
     try {
-      await this.signaling.connect();
+      await Promise.all([this.signaling.connect(), this.refreshIceServers()]);
     } catch (e) {
       this.end('error', e instanceof Error ? e.message : String(e));
       return;
@@ -208,10 +213,27 @@ class Room {
     /** @type {any} */ (window).zync = { stats: () => this.media?.stats(), room: this };
   }
 
+  /**
+   * Fetches TURN servers and their credentials. Without them the meeting
+   * still works wherever the SFU is reachable directly, so a failure is
+   * only logged.
+   */
+  async refreshIceServers() {
+    try {
+      const answer = await api.iceServers();
+      this.iceServers = answer.ice_servers;
+      this.iceServersExpire = answer.expires_at * 1000;
+    } catch (e) {
+      console.warn('no TURN servers:', e);
+    }
+  }
+
   /** (Re)joins the meeting on a fresh media session. */
   join() {
     this.media?.close();
-    this.media = new MediaSession(this.signaling);
+    // A rejoin near the credentials' expiry fetches new ones for next time.
+    if (this.iceServersExpire && this.iceServersExpire - Date.now() < 3_600_000) this.refreshIceServers();
+    this.media = new MediaSession(this.signaling, this.iceServers);
     this.media.addEventListener('remote-track', (e) => this.onRemoteTrack(/** @type {CustomEvent} */ (e).detail));
     this.media.addEventListener('remote-track-removed', (e) => this.onRemoteTrackRemoved(/** @type {CustomEvent} */ (e).detail));
     this.media.addEventListener('error', (e) => toast(/** @type {CustomEvent} */ (e).detail.message, 'error'));

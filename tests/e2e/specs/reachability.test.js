@@ -1,0 +1,138 @@
+// @ts-check
+/**
+ * Reaching a meeting from a network that blocks UDP: the browser relays
+ * through a real TURN server (Debian's coturn) over TCP, with the
+ * short-lived credentials zync hands out (`GET /api/ice-servers`).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer, Socket } from 'node:net';
+import {
+  createMeeting, expectAudio, expectPlayingVideos, launchBrowser, openAndJoin, requireIsolation,
+  screenshot, signUp, startServer, tile, until,
+} from '../lib/harness.js';
+
+const SECRET = 'e2e-turn-secret-0123456789';
+
+/** A free TCP port on loopback. @returns {Promise<number>} */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/**
+ * Starts coturn on 127.0.0.1:`port` with the TURN REST API secret.
+ * Loopback peers must be allowed explicitly: the SFU is on 127.0.0.1 here.
+ * @param {number} port
+ */
+async function startTurn(port) {
+  const child = spawn('turnserver', [
+    '-n', '--no-cli', '--no-tls', '--no-dtls', '--fingerprint',
+    '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`,
+    '--min-port=40000', '--max-port=40100',
+    '--use-auth-secret', `--static-auth-secret=${SECRET}`, '--realm=zync.test',
+    '--allow-loopback-peers', '--log-file=stdout', '--simple-log',
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout.on('data', (chunk) => { log += chunk; });
+  child.stderr.on('data', (chunk) => { log += chunk; });
+  // Ready once it accepts TCP.
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const socket = new Socket();
+      socket.once('connect', () => { socket.destroy(); resolve(true); });
+      socket.once('error', () => resolve(false));
+      socket.connect(port, '127.0.0.1');
+    });
+    if (ok) break;
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`coturn did not start:\n${log}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    log: () => log,
+    async stop() {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+/**
+ * The local candidate each of the page's peer connections uses.
+ * @param {import('playwright-core').Page} page
+ */
+async function selectedCandidates(page) {
+  return page.evaluate(async () => {
+    const media = /** @type {any} */ (window).zync.room.media;
+    const out = [];
+    for (const pc of [media.publish, media.subscribe]) {
+      const stats = await pc.getStats();
+      let pairId = null;
+      stats.forEach((/** @type {any} */ s) => {
+        if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+      });
+      const pair = pairId && stats.get(pairId);
+      const local = pair && stats.get(pair.localCandidateId);
+      out.push(local ? { type: local.candidateType, relayProtocol: local.relayProtocol } : null);
+    }
+    return out;
+  });
+}
+
+test('10. someone whose network blocks UDP joins through TURN over TCP', async (t) => {
+  if (!requireIsolation(t)) return;
+  if (spawnSync('turnserver', ['--version']).error) {
+    // scripts/test.sh installs coturn; say so loudly when run without it.
+    console.error('\n*** SKIPPING the TURN scenario: coturn (turnserver) is not installed.\n');
+    t.skip('coturn is not installed');
+    return;
+  }
+  const port = await freePort();
+  const turn = await startTurn(port);
+  const server = await startServer({
+    ZYNC_TURN_URLS: `turn:127.0.0.1:${port}?transport=tcp`,
+    ZYNC_TURN_SECRET: SECRET,
+  });
+  const browser = await launchBrowser();
+  try {
+    const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
+    const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
+    // Bob's browser may use relay candidates only, as on a network where
+    // only TCP to the TURN server gets out.
+    await b.page.evaluate(() => localStorage.setItem('zync.relayOnly', '1'));
+    const url = await createMeeting(a.page, 'Hotel Wi-Fi');
+    await openAndJoin(b.page, url);
+
+    await tile(a.page, 'Bob Babbage').waitFor();
+    await tile(b.page, 'Ada Lovelace').waitFor();
+    await expectPlayingVideos(a.page, 1);
+    await expectPlayingVideos(b.page, 1);
+    await expectAudio(a.page, 1);
+    await expectAudio(b.page, 1);
+    await until(b.page, 'both connections selected', async () => {
+      const media = /** @type {any} */ (window).zync.room.media;
+      return media.publish.connectionState === 'connected' && media.subscribe.connectionState === 'connected';
+    });
+    const bobs = await selectedCandidates(b.page);
+    assert.deepEqual(bobs, [{ type: 'relay', relayProtocol: 'tcp' }, { type: 'relay', relayProtocol: 'tcp' }],
+      `Bob's media must go through TURN over TCP: ${JSON.stringify(bobs)}`);
+    const adas = await selectedCandidates(a.page);
+    assert.ok(adas.every((c) => c && c.type === 'host'), `Ada connects directly: ${JSON.stringify(adas)}`);
+    await screenshot(b.page, '10-through-turn');
+  } catch (e) {
+    console.error(`coturn's log:\n${turn.log()}`);
+    throw e;
+  } finally {
+    await browser.close();
+    await server.stop();
+    await turn.stop();
+  }
+});
