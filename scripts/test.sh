@@ -63,6 +63,7 @@ ensure_browser_tools() {
   command -v ip >/dev/null || missing+=(iproute2)
   command -v node >/dev/null || missing+=(nodejs npm)
   command -v turnserver >/dev/null || missing+=(coturn)
+  command -v openssl >/dev/null || missing+=(openssl)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
       echo "The browser tests need: ${missing[*]}. Install them, or set ZYNC_TEST_SKIP_BROWSER=1." >&2

@@ -116,7 +116,8 @@ export async function launchBrowser() {
  * @param {{width: number, height: number}} [viewport]
  */
 export async function signUp(browser, base, username, displayName, viewport = { width: 1280, height: 760 }) {
-  const context = await browser.newContext({ viewport });
+  // The certificate of an https test server is self-signed.
+  const context = await browser.newContext({ viewport, ignoreHTTPSErrors: true });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`[${username}] page error:`, e.message));
   await page.goto(`${base}/signup`);

@@ -2,11 +2,15 @@
 /**
  * Reaching a meeting from a network that blocks UDP: the browser relays
  * through a real TURN server (Debian's coturn) over TCP, with the
- * short-lived credentials zync hands out (`GET /api/ice-servers`).
+ * short-lived credentials zync hands out (`GET /api/ice-servers`), on a
+ * zync serving HTTPS itself (a self-signed certificate made with openssl).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, Socket } from 'node:net';
 import {
   createMeeting, expectAudio, expectPlayingVideos, launchBrowser, openAndJoin, requireIsolation,
@@ -66,6 +70,22 @@ async function startTurn(port) {
 }
 
 /**
+ * A self-signed certificate for 127.0.0.1 in a new directory.
+ * @returns {{dir: string, cert: string, key: string}}
+ */
+function selfSignedCertificate() {
+  const dir = mkdtempSync(join(tmpdir(), 'zync-e2e-tls-'));
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+  ], { stdio: 'ignore' });
+  return { dir, cert, key };
+}
+
+/**
  * The local candidate each of the page's peer connections uses.
  * @param {import('playwright-core').Page} page
  */
@@ -87,7 +107,7 @@ async function selectedCandidates(page) {
   });
 }
 
-test('10. someone whose network blocks UDP joins through TURN over TCP', async (t) => {
+test('10. over https, someone whose network blocks UDP joins through TURN over TCP', async (t) => {
   if (!requireIsolation(t)) return;
   if (spawnSync('turnserver', ['--version']).error) {
     // scripts/test.sh installs coturn; say so loudly when run without it.
@@ -97,12 +117,16 @@ test('10. someone whose network blocks UDP joins through TURN over TCP', async (
   }
   const port = await freePort();
   const turn = await startTurn(port);
+  const tls = selfSignedCertificate();
   const server = await startServer({
+    ZYNC_HTTP_TLS_CERT: tls.cert,
+    ZYNC_HTTP_TLS_KEY: tls.key,
     ZYNC_TURN_URLS: `turn:127.0.0.1:${port}?transport=tcp`,
     ZYNC_TURN_SECRET: SECRET,
   });
   const browser = await launchBrowser();
   try {
+    assert.match(server.url, /^https:/);
     const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
     const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
     // Bob's browser may use relay candidates only, as on a network where
@@ -126,6 +150,8 @@ test('10. someone whose network blocks UDP joins through TURN over TCP', async (
       `Bob's media must go through TURN over TCP: ${JSON.stringify(bobs)}`);
     const adas = await selectedCandidates(a.page);
     assert.ok(adas.every((c) => c && c.type === 'host'), `Ada connects directly: ${JSON.stringify(adas)}`);
+    // The page, its API calls and the WebSocket all went over TLS.
+    assert.ok(b.page.url().startsWith('https://'));
     await screenshot(b.page, '10-through-turn');
   } catch (e) {
     console.error(`coturn's log:\n${turn.log()}`);
@@ -134,5 +160,6 @@ test('10. someone whose network blocks UDP joins through TURN over TCP', async (
     await browser.close();
     await server.stop();
     await turn.stop();
+    rmSync(tls.dir, { recursive: true, force: true });
   }
 });
