@@ -58,6 +58,9 @@ pub struct HttpConfig {
     /// With TLS on: an extra plain-HTTP listener (e.g. `0.0.0.0:80`) that
     /// redirects every request to the https origin. Empty: none.
     pub redirect_bind: String,
+    /// On SIGTERM, how long Zync waits for clients (told
+    /// `server-restarting`) to leave before it exits, in seconds.
+    pub shutdown_grace_secs: u32,
     /// With `redirect_bind`: a directory whose
     /// `.well-known/acme-challenge/` files the redirect listener serves,
     /// for certbot's `--webroot` renewals. Empty: none.
@@ -163,6 +166,7 @@ impl Default for HttpConfig {
             tls_cert: String::new(),
             tls_key: String::new(),
             redirect_bind: String::new(),
+            shutdown_grace_secs: 5,
             acme_webroot: String::new(),
         }
     }

@@ -123,6 +123,7 @@ pub async fn serve(
         metrics,
     };
     let rooms = state.rooms.clone();
+    let grace_secs = state.config.http.shutdown_grace_secs;
     tracing::info!(
         "Zync listening on {}://{local} (public origin {}, database {:?})",
         if tls.is_some() { "https" } else { "http" },
@@ -139,9 +140,11 @@ pub async fn serve(
     if let Some(redirects) = redirects {
         let _ = redirects.await;
     }
-    // WebSockets live outside hyper once upgraded; give them a moment to
-    // leave their rooms before the database goes away.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // WebSockets live outside hyper once upgraded: each has told its
+    // client `server-restarting` and is leaving its room; give them the
+    // grace period before the database goes away.
+    let grace = Duration::from_secs(grace_secs.into());
+    let deadline = tokio::time::Instant::now() + grace;
     while rooms.room_count() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -631,3 +631,30 @@ async fn existing_users_says_whether_to_send_simulcast_layers() -> anyhow::Resul
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_stopping_server_tells_clients_it_is_restarting() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let alice = server.user("alice").await?;
+    let slug = alice.create_meeting("Upgrade").await?;
+    let mut ws = alice.ws().await?;
+    ws.join(&slug).await?;
+
+    let stopping = tokio::spawn(server.shut_down());
+    let notice = ws.recv_type("server-restarting").await?;
+    assert_eq!(notice["retry_after_ms"], 1000, "{notice}");
+    // Then a close with 1012 (Service Restart), not a network failure.
+    let mut inner = ws.into_inner();
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(10), inner.next()).await? {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => anyhow::bail!("expected a close frame, got {other:?}"),
+        }
+    };
+    let close = close.expect("a close frame with a code");
+    assert_eq!(u16::from(close.code), 1012, "{close:?}");
+    drop(inner);
+    stopping.await??.destroy().await;
+    Ok(())
+}

@@ -5,13 +5,19 @@
  *
  * Events (CustomEvent on the client):
  * - `message`: `detail` is one server message.
- * - `state`: `detail` is `'open' | 'reconnecting' | 'closed' | 'logged-out'`
- *   (the server closed the socket because its login session ended).
+ * - `state`: `detail` is `'open' | 'reconnecting' | 'restarting' | 'closed' |
+ *   'logged-out'` (`restarting`: the server said it is restarting, and the
+ *   client reconnects to the new process; `logged-out`: the server closed
+ *   the socket because its login session ended).
  */
 
-/** @typedef {'connecting'|'open'|'reconnecting'|'closed'|'logged-out'} SignalingState */
+/** @typedef {'connecting'|'open'|'reconnecting'|'restarting'|'closed'|'logged-out'} SignalingState */
 
 const BACKOFF_MS = [500, 1000, 2000, 3000, 5000];
+/** After `server-restarting`: retry every second for this many tries (a
+ * restart takes seconds), then back off as after a network failure. */
+const RESTART_TRIES = 30;
+const RESTART_RETRY_MS = 1000;
 
 export class SignalingClient extends EventTarget {
   constructor() {
@@ -24,6 +30,10 @@ export class SignalingClient extends EventTarget {
     this.stopped = false;
     /** @type {ReturnType<typeof setTimeout>|undefined} */
     this.retryTimer = undefined;
+    /** Set by `server-restarting`: the first retry's delay (ms). @type {number|null} */
+    this.restartAfter = null;
+    /** Tries left at the restart pace. */
+    this.restartTries = 0;
   }
 
   /** Opens the connection; resolves once it is open (or rejects). */
@@ -36,12 +46,17 @@ export class SignalingClient extends EventTarget {
       ws.onopen = () => {
         opened = true;
         this.attempt = 0;
+        this.restartTries = 0;
         this.setState('open');
         resolve(undefined);
       };
       ws.onmessage = (e) => {
         let message;
         try { message = JSON.parse(e.data); } catch { return; }
+        if (message?.type === 'server-restarting') {
+          this.restartAfter = Math.max(0, Number(message.retry_after_ms) || 0);
+          this.restartTries = RESTART_TRIES;
+        }
         this.dispatchEvent(new CustomEvent('message', { detail: message }));
       };
       ws.onclose = (e) => {
@@ -62,9 +77,19 @@ export class SignalingClient extends EventTarget {
   }
 
   scheduleReconnect() {
-    this.setState('reconnecting');
-    const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
-    this.attempt += 1;
+    let delay;
+    if (this.restartTries > 0) {
+      // A restart, not a failure: come back as soon as the new process
+      // listens. The jitter spreads a whole server's clients over a second.
+      this.setState('restarting');
+      this.restartTries -= 1;
+      delay = (this.restartAfter ?? RESTART_RETRY_MS) + Math.random() * 1000;
+      this.restartAfter = null;
+    } else {
+      this.setState('reconnecting');
+      delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
+      this.attempt += 1;
+    }
     clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
       if (this.stopped) return;

@@ -33,6 +33,10 @@ struct Joined {
     awaiting_answer: bool,
 }
 
+/// When clients should first try to reconnect after `server-restarting`:
+/// a restarted `zync` is usually listening again within a second.
+const RESTART_RETRY_AFTER: Duration = Duration::from_millis(1000);
+
 /// Why the loop ended.
 #[derive(Debug)]
 enum End {
@@ -125,12 +129,25 @@ async fn serve_connection(
     let end = connection.serve().await;
     tracing::debug!(?end, "connection ended");
     connection.leave().await;
+    if matches!(end, End::Shutdown) {
+        // The client reconnects after this (to the restarted process) and
+        // rejoins its meeting, instead of backing off as after a network
+        // failure.
+        let notice = serde_json::json!({
+            "type": "server-restarting",
+            "retry_after_ms": RESTART_RETRY_AFTER.as_millis() as u64,
+        });
+        let _ = connection
+            .socket
+            .send(Message::Text(notice.to_string().into()))
+            .await;
+    }
     if matches!(
         end,
         End::Shutdown | End::Dropped | End::LoggedOut | End::Abusive
     ) {
         let (code, reason) = match end {
-            End::Shutdown => (close_code::AWAY, "server shutting down"),
+            End::Shutdown => (close_code::RESTART, "server restarting"),
             End::LoggedOut => (close_code::POLICY, "logged out"),
             End::Abusive => (close_code::POLICY, "too many refused messages"),
             _ => (close_code::POLICY, "too slow to keep up"),

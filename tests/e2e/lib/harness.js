@@ -48,13 +48,14 @@ export function requireIsolation(t) {
   return false;
 }
 
-/** Starts `zync` on 127.0.0.1 with a fresh SQLite database, with `env`
- * (ZYNC_* settings) on top. Its log is appended to the file
- * `ZYNC_E2E_SERVER_LOG` names, if set.
- * @param {Record<string, string>} [env] */
-export async function startServer(env = {}) {
+/** Starts `zync` on 127.0.0.1 with a fresh SQLite database (or the one
+ * in `dataDir`, from an earlier server), with `env` (ZYNC_* settings) on
+ * top. Its log is appended to the file `ZYNC_E2E_SERVER_LOG` names, if set.
+ * @param {Record<string, string>} [env]
+ * @param {string} [dataDir] */
+export async function startServer(env = {}, dataDir = undefined) {
   const bin = process.env.ZYNC_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(repo, 'target'), 'debug', 'zync');
-  const dir = mkdtempSync(join(tmpdir(), 'zync-e2e-'));
+  const dir = dataDir ?? mkdtempSync(join(tmpdir(), 'zync-e2e-'));
   const child = spawn(bin, [], {
     cwd: dir,
     env: {
@@ -90,10 +91,15 @@ export async function startServer(env = {}) {
   child.stdout.resume();
   return {
     url: /** @type {string} */ (url),
-    async stop() {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-      rmSync(dir, { recursive: true, force: true });
+    dir,
+    /** Stops with SIGTERM, as an upgrade would; `keepData` leaves the
+     * database for the next server. */
+    async stop({ keepData = false } = {}) {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      }
+      if (!keepData) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

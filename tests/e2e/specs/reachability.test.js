@@ -1,9 +1,10 @@
 // @ts-check
 /**
- * Reaching a meeting from a network that blocks UDP: the browser relays
+ * Reaching a meeting: from a network that blocks UDP: the browser relays
  * through a real TURN server (Debian's coturn) over TCP, with the
  * short-lived credentials zync hands out (`GET /api/ice-servers`), on a
- * zync serving HTTPS itself (a self-signed certificate made with openssl).
+ * zync serving HTTPS itself (a self-signed certificate made with openssl);
+ * and across a restart of the server, as in an upgrade.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -161,5 +162,53 @@ test('10. over https, someone whose network blocks UDP joins through TURN over T
     await server.stop();
     await turn.stop();
     rmSync(tls.dir, { recursive: true, force: true });
+  }
+});
+
+test('11. after a server restart everyone is back in the meeting, with chat and mute state kept', async (t) => {
+  if (!requireIsolation(t)) return;
+  let server = await startServer();
+  const browser = await launchBrowser();
+  try {
+    const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
+    const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
+    const url = await createMeeting(a.page, 'Upgrade night');
+    await openAndJoin(b.page, url);
+    await expectPlayingVideos(a.page, 1);
+    await expectPlayingVideos(b.page, 1);
+    await b.page.getByRole('button', { name: 'Microphone' }).click();
+    await tile(a.page, 'Bob Babbage').getByRole('img', { name: 'Microphone muted' }).waitFor({ state: 'visible' });
+    await a.page.getByRole('button', { name: 'Chat' }).click();
+    await a.page.getByRole('textbox', { name: 'Message' }).fill('see you after the upgrade');
+    await a.page.getByRole('button', { name: 'Send' }).click();
+    await a.page.locator('.chat-message').filter({ hasText: 'see you after the upgrade' }).waitFor();
+
+    // SIGTERM, as systemd sends on `restart`: everyone is told.
+    const port = new URL(server.url).port;
+    await server.stop({ keepData: true });
+    for (const p of [a, b]) {
+      await p.page.getByRole('alert').filter({ hasText: 'Zync is restarting' }).waitFor({ timeout: 5000 });
+    }
+
+    const started = Date.now();
+    server = await startServer({ ZYNC_HTTP_BIND: `127.0.0.1:${port}` }, server.dir);
+    // Reconnected (the banner goes and a new media session starts), then
+    // video flows again.
+    for (const p of [a, b]) {
+      await p.page.getByRole('alert').waitFor({ state: 'hidden', timeout: 10_000 });
+    }
+    await expectPlayingVideos(a.page, 1);
+    await expectPlayingVideos(b.page, 1);
+    const back = Date.now() - started;
+    assert.ok(back < 10_000, `back with video ${back} ms after the restart`);
+    // Bob is still muted, for himself and for Ada, and the chat is there.
+    await until(b.page, 'microphone still off', () => document.querySelector('[aria-label="Microphone"]')?.getAttribute('aria-pressed') === 'false');
+    await tile(a.page, 'Bob Babbage').getByRole('img', { name: 'Microphone muted' }).waitFor({ state: 'visible' });
+    await a.page.locator('.chat-message').filter({ hasText: 'see you after the upgrade' }).waitFor();
+    await screenshot(a.page, '11-after-restart');
+    console.log(`# back with video ${back} ms after the new server started`);
+  } finally {
+    await browser.close();
+    await server.stop();
   }
 });

@@ -167,7 +167,8 @@ class Room {
       h('div', { class: 'side-header' }, h('h2', {}, 'People'),
         h('button', { class: 'btn btn-ghost btn-icon', type: 'button', 'aria-label': 'Close participants', onclick: () => this.togglePanel(null) }, icon('close'))),
       this.peopleList);
-    this.banner = h('div', { class: 'banner', role: 'alert', hidden: true }, h('div', { class: 'spinner', 'aria-hidden': 'true' }), 'Connection lost. Reconnecting…');
+    this.bannerText = h('span', {}, 'Connection lost. Reconnecting…');
+    this.banner = h('div', { class: 'banner', role: 'alert', hidden: true }, h('div', { class: 'spinner', 'aria-hidden': 'true' }), this.bannerText);
     this.audioBox = h('div', { hidden: true });
 
     replace(this.root, h('div', { class: 'room' },
@@ -326,7 +327,10 @@ class Room {
     if (this.ended) return;
     if (state === 'logged-out') {
       this.end('error', 'You signed out (here or in another tab). Sign in again to rejoin.');
-    } else if (state === 'reconnecting') {
+    } else if (state === 'reconnecting' || state === 'restarting') {
+      this.bannerText.textContent = state === 'restarting'
+        ? 'Zync is restarting. Rejoining in a moment…'
+        : 'Connection lost. Reconnecting…';
       this.banner.hidden = false;
     } else if (state === 'open') {
       this.banner.hidden = true;
