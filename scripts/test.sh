@@ -64,6 +64,7 @@ ensure_browser_tools() {
   command -v node >/dev/null || missing+=(nodejs npm)
   command -v turnserver >/dev/null || missing+=(coturn)
   command -v openssl >/dev/null || missing+=(openssl)
+  command -v nft >/dev/null || missing+=(nftables)
   if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
       echo "The browser tests need: ${missing[*]}. Install them, or set ZYNC_TEST_SKIP_BROWSER=1." >&2

@@ -100,12 +100,12 @@ pub fn serve() -> Result<()> {
                     }
                 }
             })?;
-            sent += sender.send_outbox(&socket, &mut outbox)?.datagrams as u64;
+            sent += sender.send_outbox(&socket, &mut outbox, None)?.datagrams as u64;
             if n == 0 {
                 break;
             }
         }
-        sent += sender.send_outbox(&socket, &mut outbox)?.datagrams as u64;
+        sent += sender.send_outbox(&socket, &mut outbox, None)?.datagrams as u64;
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
             println!("forwarded {}", sent.saturating_sub(echoed));

@@ -40,6 +40,8 @@ impl Server {
             .env("ZYNC_SFU_BIND_IP", "127.0.0.1")
             .env("ZYNC_SFU_UDP_PORT_MIN", "0")
             .env("ZYNC_SFU_UDP_PORT_MAX", "0")
+            .env("ZYNC_SFU_TCP_PORT_MIN", "0")
+            .env("ZYNC_SFU_TCP_PORT_MAX", "0")
             .env("ZYNC_LIMITS_MAX_ROOM_PARTICIPANTS", "1000")
             // Every simulated person signs up and meets from loopback.
             .env("ZYNC_AUTH_MAX_REGISTRATIONS_PER_IP_PER_HOUR", "1000000")

@@ -381,6 +381,14 @@ pub struct SfuConfig {
     pub udp_port_min: u16,
     /// Highest UDP port the workers may take.
     pub udp_port_max: u16,
+    /// Also accept media over TCP (ICE-TCP, RFC 6544): for browsers on
+    /// networks that block UDP. Each worker listens on one TCP port and
+    /// offers it as a lower-priority candidate next to its UDP one.
+    pub ice_tcp: bool,
+    /// Lowest TCP port the workers take for ICE-TCP (one per worker).
+    pub tcp_port_min: u16,
+    /// Highest TCP port the workers may take.
+    pub tcp_port_max: u16,
     /// Worker threads; 0 means one per CPU core.
     pub workers: u32,
     /// The video codec of every room: `vp8` or `h264`.
@@ -411,6 +419,9 @@ impl Default for SfuConfig {
             public_ip: String::new(),
             udp_port_min: 50000,
             udp_port_max: 50099,
+            ice_tcp: true,
+            tcp_port_min: 50100,
+            tcp_port_max: 50199,
             workers: 0,
             video_codec: "vp8".into(),
             simulcast: true,
@@ -612,6 +623,34 @@ fn validate_log_level(filter: &str) -> Result<(), String> {
 }
 
 impl SfuConfig {
+    /// A `sfu.{kind}_port_min`/`max` range: both 0 (any free port) or a
+    /// range with a port for every worker.
+    fn validate_ports(&self, kind: &str, min: u16, max: u16) -> Result<(), ConfigError> {
+        if min == 0 && max != 0 {
+            return Err(invalid(
+                &format!("sfu.{kind}_port_min"),
+                format!("0 (any free port) needs sfu.{kind}_port_max = 0 too"),
+            ));
+        }
+        if min > max {
+            return Err(invalid(
+                &format!("sfu.{kind}_port_max"),
+                format!("must be at least sfu.{kind}_port_min ({min})"),
+            ));
+        }
+        let ports = usize::from(max - min) + 1;
+        if min != 0 && ports < self.worker_count() {
+            return Err(invalid(
+                &format!("sfu.{kind}_port_max"),
+                format!(
+                    "the range {min}-{max} has {ports} ports but {} workers need one each",
+                    self.worker_count()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if !self.public_ip.is_empty() {
             let ip: IpAddr = self.public_ip.parse().map_err(|_| {
@@ -635,28 +674,24 @@ impl SfuConfig {
                 ),
             ));
         }
-        let (min, max) = (self.udp_port_min, self.udp_port_max);
-        if min == 0 && max != 0 {
-            return Err(invalid(
-                "sfu.udp_port_min",
-                "0 (any free port) needs sfu.udp_port_max = 0 too",
-            ));
-        }
-        if min > max {
-            return Err(invalid(
-                "sfu.udp_port_max",
-                format!("must be at least sfu.udp_port_min ({min})"),
-            ));
-        }
-        let ports = usize::from(max - min) + 1;
-        if min != 0 && ports < self.worker_count() {
-            return Err(invalid(
-                "sfu.udp_port_max",
-                format!(
-                    "the range {min}-{max} has {ports} ports but {} workers need one each",
-                    self.worker_count()
-                ),
-            ));
+        self.validate_ports("udp", self.udp_port_min, self.udp_port_max)?;
+        if self.ice_tcp {
+            self.validate_ports("tcp", self.tcp_port_min, self.tcp_port_max)?;
+            // A worker tells its TCP packets from its UDP ones by their
+            // port, so the ranges must not share a number.
+            if self.tcp_port_min != 0
+                && self.udp_port_min != 0
+                && self.tcp_port_min <= self.udp_port_max
+                && self.udp_port_min <= self.tcp_port_max
+            {
+                return Err(invalid(
+                    "sfu.tcp_port_min",
+                    format!(
+                        "the TCP range {}-{} overlaps the UDP range {}-{}",
+                        self.tcp_port_min, self.tcp_port_max, self.udp_port_min, self.udp_port_max
+                    ),
+                ));
+            }
         }
         if self.workers > 1024 {
             return Err(invalid("sfu.workers", "at most 1024"));

@@ -210,6 +210,7 @@ fn sfu_config(config: &Config) -> zync_sfu::SfuConfig {
         public_ip: sfu.public_ip(),
         port_min: sfu.udp_port_min,
         port_max: sfu.udp_port_max,
+        tcp_ports: sfu.ice_tcp.then_some((sfu.tcp_port_min, sfu.tcp_port_max)),
         workers: sfu.worker_count(),
         codec: match sfu.video_codec.as_str() {
             "h264" => zync_sfu::VideoCodec::H264,

@@ -123,6 +123,8 @@ impl TestServer {
         config.sfu.bind_ip = [127, 0, 0, 1].into();
         config.sfu.udp_port_min = 0;
         config.sfu.udp_port_max = 0;
+        config.sfu.tcp_port_min = 0;
+        config.sfu.tcp_port_max = 0;
         let listener = tokio::net::TcpListener::bind(config.http.bind).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();

@@ -102,6 +102,8 @@ fn tls_config(db: &TestDatabase, cert: &Path, key: &Path) -> Config {
     config.sfu.bind_ip = [127, 0, 0, 1].into();
     config.sfu.udp_port_min = 0;
     config.sfu.udp_port_max = 0;
+    config.sfu.tcp_port_min = 0;
+    config.sfu.tcp_port_max = 0;
     config
 }
 

@@ -504,3 +504,78 @@ async fn subscribers_estimates_are_a_histogram_in_the_metrics() -> anyhow::Resul
     ben.leave().await;
     server.stop().await
 }
+
+/// The SFU's passive ICE-TCP candidate in an SDP it sent, if any.
+fn tcp_candidate(sdp: &str) -> Option<std::net::SocketAddr> {
+    let line = sdp.lines().find(|l| {
+        l.starts_with("a=candidate:") && l.contains(" tcp ") && l.contains("tcptype passive")
+    })?;
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    // a=candidate:FOUNDATION COMPONENT tcp PRIORITY IP PORT typ host ...
+    format!("{}:{}", fields.get(4)?, fields.get(5)?)
+        .parse()
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sfu_offers_ice_tcp_and_closes_connections_that_are_not_rfc_4571() -> anyhow::Result<()>
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start().await?;
+    let host = server.user("host").await?;
+    let slug = host.create_meeting("TCP").await?;
+    let ann =
+        TestParticipant::join(&server.user("ann").await?, &slug, MediaShape::default()).await?;
+    let ben =
+        TestParticipant::join(&server.user("ben").await?, &slug, MediaShape::default()).await?;
+    let ben_id = ben.id.clone();
+    ann.wait_for("Ben's audio", WAIT, |o| {
+        o.packets_from(&ben_id, Source::Microphone) > 20
+    })
+    .await?;
+
+    // The answer to a publish offer lists a passive TCP candidate, with
+    // a lower priority than the UDP one.
+    let mut ws = host.ws().await?;
+    ws.join(&slug).await?;
+    ws.send(json!({"type": "signal", "pc": "publish", "sdp": {"type": "offer", "sdp": offer_with_video_lines(1)}}))
+        .await?;
+    let answer = ws.recv_type("signal").await?;
+    let sdp = answer["sdp"]["sdp"].as_str().unwrap_or_default();
+    let address = tcp_candidate(sdp).ok_or_else(|| anyhow::anyhow!("no TCP candidate in {sdp}"))?;
+    let priority = |proto: &str| {
+        sdp.lines()
+            .find(|l| l.starts_with("a=candidate:") && l.contains(&format!(" {proto} ")))
+            .and_then(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+    };
+    assert!(priority("tcp") < priority("udp"), "{sdp}");
+
+    // Things that are not RFC 4571 framing: each connection is closed.
+    let garbage: [&[u8]; 3] = [
+        b"GET / HTTP/1.1\r\nHost: zync\r\n\r\n",
+        &[0xff, 0xff, 1, 2, 3],
+        &[0, 0],
+    ];
+    for bytes in garbage {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream.write_all(bytes).await?;
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await?;
+        assert!(matches!(read, Ok(0) | Err(_)), "{bytes:?}: {read:?}");
+    }
+    // A well-framed packet that is no STUN for a known connection is
+    // dropped; the connection stays (it may still become one).
+    let mut quiet = tokio::net::TcpStream::connect(address).await?;
+    quiet.write_all(&[0, 4, 0x80, 0, 0, 1]).await?;
+    let (text, bad) = poll_metric(&server, "zync_sfu_tcp_bad_frames_total", |v| v >= 3.0).await?;
+    assert_eq!(bad, 3.0, "{text}");
+
+    // The call on the same worker carried on.
+    let heard = ann.observe().packets_from(&ben_id, Source::Microphone);
+    ann.wait_for("more of Ben's audio", WAIT, |o| {
+        o.packets_from(&ben_id, Source::Microphone) > heard + 20
+    })
+    .await?;
+    drop(quiet);
+    server.stop().await
+}

@@ -5,9 +5,9 @@
 //! failure (an error, or even a panic inside str0m) is caught here and turns
 //! into a [`LegError`] that removes that participant only.
 
-use super::CoreConfig;
 use super::bandwidth::INITIAL_ESTIMATE_BPS;
 use super::outbox::Outbox;
+use super::{CoreConfig, Transport};
 use crate::api::{Kind, Leg};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -15,7 +15,7 @@ use std::time::Instant;
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::DirectApi;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{Extension, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcError};
 
@@ -102,7 +102,7 @@ pub struct LegRtc {
     /// When str0m next wants `handle_input(Timeout)`.
     pub next_timeout: Instant,
     /// Remote addresses routed to this leg (to unregister on removal).
-    pub addrs: Vec<SocketAddr>,
+    pub addrs: Vec<(Transport, SocketAddr)>,
     /// Last datagram received, for the media timeout.
     pub last_heard: Instant,
     /// Whether ICE/DTLS completed at least once.
@@ -164,6 +164,18 @@ impl LegRtc {
         let candidate = Candidate::host(candidate, "udp")
             .map_err(|e| LegError::Setup(format!("cannot advertise {candidate}: {e}")))?;
         rtc.add_local_candidate(candidate);
+        if let Some(tcp) = core.tcp_candidate {
+            // Passive: browsers connect to it (RFC 6544). Its type
+            // preference is below UDP host candidates', so browsers use it
+            // only when UDP does not get through.
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(tcp)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| LegError::Setup(format!("cannot advertise TCP {tcp}: {e}")))?;
+            rtc.add_local_candidate(candidate);
+        }
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let mut leg = Self {
             rtc,
@@ -183,7 +195,7 @@ impl LegRtc {
     pub fn receive(
         &mut self,
         now: Instant,
-        source: SocketAddr,
+        (transport, source): (Transport, SocketAddr),
         destination: SocketAddr,
         contents: &[u8],
         transmits: &mut Outbox,
@@ -195,7 +207,10 @@ impl LegRtc {
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto: match transport {
+                    Transport::Udp => Protocol::Udp,
+                    Transport::Tcp => Protocol::Tcp,
+                },
                 source,
                 destination,
                 contents,

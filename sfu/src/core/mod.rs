@@ -41,6 +41,15 @@ const MAX_ADDRS_PER_LEG: usize = 8;
 
 pub(crate) use participant::Participant;
 
+/// How a packet came or goes: UDP, or a browser's ICE-TCP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// The worker's UDP socket.
+    Udp,
+    /// A framed TCP connection to the worker's ICE-TCP port (RFC 6544).
+    Tcp,
+}
+
 /// Counters the core keeps; the driver exports them as metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CoreStats {
@@ -101,6 +110,10 @@ impl Outputs<'_> {
 pub struct CoreConfig {
     /// The address (public IP and worker port) put in ICE candidates.
     pub candidate: SocketAddr,
+    /// The worker's ICE-TCP address (public IP and TCP port), offered as a
+    /// passive TCP candidate; `None` when ICE-TCP is off. Its port differs
+    /// from `candidate`'s, so a packet's source tells the transports apart.
+    pub tcp_candidate: Option<SocketAddr>,
     /// The video codec.
     pub codec: VideoCodec,
     /// At most one keyframe request per track per this interval.
@@ -145,6 +158,7 @@ impl CoreConfig {
             .expect("the crypto provider generates DTLS certificates");
         Self {
             candidate,
+            tcp_candidate: None,
             codec: VideoCodec::Vp8,
             keyframe_throttle: Duration::from_millis(500),
             media_timeout: Duration::from_secs(10),
@@ -166,6 +180,9 @@ pub struct Core {
     // for every datagram.
     room_of: FxHashMap<ParticipantId, Arc<str>>,
     by_addr: FxHashMap<SocketAddr, (ParticipantId, Leg)>,
+    /// Like `by_addr`, for ICE-TCP peers (a TCP peer may share its address
+    /// and port number with a UDP one).
+    by_tcp_addr: FxHashMap<SocketAddr, (ParticipantId, Leg)>,
     by_ufrag: FxHashMap<String, (ParticipantId, Leg)>,
     transmits: Outbox,
     events: VecDeque<(ParticipantId, Event)>,
@@ -182,6 +199,7 @@ impl Core {
             rooms: FxHashMap::default(),
             room_of: FxHashMap::default(),
             by_addr: FxHashMap::default(),
+            by_tcp_addr: FxHashMap::default(),
             by_ufrag: FxHashMap::default(),
             transmits: Outbox::default(),
             events: VecDeque::new(),
@@ -336,13 +354,41 @@ impl Core {
         }
     }
 
-    /// Feeds one datagram that arrived from `source` on the socket whose
-    /// advertised address is `destination`.
+    /// Feeds one datagram that arrived from `source` on the worker's UDP
+    /// socket.
     pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
+        self.receive(now, Transport::Udp, source, contents);
+    }
+
+    /// Feeds one packet (an RFC 4571 frame's contents) that arrived on the
+    /// ICE-TCP connection from `source`.
+    pub fn handle_tcp_frame(&mut self, now: Instant, source: SocketAddr, contents: &[u8]) {
+        self.receive(now, Transport::Tcp, source, contents);
+    }
+
+    fn routes(&mut self, transport: Transport) -> &mut FxHashMap<SocketAddr, (ParticipantId, Leg)> {
+        match transport {
+            Transport::Udp => &mut self.by_addr,
+            Transport::Tcp => &mut self.by_tcp_addr,
+        }
+    }
+
+    #[inline]
+    fn receive(&mut self, now: Instant, transport: Transport, source: SocketAddr, contents: &[u8]) {
         self.now = now;
+        let destination = match transport {
+            Transport::Udp => self.config.candidate,
+            Transport::Tcp => match self.config.tcp_candidate {
+                Some(candidate) => candidate,
+                None => {
+                    self.stats.dropped_datagrams += 1;
+                    return;
+                }
+            },
+        };
         // An unknown address reaches a connection only through a STUN
         // binding request naming its ufrag: a new flow.
-        let (route, new_flow) = match self.by_addr.get(&source) {
+        let (route, new_flow) = match self.routes(transport).get(&source) {
             Some(route) => (Some(*route), false),
             None => (
                 stun::local_ufrag(contents).and_then(|ufrag| self.by_ufrag.get(ufrag).copied()),
@@ -354,13 +400,12 @@ impl Core {
             return;
         };
         let sent_before = self.transmits.len();
-        let destination = self.config.candidate;
         self.with_room(participant, |room, config, out| {
             room.receive(
                 now,
                 participant,
                 leg,
-                source,
+                (transport, source),
                 destination,
                 contents,
                 config,
@@ -377,15 +422,21 @@ impl Core {
                 .transmits
                 .iter()
                 .skip(sent_before)
-                .any(|(_, to, _)| to == source)
+                .any(|(from, to, _)| from == destination && to == source)
         {
-            self.route(participant, leg, source);
+            self.route(participant, leg, transport, source);
         }
     }
 
     /// Routes `source` to one of `participant`'s connections, forgetting
     /// the oldest address if it has [`MAX_ADDRS_PER_LEG`] already.
-    fn route(&mut self, participant: ParticipantId, leg: Leg, source: SocketAddr) {
+    fn route(
+        &mut self,
+        participant: ParticipantId,
+        leg: Leg,
+        transport: Transport,
+        source: SocketAddr,
+    ) {
         let Some(addrs) = self
             .room_of
             .get(&participant)
@@ -394,17 +445,17 @@ impl Core {
         else {
             return;
         };
-        if addrs.len() >= MAX_ADDRS_PER_LEG {
-            let oldest = addrs.remove(0);
-            self.by_addr.remove(&oldest);
+        let oldest = (addrs.len() >= MAX_ADDRS_PER_LEG).then(|| addrs.remove(0));
+        addrs.push((transport, source));
+        if let Some((transport, addr)) = oldest {
+            self.routes(transport).remove(&addr);
         }
-        addrs.push(source);
-        self.by_addr.insert(source, (participant, leg));
+        self.routes(transport).insert(source, (participant, leg));
     }
 
     /// Addresses routed to a connection (for tests and metrics).
     pub fn routed_addresses(&self) -> usize {
-        self.by_addr.len()
+        self.by_addr.len() + self.by_tcp_addr.len()
     }
 
     /// Advances time for every connection that is due.
@@ -509,8 +560,11 @@ impl Core {
             self.room_of.remove(&participant.id);
             for leg in [&participant.publish, &participant.subscribe] {
                 self.by_ufrag.remove(&leg.ufrag);
-                for addr in &leg.addrs {
-                    self.by_addr.remove(addr);
+                for (transport, addr) in &leg.addrs {
+                    match transport {
+                        Transport::Udp => self.by_addr.remove(addr),
+                        Transport::Tcp => self.by_tcp_addr.remove(addr),
+                    };
                 }
             }
         }

@@ -4,6 +4,7 @@
 mod batch;
 mod delay;
 mod priority;
+mod tcp;
 pub mod udp;
 mod worker;
 
@@ -39,6 +40,9 @@ pub struct SfuConfig {
     pub port_min: u16,
     /// Highest UDP port a worker may take.
     pub port_max: u16,
+    /// ICE-TCP: the TCP ports (lowest, highest) the workers take, one
+    /// each; `None` turns ICE-TCP off. (0, 0) takes any free port.
+    pub tcp_ports: Option<(u16, u16)>,
     /// Worker threads (each with one socket).
     pub workers: usize,
     /// The video codec every room uses.
@@ -58,8 +62,10 @@ pub struct SfuConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum SfuError {
     /// No port in the range could be bound.
-    #[error("no free UDP port in {min}-{max} on {ip}: {reason}")]
+    #[error("no free {protocol} port in {min}-{max} on {ip}: {reason}")]
     NoPort {
+        /// "UDP" or "TCP".
+        protocol: &'static str,
         /// Bind address.
         ip: IpAddr,
         /// Range start.
@@ -136,6 +142,7 @@ impl Sfu {
         };
         let mut workers = Vec::new();
         let mut next_port = config.port_min;
+        let mut next_tcp_port = 0;
         // One DTLS certificate for every connection of the process.
         let mut core_config = CoreConfig::new(SocketAddr::new(advertised, 0));
         core_config.codec = config.codec;
@@ -146,6 +153,7 @@ impl Sfu {
         for index in 0..config.workers.max(1) {
             let (socket, port) = bind_in_range(config.bind_ip, next_port, config.port_max)
                 .map_err(|reason| SfuError::NoPort {
+                    protocol: "UDP",
                     ip: config.bind_ip,
                     min: config.port_min,
                     max: config.port_max,
@@ -160,16 +168,44 @@ impl Sfu {
             let candidate = SocketAddr::new(advertised, port);
             let poll = mio::Poll::new()?;
             let waker = Worker::waker(&poll)?;
+            let tcp = match config.tcp_ports {
+                None => None,
+                Some((min, max)) => {
+                    let (listener, tcp_port) =
+                        tcp::bind_in_range(config.bind_ip, next_tcp_port.max(min), max, port)
+                            .map_err(|reason| SfuError::NoPort {
+                                protocol: "TCP",
+                                ip: config.bind_ip,
+                                min,
+                                max,
+                                reason,
+                            })?;
+                    if min != 0 {
+                        next_tcp_port = tcp_port.saturating_add(1);
+                    }
+                    listener.set_nonblocking(true)?;
+                    let address = SocketAddr::new(advertised, tcp_port);
+                    let listener = mio::net::TcpListener::from_std(listener);
+                    Some(tcp::IceTcp::new(
+                        listener,
+                        address,
+                        worker::TCP_LISTENER,
+                        poll.registry(),
+                    )?)
+                }
+            };
             let (messages, receiver) = std::sync::mpsc::sync_channel(WORKER_QUEUE);
             let load = Arc::new(WorkerLoad::default());
             let worker_config = CoreConfig {
                 candidate,
+                tcp_candidate: tcp.as_ref().map(tcp::IceTcp::candidate),
                 ..core_config.clone()
             };
             let worker = Worker {
                 index,
                 core: Core::new(worker_config.clone()),
                 socket,
+                tcp,
                 poll,
                 messages: receiver,
                 load: load.clone(),
@@ -177,7 +213,12 @@ impl Sfu {
             let thread = std::thread::Builder::new()
                 .name(format!("zync-sfu-{index}"))
                 .spawn(move || worker.run())?;
-            tracing::info!(worker = index, %candidate, "media worker listening");
+            match worker_config.tcp_candidate {
+                Some(tcp) => {
+                    tracing::info!(worker = index, %candidate, %tcp, "media worker listening (UDP, and ICE-TCP)")
+                }
+                None => tracing::info!(worker = index, %candidate, "media worker listening"),
+            }
             workers.push(WorkerHandle {
                 config: worker_config,
                 messages,

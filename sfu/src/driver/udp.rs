@@ -162,17 +162,27 @@ pub struct Sent {
 }
 
 impl Sender {
-    /// Sends everything in `outbox`, then empties it (also on error: what
-    /// the kernel refused is dropped, as UDP does under overload).
+    /// Sends everything in `outbox` except what is from `tcp_source` (the
+    /// worker's ICE-TCP address: those went over TCP), then empties it
+    /// (also on error: what the kernel refused is dropped, as UDP does
+    /// under overload).
     pub fn send_outbox(
         &mut self,
         socket: &impl AsRawFd,
         outbox: &mut Outbox,
+        tcp_source: Option<SocketAddr>,
     ) -> std::io::Result<Sent> {
         if outbox.is_empty() {
             return Ok(Sent::default());
         }
-        let datagrams: Vec<_> = outbox.iter().map(|(_, to, bytes)| (to, bytes)).collect();
+        let datagrams: Vec<_> = match tcp_source {
+            None => outbox.iter().map(|(_, to, bytes)| (to, bytes)).collect(),
+            Some(tcp) => outbox
+                .iter()
+                .filter(|(from, _, _)| *from != tcp)
+                .map(|(_, to, bytes)| (to, bytes))
+                .collect(),
+        };
         let sent = self.send(socket, &datagrams);
         outbox.clear();
         sent

@@ -1,8 +1,10 @@
-//! One worker thread: a UDP socket, the rooms placed on it (a [`Core`]),
-//! and a loop that feeds the core datagrams, commands and time.
+//! One worker thread: a UDP socket (and an ICE-TCP listener), the rooms
+//! placed on it (a [`Core`]), and a loop that feeds the core datagrams,
+//! commands and time.
 
 use super::batch::BatchSize;
 use super::delay::{DelayHistogram, DelayMeter};
+use super::tcp::{IceTcp, TcpStats};
 use super::udp;
 use crate::api::{Command, Event, ParticipantId};
 use crate::core::{Core, CoreStats, Participant};
@@ -16,6 +18,9 @@ use tokio::sync::mpsc::error::TrySendError;
 
 const SOCKET: Token = Token(0);
 const WAKER: Token = Token(1);
+/// The ICE-TCP listener; its connections take tokens from
+/// [`super::tcp::FIRST_CONNECTION`] on.
+pub const TCP_LISTENER: Token = Token(2);
 /// The loop wakes at least this often (metrics, shutdown checks).
 const MAX_SLEEP: Duration = Duration::from_millis(250);
 /// How often counters are published to the metrics recorder.
@@ -69,6 +74,8 @@ pub struct Worker {
     pub(super) index: usize,
     pub(super) core: Core,
     pub(super) socket: mio::net::UdpSocket,
+    /// ICE-TCP, when on (registered with `poll` already).
+    pub(super) tcp: Option<IceTcp>,
     pub(super) poll: Poll,
     pub(super) messages: Receiver<WorkerMessage>,
     pub(super) load: Arc<WorkerLoad>,
@@ -90,20 +97,23 @@ impl Worker {
             tracing::error!(worker = self.index, error = %e, "cannot poll the media socket");
             return;
         }
-        let mut events = Events::with_capacity(16);
+        // Room for a readiness event of every busy ICE-TCP connection.
+        let mut events = Events::with_capacity(256);
         let mut receiver = udp::Receiver::default();
         let mut sender = udp::Sender::default();
         let mut delay = DelayMeter::default();
         let mut batch_size = BatchSize::default();
         let mut sinks: HashMap<ParticipantId, tokio::sync::mpsc::Sender<Event>> = HashMap::new();
         let mut exported = CoreStats::default();
+        let mut exported_tcp = TcpStats::default();
         let mut last_export = Instant::now();
         let worker = self.index.to_string();
         let mut commands_left = false;
         loop {
+            let tcp_reads_left = self.tcp.as_ref().is_some_and(IceTcp::has_pending_reads);
             let sleep = match self.core.next_timeout() {
                 // The waker fired for them already: do not wait for it again.
-                _ if commands_left => Duration::ZERO,
+                _ if commands_left || tcp_reads_left => Duration::ZERO,
                 Some(t) => t.saturating_duration_since(Instant::now()).min(MAX_SLEEP),
                 None => MAX_SLEEP,
             };
@@ -141,6 +151,8 @@ impl Worker {
                     Err(TryRecvError::Empty) => break,
                 }
             }
+
+            self.handle_tcp(&events, &mut sender);
 
             for _ in 0..MAX_BATCHES_PER_TURN {
                 let now = Instant::now();
@@ -210,6 +222,10 @@ impl Worker {
             if last_export.elapsed() >= METRICS_EVERY {
                 last_export = Instant::now();
                 exported = self.export_metrics(&worker, exported);
+                if let Some(tcp) = &mut self.tcp {
+                    tcp.close_idle(self.poll.registry(), last_export);
+                    exported_tcp = export_tcp_metrics(&worker, tcp, exported_tcp);
+                }
             }
         }
     }
@@ -239,9 +255,44 @@ impl Worker {
         }
     }
 
-    /// Sends the datagrams in the core's outbox.
+    /// Hands the core what ICE-TCP connections received (frames left over
+    /// from earlier turns first), and sends what it answers.
+    fn handle_tcp(&mut self, events: &Events, sender: &mut udp::Sender) {
+        let Some(tcp) = &mut self.tcp else {
+            return;
+        };
+        let now = Instant::now();
+        let core = &mut self.core;
+        let registry = self.poll.registry();
+        let mut deliver = |peer, frame: &[u8]| core.handle_tcp_frame(now, peer, frame);
+        let mut any = tcp.has_pending_reads();
+        tcp.read_pending(registry, now, &mut deliver);
+        for event in events.iter() {
+            any |= tcp.ready(event.token(), registry, now, &mut deliver);
+        }
+        if any {
+            self.flush(sender);
+        }
+    }
+
+    /// Sends the datagrams in the core's outbox: those from the ICE-TCP
+    /// address through their TCP connections, the rest over UDP.
     fn send_outbox(&mut self, sender: &mut udp::Sender) {
-        if let Err(e) = sender.send_outbox(&self.socket, self.core.outbox()) {
+        let tcp_source = self.tcp.as_mut().map(|tcp| {
+            let source = tcp.candidate();
+            // Without connections nothing can go out over TCP (and what
+            // the core addressed there must not go out over UDP either).
+            if tcp.connection_count() > 0 {
+                for (from, to, bytes) in self.core.outbox().iter() {
+                    if from == source {
+                        tcp.send(to, bytes);
+                    }
+                }
+                tcp.flush(self.poll.registry());
+            }
+            source
+        });
+        if let Err(e) = sender.send_outbox(&self.socket, self.core.outbox(), tcp_source) {
             tracing::warn!(worker = self.index, error = %e, "send failed");
         }
     }
@@ -339,4 +390,35 @@ impl Worker {
             .set(self.load.negotiation_nanos.load(Ordering::Relaxed) as f64 / 1e9);
         now
     }
+}
+
+/// Publishes the ICE-TCP counters that grew since `previous`.
+fn export_tcp_metrics(worker: &str, tcp: &IceTcp, previous: TcpStats) -> TcpStats {
+    let now = tcp.stats();
+    let labels = [("worker", worker.to_string())];
+    let counter = |name: &'static str, value: u64, before: u64| {
+        metrics::counter!(name, &labels).increment(value.saturating_sub(before));
+    };
+    counter(
+        "zync_sfu_tcp_connections_accepted_total",
+        now.accepted,
+        previous.accepted,
+    );
+    counter(
+        "zync_sfu_tcp_connections_refused_total",
+        now.refused,
+        previous.refused,
+    );
+    counter(
+        "zync_sfu_tcp_packets_dropped_total",
+        now.dropped_full + now.dropped_no_connection,
+        previous.dropped_full + previous.dropped_no_connection,
+    );
+    counter(
+        "zync_sfu_tcp_bad_frames_total",
+        now.bad_frames,
+        previous.bad_frames,
+    );
+    metrics::gauge!("zync_sfu_tcp_connections", &labels).set(tcp.connection_count() as f64);
+    now
 }

@@ -5,7 +5,7 @@
  * takes in the UI, found by role and accessible name.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -65,6 +65,8 @@ export async function startServer(env = {}, dataDir = undefined) {
       ZYNC_SFU_BIND_IP: '127.0.0.1',
       ZYNC_SFU_UDP_PORT_MIN: '0',
       ZYNC_SFU_UDP_PORT_MAX: '0',
+      ZYNC_SFU_TCP_PORT_MIN: '0',
+      ZYNC_SFU_TCP_PORT_MAX: '0',
       ZYNC_LOG_LEVEL: process.env.ZYNC_LOG_LEVEL ?? 'warn,zync=info',
       RUST_LOG: '',
       ...env,
@@ -111,6 +113,36 @@ export async function launchBrowser() {
     headless: true,
     args: CHROMIUM_ARGS,
   });
+}
+
+/** The user id a browser of {@link launchBrowserAsNobody} runs as. */
+export const NOBODY = 65534;
+
+/**
+ * Launches Chromium as the user `nobody` (needs root), so a test can
+ * filter that browser's traffic by user (nftables `meta skuid`) while
+ * another browser's goes through. A wrapper hands Chromium its profile
+ * directory (which Playwright creates as root) and a home of its own.
+ */
+export async function launchBrowserAsNobody() {
+  const dir = mkdtempSync(join(tmpdir(), 'zync-e2e-nobody-'));
+  chmodSync(dir, 0o755);
+  const home = join(dir, 'home');
+  mkdirSync(home);
+  chownSync(home, NOBODY, NOBODY);
+  const wrapper = join(dir, 'chromium');
+  const chromiumPath = process.env.CHROMIUM ?? '/usr/bin/chromium';
+  writeFileSync(wrapper, `#!/bin/sh
+for arg in "$@"; do
+  case "$arg" in --user-data-dir=*) chown -R ${NOBODY}:${NOBODY} "\${arg#--user-data-dir=}" ;; esac
+done
+export HOME='${home}'
+exec setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups '${chromiumPath}' "$@"
+`);
+  chmodSync(wrapper, 0o755);
+  const browser = await chromium.launch({ executablePath: wrapper, headless: true, args: CHROMIUM_ARGS });
+  browser.on('disconnected', () => rmSync(dir, { recursive: true, force: true }));
+  return browser;
 }
 
 /**

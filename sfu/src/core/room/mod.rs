@@ -22,7 +22,7 @@ use super::layers::{MAX_LAYERS, keyframe_start};
 use super::leg::{LegError, LegEvent};
 use super::participant::Participant;
 use super::speaker::{self, Dominance};
-use super::{CoreConfig, Outputs};
+use super::{CoreConfig, Outputs, Transport};
 use crate::api::{Event, Kind, Leg, ParticipantId, Source};
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeSet, VecDeque};
@@ -153,7 +153,11 @@ impl Room {
     }
 
     /// The remote addresses routed to one of `id`'s connections.
-    pub fn leg_addrs_mut(&mut self, id: ParticipantId, leg: Leg) -> Option<&mut Vec<SocketAddr>> {
+    pub fn leg_addrs_mut(
+        &mut self,
+        id: ParticipantId,
+        leg: Leg,
+    ) -> Option<&mut Vec<(Transport, SocketAddr)>> {
         self.participants
             .get_mut(&id)
             .map(|p| &mut p.leg_mut(leg).addrs)
@@ -221,7 +225,7 @@ impl Room {
         now: Instant,
         id: ParticipantId,
         leg: Leg,
-        source: SocketAddr,
+        source: (Transport, SocketAddr),
         destination: SocketAddr,
         contents: &[u8],
         config: &CoreConfig,
