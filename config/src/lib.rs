@@ -17,7 +17,7 @@ mod sections;
 pub use error::{ConfigError, Source};
 pub use sections::{
     AuthConfig, Config, DatabaseConfig, HttpConfig, LimitsConfig, LogConfig, MetricsConfig,
-    SfuConfig, WebSocketConfig,
+    SfuConfig, WebSocketConfig, parse_origin,
 };
 
 use std::path::Path;

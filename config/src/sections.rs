@@ -721,9 +721,10 @@ impl SfuConfig {
     }
 }
 
-/// Reduces `http(s)://host[:port][/]` to its origin; refuses paths and queries,
-/// since an Origin header never carries them.
-fn parse_origin(url: &str) -> Result<String, String> {
+/// Reduces `http(s)://host[:port][/]` to its origin as a browser sends it in
+/// `Origin` (host lowercased, the scheme's default port left out); refuses
+/// paths and queries, since an Origin header never carries them.
+pub fn parse_origin(url: &str) -> Result<String, String> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
@@ -737,12 +738,11 @@ fn parse_origin(url: &str) -> Result<String, String> {
             "must be an origin like https://meet.example.com, without a path: {url:?}"
         ));
     }
-    let scheme_len = url.len() - rest.len();
-    Ok(format!(
-        "{}{}",
-        &url[..scheme_len],
-        host.to_ascii_lowercase()
-    ))
+    let scheme = &url[..url.len() - rest.len()];
+    // Browsers leave the scheme's default port out of the Origin header.
+    let default_port = if scheme == "https://" { ":443" } else { ":80" };
+    let host = host.strip_suffix(default_port).unwrap_or(host);
+    Ok(format!("{scheme}{}", host.to_ascii_lowercase()))
 }
 
 #[cfg(test)]
@@ -758,6 +758,19 @@ mod tests {
         assert_eq!(
             parse_origin("http://127.0.0.1:8080").as_deref(),
             Ok("http://127.0.0.1:8080")
+        );
+        // Browsers leave the scheme's default port out of Origin.
+        assert_eq!(
+            parse_origin("https://meet.example.com:443").as_deref(),
+            Ok("https://meet.example.com")
+        );
+        assert_eq!(
+            parse_origin("http://127.0.0.1:80/").as_deref(),
+            Ok("http://127.0.0.1")
+        );
+        assert_eq!(
+            parse_origin("https://[::1]:8443").as_deref(),
+            Ok("https://[::1]:8443")
         );
         assert!(parse_origin("ftp://x").is_err());
         assert!(parse_origin("https://x.com/meet").is_err());

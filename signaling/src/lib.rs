@@ -234,10 +234,31 @@ fn allowed_origins(config: &mut Config, local: SocketAddr) -> Vec<String> {
     } else {
         "http"
     };
+    // public_origin() leaves a default port out, as browsers do.
     config.http.public_url = format!("{scheme}://{local}");
     let mut origins = vec![config.public_origin()];
     if local.ip().is_loopback() {
-        origins.push(format!("{scheme}://localhost:{}", local.port()));
+        let localhost = format!("{scheme}://localhost:{}", local.port());
+        origins.extend(zync_config::parse_origin(&localhost).ok());
     }
     origins
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_of_a_bound_address_leave_out_the_default_port() {
+        let mut config = Config::default();
+        config.http.tls_cert = "cert.pem".into();
+        config.http.tls_key = "key.pem".into();
+        let origins = allowed_origins(&mut config, "127.0.0.1:443".parse().expect("address"));
+        assert_eq!(origins, ["https://127.0.0.1", "https://localhost"]);
+        assert_eq!(config.public_origin(), "https://127.0.0.1");
+
+        let mut config = Config::default();
+        let origins = allowed_origins(&mut config, "127.0.0.1:8080".parse().expect("address"));
+        assert_eq!(origins, ["http://127.0.0.1:8080", "http://localhost:8080"]);
+    }
 }
