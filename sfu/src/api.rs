@@ -239,6 +239,14 @@ pub enum Command {
         /// On screen, and at what size.
         view: View,
     },
+    /// The browser lost the path of its subscribe connection (a network
+    /// change): the next subscribe offer restarts ICE (new credentials, so
+    /// the browser checks every candidate pair again), and is made at once.
+    /// A publish connection restarts with the browser's own offer.
+    RestartIce {
+        /// Who.
+        participant: ParticipantId,
+    },
     /// Removes a participant and everything it published.
     Leave {
         /// Who.
@@ -255,6 +263,7 @@ impl Command {
             | Command::SubscribeAnswer { participant, .. }
             | Command::Candidate { participant, .. }
             | Command::TrackView { participant, .. }
+            | Command::RestartIce { participant }
             | Command::Leave { participant } => *participant,
         }
     }

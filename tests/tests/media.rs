@@ -579,3 +579,80 @@ async fn the_sfu_offers_ice_tcp_and_closes_connections_that_are_not_rfc_4571() -
     drop(quiet);
     server.stop().await
 }
+
+/// The ICE ufrags of the subscribe offers `observed` received, in order.
+fn subscribe_offer_ufrags(observed: &zync_tests::participant::Observed) -> Vec<String> {
+    observed
+        .messages
+        .iter()
+        .filter(|m| m["type"] == "signal" && m["pc"] == "subscribe" && m["sdp"]["type"] == "offer")
+        .filter_map(|m| {
+            let sdp = m["sdp"]["sdp"].as_str()?;
+            let ufrag = sdp.lines().find_map(|l| l.strip_prefix("a=ice-ufrag:"))?;
+            Some(ufrag.trim().to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ice_restart_renews_the_subscribe_credentials_and_media_carries_on() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let host = server.user("host").await?;
+    let slug = host.create_meeting("Moving").await?;
+
+    // Before joining there is nothing to restart.
+    let mut early = host.ws().await?;
+    early.send(json!({"type": "ice-restart", "ref": 7})).await?;
+    let error = early.recv_type("error").await?;
+    assert_eq!(error["code"], "not_joined", "{error}");
+    assert_eq!(error["ref"], 7, "{error}");
+
+    let ann =
+        TestParticipant::join(&server.user("ann").await?, &slug, MediaShape::default()).await?;
+    let ben =
+        TestParticipant::join(&server.user("ben").await?, &slug, MediaShape::default()).await?;
+    let (ann_id, ben_id) = (ann.id.clone(), ben.id.clone());
+    ben.wait_for("Ann's video", WAIT, |o| {
+        o.packets_from(&ann_id, Source::Camera) > 20
+    })
+    .await?;
+    let before = subscribe_offer_ufrags(&ben.observe());
+    let first = before.first().cloned().unwrap_or_default();
+    assert!(
+        before.iter().all(|u| *u == first),
+        "no restart yet: {before:?}"
+    );
+
+    // Ben's network changed: the next subscribe offer carries new
+    // credentials, at once, and Ben's (str0m) answer restarts its side.
+    ben.send(json!({"type": "ice-restart"}));
+    ben.wait_for("a subscribe offer with a new ufrag", WAIT, |o| {
+        subscribe_offer_ufrags(o)
+            .last()
+            .is_some_and(|u| *u != first)
+    })
+    .await?;
+    let heard = ben.observe().packets_from(&ann_id, Source::Camera);
+    ben.wait_for("Ann's video after the restart", WAIT, |o| {
+        o.packets_from(&ann_id, Source::Camera) > heard + 50
+    })
+    .await?;
+    // Ann's audio still reaches Ben, and nobody saw Ben leave.
+    let ann_heard = ann.observe().packets_from(&ben_id, Source::Microphone);
+    ann.wait_for("Ben's audio after the restart", WAIT, |o| {
+        o.packets_from(&ben_id, Source::Microphone) > ann_heard + 20
+    })
+    .await?;
+    assert!(ann.observe().left.is_empty(), "nobody left");
+    let errors: Vec<_> = ben
+        .observe()
+        .messages
+        .iter()
+        .filter(|m| m["type"] == "error")
+        .cloned()
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    ann.leave().await;
+    ben.leave().await;
+    server.stop().await
+}

@@ -14,6 +14,8 @@
  * - `remote-track`: `{mid, participantId, source, kind, track, receiver}`
  * - `remote-track-removed`: `{mid, participantId, source, kind}`
  * - `error`: `{message}` for a negotiation that failed.
+ * - `connection-lost`: `{pc}` when an ICE restart did not bring a
+ *   connection back; the room then joins afresh.
  */
 
 /** @typedef {'camera'|'microphone'|'screen'|'screen-audio'} Source */
@@ -35,6 +37,12 @@ function transportPolicy() {
     return 'all';
   }
 }
+
+/** How long a connection may stay `disconnected` before ICE restarts
+ * (a brief outage often recovers by itself). */
+const RESTART_AFTER_MS = 1500;
+/** How long an ICE restart may take before the room joins afresh. */
+const REJOIN_AFTER_MS = 10_000;
 
 /** Upper bitrates that keep a room of many comfortable. */
 const MAX_BITRATE = { camera: 1_500_000, screen: 2_500_000, microphone: 64_000, 'screen-audio': 96_000 };
@@ -95,6 +103,56 @@ export class MediaSession extends EventTarget {
     this.subscribe.onicecandidate = (e) => {
       if (e.candidate) this.signaling.send({ type: 'signal', pc: 'subscribe', candidate: e.candidate.toJSON() });
     };
+    /** Per connection: the timer of a pending restart, or of a restart's
+     * deadline. @type {Map<'publish'|'subscribe', {timer: ReturnType<typeof setTimeout>, restarted: boolean}>} */
+    this.recovering = new Map();
+    this.watch(this.publish, 'publish');
+    this.watch(this.subscribe, 'subscribe');
+  }
+
+  /**
+   * Keeps a connection alive across a network change (Wi-Fi to a hotspot,
+   * UDP suddenly blocked): when it loses its path, ICE restarts with new
+   * credentials, so every candidate pair (UDP, TCP, a relay) is tried
+   * again, and the participant stays in the meeting. If that does not
+   * bring it back within REJOIN_AFTER_MS, `connection-lost` tells the room
+   * to join afresh.
+   * @param {RTCPeerConnection} pc
+   * @param {'publish'|'subscribe'} name
+   */
+  watch(pc, name) {
+    pc.addEventListener('iceconnectionstatechange', () => {
+      if (this.closed) return;
+      const state = pc.iceConnectionState;
+      const pending = this.recovering.get(name);
+      if (state === 'connected' || state === 'completed') {
+        if (pending) clearTimeout(pending.timer);
+        this.recovering.delete(name);
+      } else if (state === 'failed' && !pending?.restarted) {
+        if (pending) clearTimeout(pending.timer);
+        this.restartIce(name);
+      } else if (state === 'disconnected' && !pending) {
+        const timer = setTimeout(() => this.restartIce(name), RESTART_AFTER_MS);
+        this.recovering.set(name, { timer, restarted: false });
+      }
+    });
+  }
+
+  /** @param {'publish'|'subscribe'} name */
+  restartIce(name) {
+    if (this.closed) return;
+    const timer = setTimeout(() => {
+      if (!this.closed) this.dispatchEvent(new CustomEvent('connection-lost', { detail: { pc: name } }));
+    }, REJOIN_AFTER_MS);
+    this.recovering.set(name, { timer, restarted: true });
+    if (name === 'publish') {
+      // Our offer carries new credentials; the server answers in kind.
+      this.publish.restartIce();
+      this.negotiate();
+    } else {
+      // Only the server offers on this connection: ask it to.
+      this.signaling.send({ type: 'ice-restart' });
+    }
   }
 
   /**
@@ -299,6 +357,7 @@ export class MediaSession extends EventTarget {
   /** Closes both connections (tracks are the caller's to stop). */
   close() {
     this.closed = true;
+    for (const { timer } of this.recovering.values()) clearTimeout(timer);
     this.publish.close();
     this.subscribe.close();
     this.remote.clear();

@@ -224,6 +224,13 @@ impl LegRtc {
         Ok(accepted)
     }
 
+    /// Takes note of a new ICE ufrag (after an ICE restart); returns the
+    /// one it replaces.
+    pub fn update_ufrag(&mut self) -> Option<String> {
+        let current = self.rtc.direct_api().local_ice_credentials().ufrag;
+        (current != self.ufrag).then(|| std::mem::replace(&mut self.ufrag, current))
+    }
+
     /// Advances time.
     pub fn timeout(
         &mut self,

@@ -323,6 +323,8 @@ impl Core {
                 self.with_room(participant, |room, config, out| {
                     room.publish_offer(now, participant, offer, config, out)
                 });
+                // The offer may restart ICE, which changes our ufrag.
+                self.update_ufrags(participant);
             }
             Command::SubscribeAnswer {
                 participant,
@@ -330,6 +332,12 @@ impl Core {
             } => {
                 self.with_room(participant, |room, config, out| {
                     room.subscribe_answer(now, participant, answer, config, out)
+                });
+                self.update_ufrags(participant);
+            }
+            Command::RestartIce { participant } => {
+                self.with_room(participant, |room, config, out| {
+                    room.restart_subscribe_ice(now, participant, config, out)
                 });
             }
             Command::TrackView {
@@ -451,6 +459,28 @@ impl Core {
             self.routes(transport).remove(&addr);
         }
         self.routes(transport).insert(source, (participant, leg));
+    }
+
+    /// Routes new flows by `participant`'s current ICE ufrags, after an
+    /// ICE restart gave a connection new ones (the old ones route nothing).
+    fn update_ufrags(&mut self, participant: ParticipantId) {
+        let Some(room) = self
+            .room_of
+            .get(&participant)
+            .and_then(|r| self.rooms.get_mut(&**r))
+        else {
+            return;
+        };
+        for (leg, old, new) in room.update_ufrags(participant) {
+            self.by_ufrag.remove(&old);
+            self.by_ufrag.insert(new, (participant, leg));
+        }
+    }
+
+    /// Whether the ICE-TCP peer `addr` passed an ICE check and so is routed
+    /// to a connection.
+    pub fn routes_tcp_peer(&self, addr: SocketAddr) -> bool {
+        self.by_tcp_addr.contains_key(&addr)
     }
 
     /// Addresses routed to a connection (for tests and metrics).

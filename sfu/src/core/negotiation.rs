@@ -52,6 +52,8 @@ pub struct SubscribeLines {
     renegotiate_after_answer: bool,
     /// Lines of the outstanding offer that start forwarding once answered.
     newly_offered: Vec<(TrackKey, Mid)>,
+    /// The next offer restarts ICE (the browser lost its path).
+    ice_restart: bool,
 }
 
 /// A subscribe offer to send.
@@ -83,6 +85,15 @@ impl SubscribeLines {
     /// Whether the room changed while an offer was out (and none is now).
     pub fn wants_renegotiation(&self) -> bool {
         self.renegotiate_after_answer && self.pending_offer.is_none()
+    }
+
+    /// Makes the next offer restart ICE (after the outstanding one is
+    /// answered, if one is out).
+    pub fn request_ice_restart(&mut self) {
+        self.ice_restart = true;
+        if self.pending_offer.is_some() {
+            self.renegotiate_after_answer = true;
+        }
     }
 
     /// Takes the outstanding offer, to accept an answer against it.
@@ -180,7 +191,8 @@ impl SubscribeLines {
                 None => added.push((kind, carried)),
             }
         }
-        if retired.is_empty() && reused.is_empty() && added.is_empty() {
+        let restart = self.ice_restart;
+        if retired.is_empty() && reused.is_empty() && added.is_empty() && !restart {
             return Ok(None);
         }
 
@@ -191,6 +203,10 @@ impl SubscribeLines {
         } = self;
         let applied = leg.mutate(transmits, events, |rtc| {
             let mut api = rtc.sdp_api();
+            if restart {
+                // Keeps our candidates; only the credentials change.
+                api.ice_restart(true);
+            }
             for (_, mid) in &retired {
                 api.set_direction(*mid, Direction::Inactive);
             }
@@ -219,6 +235,7 @@ impl SubscribeLines {
             api.apply()
         })?;
         Ok(applied.map(|(offer, pending)| {
+            self.ice_restart = false;
             self.pending_offer = Some(pending);
             SubscribeOffer {
                 sdp: offer,

@@ -33,6 +33,10 @@ pub const MAX_FRAME: usize = 2048;
 /// A connection that received nothing for this long is closed (media
 /// flows many times a second; ICE checks every few seconds).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection whose peer has not passed an ICE check (a STUN request
+/// with a valid MESSAGE-INTEGRITY) this long after connecting is closed,
+/// so that strangers cannot hold the connection slots.
+pub const UNVERIFIED_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes read from one connection per readiness event before the others
 /// get a turn; the rest is read on the next turn.
 const READ_BUDGET: usize = 256 * 1024;
@@ -60,6 +64,7 @@ struct Connection {
     /// Framed bytes to send; `written` of them are sent already.
     write: Vec<u8>,
     written: usize,
+    opened: Instant,
     last_heard: Instant,
 }
 
@@ -190,6 +195,7 @@ impl IceTcp {
                     read: Vec::new(),
                     write: Vec::new(),
                     written: 0,
+                    opened: now,
                     last_heard: now,
                 },
             );
@@ -304,12 +310,23 @@ impl IceTcp {
         }
     }
 
-    /// Closes connections idle for longer than [`IDLE_TIMEOUT`].
-    pub fn close_idle(&mut self, registry: &Registry, now: Instant) {
+    /// Closes connections idle for longer than [`IDLE_TIMEOUT`], and those
+    /// whose peer `verified` does not know [`UNVERIFIED_TIMEOUT`] after
+    /// they opened.
+    pub fn close_idle(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        verified: impl Fn(SocketAddr) -> bool,
+    ) {
         let idle: Vec<Token> = self
             .connections
             .iter()
-            .filter(|(_, c)| now.saturating_duration_since(c.last_heard) > IDLE_TIMEOUT)
+            .filter(|(_, c)| {
+                now.saturating_duration_since(c.last_heard) > IDLE_TIMEOUT
+                    || (now.saturating_duration_since(c.opened) > UNVERIFIED_TIMEOUT
+                        && !verified(c.peer))
+            })
             .map(|(token, _)| *token)
             .collect();
         for token in idle {
@@ -511,6 +528,20 @@ mod tests {
             0,
             "closed by the server"
         );
+    }
+
+    #[test]
+    fn connections_that_never_pass_an_ice_check_are_closed() {
+        let (mut tcp, mut poll, _client, peer) = connected();
+        let mut got = Vec::new();
+        while tcp.connection_count() == 0 {
+            turn(&mut tcp, &mut poll, &mut got);
+        }
+        let later = Instant::now() + UNVERIFIED_TIMEOUT + Duration::from_secs(1);
+        tcp.close_idle(poll.registry(), later, |p| p == peer);
+        assert_eq!(tcp.connection_count(), 1, "a verified peer stays");
+        tcp.close_idle(poll.registry(), later, |_| false);
+        assert_eq!(tcp.connection_count(), 0, "a stranger goes");
     }
 
     #[test]

@@ -223,7 +223,10 @@ impl Worker {
                 last_export = Instant::now();
                 exported = self.export_metrics(&worker, exported);
                 if let Some(tcp) = &mut self.tcp {
-                    tcp.close_idle(self.poll.registry(), last_export);
+                    let core = &self.core;
+                    tcp.close_idle(self.poll.registry(), last_export, |peer| {
+                        core.routes_tcp_peer(peer)
+                    });
                     exported_tcp = export_tcp_metrics(&worker, tcp, exported_tcp);
                 }
             }

@@ -323,6 +323,7 @@ impl Connection {
                 self.track_view(&participant, &source, view, reference)
                     .await;
             }
+            ClientMessage::IceRestart { reference } => self.restart_ice(reference).await,
             ClientMessage::MediaState {
                 audio,
                 video,
@@ -360,6 +361,28 @@ impl Connection {
             return None;
         }
         self.joined.as_ref()
+    }
+
+    /// Asks the media plane for a subscribe offer that restarts ICE. It
+    /// costs an offer, so it comes out of the account's offer budget.
+    async fn restart_ice(&mut self, reference: Option<Value>) {
+        if self.joined.is_some() && !self.state.user_limits.take_offer(self.user.id) {
+            let message = "too many offers from this account; slow down";
+            return self
+                .send_error("rate_limited", message, reference.as_ref())
+                .await;
+        }
+        let Some(joined) = self.admit_control(&reference).await else {
+            return;
+        };
+        let command = Command::RestartIce {
+            participant: joined.media.participant(),
+        };
+        if let Err(e) = joined.media.send(command) {
+            let message = format!("{e}; try again shortly");
+            self.send_error("unavailable", &message, reference.as_ref())
+                .await;
+        }
     }
 
     /// Tells the media plane what this participant shows of someone's

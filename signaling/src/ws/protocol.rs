@@ -39,6 +39,13 @@ pub enum ClientMessage {
         #[serde(rename = "ref", default)]
         reference: Option<serde_json::Value>,
     },
+    /// The browser lost the path of its subscribe connection (a network
+    /// change): the SFU's next subscribe offer restarts ICE.
+    IceRestart {
+        /// Echoed in errors.
+        #[serde(rename = "ref", default)]
+        reference: Option<serde_json::Value>,
+    },
     /// The participant's microphone, camera or screen changed.
     MediaState {
         /// Microphone live.
@@ -87,6 +94,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "join-meeting",
     "leave-meeting",
     "signal",
+    "ice-restart",
     "media-state",
     "track-view",
     "chat-message",

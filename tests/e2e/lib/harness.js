@@ -123,8 +123,9 @@ export const NOBODY = 65534;
  * filter that browser's traffic by user (nftables `meta skuid`) while
  * another browser's goes through. A wrapper hands Chromium its profile
  * directory (which Playwright creates as root) and a home of its own.
+ * @param {string[]} [extraArgs] more Chromium switches
  */
-export async function launchBrowserAsNobody() {
+export async function launchBrowserAsNobody(extraArgs = []) {
   const dir = mkdtempSync(join(tmpdir(), 'zync-e2e-nobody-'));
   chmodSync(dir, 0o755);
   const home = join(dir, 'home');
@@ -140,7 +141,7 @@ export HOME='${home}'
 exec setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups '${chromiumPath}' "$@"
 `);
   chmodSync(wrapper, 0o755);
-  const browser = await chromium.launch({ executablePath: wrapper, headless: true, args: CHROMIUM_ARGS });
+  const browser = await chromium.launch({ executablePath: wrapper, headless: true, args: [...CHROMIUM_ARGS, ...extraArgs] });
   browser.on('disconnected', () => rmSync(dir, { recursive: true, force: true }));
   return browser;
 }

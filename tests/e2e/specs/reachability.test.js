@@ -34,14 +34,19 @@ function freePort() {
 }
 
 /**
- * Starts coturn on 127.0.0.1:`port` with the TURN REST API secret.
+ * Starts coturn on `ip`:`port` with the TURN REST API secret: plain TURN
+ * over TCP, or with `tls` TURN over TLS only (as on port 443).
  * Loopback peers must be allowed explicitly: the SFU is on 127.0.0.1 here.
  * @param {number} port
+ * @param {{ip?: string, tls?: {cert: string, key: string}}} [options]
  */
-async function startTurn(port) {
+async function startTurn(port, { ip = '127.0.0.1', tls } = {}) {
+  const listen = tls
+    ? ['--no-udp', '--no-tcp', '--no-dtls', `--tls-listening-port=${port}`, `--cert=${tls.cert}`, `--pkey=${tls.key}`]
+    : ['--no-tls', '--no-dtls', `--listening-port=${port}`];
   const child = spawn('turnserver', [
-    '-n', '--no-cli', '--no-tls', '--no-dtls', '--fingerprint',
-    '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`,
+    '-n', '--no-cli', '--fingerprint', ...listen,
+    `--listening-ip=${ip}`, '--relay-ip=127.0.0.1',
     '--min-port=40000', '--max-port=40100',
     '--use-auth-secret', `--static-auth-secret=${SECRET}`, '--realm=zync.test',
     '--allow-loopback-peers', '--log-file=stdout', '--simple-log',
@@ -56,7 +61,7 @@ async function startTurn(port) {
       const socket = new Socket();
       socket.once('connect', () => { socket.destroy(); resolve(true); });
       socket.once('error', () => resolve(false));
-      socket.connect(port, '127.0.0.1');
+      socket.connect(port, ip);
     });
     if (ok) break;
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`coturn did not start:\n${log}`);
@@ -82,7 +87,7 @@ function selfSignedCertificate() {
   execFileSync('openssl', [
     'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
     '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost',
-    '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    '-addext', 'subjectAltName=IP:127.0.0.1,IP:127.0.0.2,DNS:localhost',
   ], { stdio: 'ignore' });
   return { dir, cert, key };
 }
@@ -110,14 +115,20 @@ async function selectedCandidates(page) {
   });
 }
 
+/**
+ * Whether coturn is installed (scripts/test.sh installs it); skips loudly
+ * if not.
+ * @param {import('node:test').TestContext} t
+ */
+function hasCoturn(t) {
+  if (!spawnSync('turnserver', ['--version']).error) return true;
+  console.error('\n*** SKIPPING: this scenario needs coturn (turnserver).\n');
+  t.skip('coturn is not installed');
+  return false;
+}
+
 test('10. over https, someone whose network blocks UDP joins through TURN over TCP', async (t) => {
-  if (!requireIsolation(t)) return;
-  if (spawnSync('turnserver', ['--version']).error) {
-    // scripts/test.sh installs coturn; say so loudly when run without it.
-    console.error('\n*** SKIPPING the TURN scenario: coturn (turnserver) is not installed.\n');
-    t.skip('coturn is not installed');
-    return;
-  }
+  if (!requireIsolation(t) || !hasCoturn(t)) return;
   const port = await freePort();
   const turn = await startTurn(port);
   const tls = selfSignedCertificate();
@@ -215,23 +226,48 @@ test('11. after a server restart everyone is back in the meeting, with chat and 
   }
 });
 
-test('12. someone on a network that drops all UDP reaches the SFU over ICE-TCP', async (t) => {
-  if (!requireIsolation(t)) return;
+/**
+ * Whether this run can filter one browser's traffic (root, nftables and
+ * setpriv: scripts/test.sh runs the browser tests so); skips loudly if not.
+ * @param {import('node:test').TestContext} t
+ */
+function canFilterByUser(t) {
   const tools = ['nft', 'setpriv'].filter((tool) => spawnSync(tool, ['--version']).error);
-  if (process.getuid?.() !== 0 || tools.length) {
-    // scripts/test.sh runs the browser tests as root with nftables installed.
-    console.error(`\n*** SKIPPING the ICE-TCP scenario: needs root and ${tools.join(', ') || 'nothing else'}.\n`);
-    t.skip('needs root, nftables and setpriv');
-    return;
-  }
-  // Inside this test's network namespace: every UDP packet the user
-  // nobody sends is dropped, so Bob's browser (running as nobody) can
-  // only use TCP; Ada's is untouched.
+  if (process.getuid?.() === 0 && !tools.length) return true;
+  console.error(`\n*** SKIPPING: this scenario needs root and ${tools.join(', ') || 'nothing else'}.\n`);
+  t.skip('needs root, nftables and setpriv');
+  return false;
+}
+
+/** Drops every UDP packet the user nobody sends (in this test's network
+ * namespace): the browser of {@link launchBrowserAsNobody} then has TCP
+ * only, as on a network that blocks UDP. */
+function dropNobodysUdp() {
   execFileSync('nft', ['-f', '-'], {
     input: `table inet zync_e2e_no_udp {
       chain out { type filter hook output priority 0; meta skuid ${NOBODY} meta l4proto udp drop; }
     }`,
   });
+}
+
+function allowNobodysUdp() {
+  spawnSync('nft', ['delete', 'table', 'inet', 'zync_e2e_no_udp']);
+}
+
+/** Lets the user nobody send nothing but TCP to port 443, as on a network
+ * whose firewall passes only https. */
+function allowNobodyOnly443() {
+  execFileSync('nft', ['-f', '-'], {
+    input: `table inet zync_e2e_only_443 {
+      chain out { type filter hook output priority 0; meta skuid ${NOBODY} tcp dport != 443 drop; meta skuid ${NOBODY} meta l4proto != tcp drop; }
+    }`,
+  });
+}
+
+test('12. someone on a network that drops all UDP reaches the SFU over ICE-TCP', async (t) => {
+  if (!requireIsolation(t) || !canFilterByUser(t)) return;
+  // Bob's browser runs as nobody; Ada's is untouched.
+  dropNobodysUdp();
   const server = await startServer();
   const normal = await launchBrowser();
   const blocked = await launchBrowserAsNobody();
@@ -258,6 +294,106 @@ test('12. someone on a network that drops all UDP reaches the SFU over ICE-TCP',
     await blocked.close();
     await normal.close();
     await server.stop();
-    execFileSync('nft', ['delete', 'table', 'inet', 'zync_e2e_no_udp']);
+    allowNobodysUdp();
+  }
+});
+
+test('13. when UDP stops mid-call, ICE restarts over TCP and nobody sees anyone leave', async (t) => {
+  if (!requireIsolation(t) || !canFilterByUser(t)) return;
+  const server = await startServer();
+  const normal = await launchBrowser();
+  const moving = await launchBrowserAsNobody();
+  try {
+    const a = await signUp(normal, server.url, 'ada', 'Ada Lovelace');
+    const b = await signUp(moving, server.url, 'bob', 'Bob Babbage');
+    const url = await createMeeting(a.page, 'Train Wi-Fi');
+    await openAndJoin(b.page, url);
+    await expectPlayingVideos(a.page, 1);
+    await expectPlayingVideos(b.page, 1);
+    const before = await selectedCandidates(b.page);
+    assert.ok(before.every((c) => c && c.protocol === 'udp'), `Bob starts on UDP: ${JSON.stringify(before)}`);
+    // Bob's tile at Ada's, marked: a user-left and user-joined would
+    // replace it.
+    await tile(a.page, 'Bob Babbage').evaluate((el) => { el.dataset.marker = 'the same Bob'; });
+
+    // Bob's network stops passing UDP.
+    dropNobodysUdp();
+    const dropped = Date.now();
+    await until(b.page, 'both connections moved to TCP', async () => {
+      const media = /** @type {any} */ (window).zync.room.media;
+      const moved = [];
+      for (const pc of [media.publish, media.subscribe]) {
+        const stats = await pc.getStats();
+        let pairId = null;
+        stats.forEach((/** @type {any} */ s) => {
+          if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
+        });
+        const pair = pairId && stats.get(pairId);
+        moved.push(pair && pc.iceConnectionState === 'connected' && stats.get(pair.remoteCandidateId)?.protocol === 'tcp');
+      }
+      return moved.every(Boolean);
+    }, undefined, 30_000);
+    await expectPlayingVideos(a.page, 1);
+    await expectPlayingVideos(b.page, 1);
+    const resumed = Date.now() - dropped;
+    console.log(`# video both ways again ${resumed} ms after UDP stopped`);
+    assert.ok(resumed < 20_000, `video resumed ${resumed} ms after UDP stopped`);
+    assert.equal(await tile(a.page, 'Bob Babbage').getAttribute('data-marker'), 'the same Bob',
+      'Ada never saw Bob leave and come back');
+    await screenshot(a.page, '13-after-ice-restart');
+  } finally {
+    await moving.close();
+    await normal.close();
+    await server.stop();
+    allowNobodysUdp();
+  }
+});
+
+test('14. someone whose network passes only TCP to port 443 joins through TURN over TLS on 443', async (t) => {
+  if (!requireIsolation(t) || !canFilterByUser(t) || !hasCoturn(t)) return;
+  // zync serves https on 127.0.0.1:443 and coturn TURN/TLS on
+  // 127.0.0.2:443 (two hosts, as in a deployment with a TURN name), both
+  // with the test's self-signed certificate.
+  const tls = selfSignedCertificate();
+  const turn = await startTurn(443, { ip: '127.0.0.2', tls });
+  const server = await startServer({
+    ZYNC_HTTP_BIND: '127.0.0.1:443',
+    ZYNC_HTTP_TLS_CERT: tls.cert,
+    ZYNC_HTTP_TLS_KEY: tls.key,
+    ZYNC_TURN_URLS: 'turns:127.0.0.2:443?transport=tcp',
+    ZYNC_TURN_SECRET: SECRET,
+  });
+  allowNobodyOnly443();
+  const normal = await launchBrowser();
+  // The TURN server's certificate is self-signed too.
+  const restricted = await launchBrowserAsNobody(['--ignore-certificate-errors']);
+  try {
+    const a = await signUp(normal, server.url, 'ada', 'Ada Lovelace');
+    const b = await signUp(restricted, server.url, 'bob', 'Bob Babbage');
+    const url = await createMeeting(a.page, 'Locked-down office');
+    await openAndJoin(b.page, url);
+    await expectPlayingVideos(a.page, 1);
+    await expectPlayingVideos(b.page, 1);
+    await expectAudio(a.page, 1);
+    await expectAudio(b.page, 1);
+    await until(b.page, 'both connections selected', async () => {
+      const media = /** @type {any} */ (window).zync.room.media;
+      return media.publish.connectionState === 'connected' && media.subscribe.connectionState === 'connected';
+    });
+    // Without any setting on Bob's side: only the relay over TLS got out.
+    const bobs = await selectedCandidates(b.page);
+    assert.ok(bobs.every((c) => c && c.type === 'relay' && c.relayProtocol === 'tls'),
+      `Bob's media must go through TURN over TLS: ${JSON.stringify(bobs)}`);
+    await screenshot(b.page, '14-turn-over-tls-443');
+  } catch (e) {
+    console.error(`coturn's log:\n${turn.log()}`);
+    throw e;
+  } finally {
+    await restricted.close();
+    await normal.close();
+    await server.stop();
+    await turn.stop();
+    spawnSync('nft', ['delete', 'table', 'inet', 'zync_e2e_only_443']);
+    rmSync(tls.dir, { recursive: true, force: true });
   }
 });

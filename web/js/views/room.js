@@ -238,6 +238,13 @@ class Room {
     this.media.addEventListener('remote-track', (e) => this.onRemoteTrack(/** @type {CustomEvent} */ (e).detail));
     this.media.addEventListener('remote-track-removed', (e) => this.onRemoteTrackRemoved(/** @type {CustomEvent} */ (e).detail));
     this.media.addEventListener('error', (e) => toast(/** @type {CustomEvent} */ (e).detail.message, 'error'));
+    this.media.addEventListener('connection-lost', () => {
+      // ICE restart did not help: start over as a new participant.
+      if (this.signaling.state !== 'open' || this.ended) return;
+      toast('The media connection was lost. Reconnecting…', 'error');
+      this.signaling.send({ type: 'leave-meeting' });
+      this.join();
+    });
     this.joining = true;
     this.signaling.send({ type: 'join-meeting', slug: this.meeting.slug });
   }
@@ -312,6 +319,11 @@ class Room {
   onError(error) {
     if (this.joining && ['room_full', 'meeting_not_found', 'unavailable'].includes(error.code)) {
       this.end('error', error.code === 'room_full' ? 'This meeting is full.' : error.message);
+      return;
+    }
+    if (error.code === 'not_joined') {
+      // A leave that crossed the server's own removal of us: nothing to do.
+      console.warn(error.message);
       return;
     }
     if (error.code === 'media_failed') {

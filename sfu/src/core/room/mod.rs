@@ -152,6 +152,24 @@ impl Room {
         std::mem::take(&mut self.removed)
     }
 
+    /// `id`'s connections whose ICE ufrag changed (an ICE restart): (leg,
+    /// old ufrag, new ufrag).
+    pub fn update_ufrags(&mut self, id: ParticipantId) -> Vec<(Leg, String, String)> {
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return Vec::new();
+        };
+        let mut changed = Vec::new();
+        for (leg, rtc) in [
+            (Leg::Publish, &mut participant.publish),
+            (Leg::Subscribe, &mut participant.subscribe),
+        ] {
+            if let Some(old) = rtc.update_ufrag() {
+                changed.push((leg, old, rtc.ufrag.clone()));
+            }
+        }
+        changed
+    }
+
     /// The remote addresses routed to one of `id`'s connections.
     pub fn leg_addrs_mut(
         &mut self,

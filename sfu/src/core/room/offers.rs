@@ -108,6 +108,23 @@ impl Room {
         self.settle(now, config, out);
     }
 
+    /// Restarts ICE on `id`'s subscribe connection with its next offer,
+    /// made as soon as the offer pacing allows.
+    pub fn restart_subscribe_ice(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        config: &CoreConfig,
+        out: &mut Outputs,
+    ) {
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        participant.lines.request_ice_restart();
+        self.queue_offer(now, id);
+        self.settle(now, config, out);
+    }
+
     /// Adds a trickled remote candidate.
     pub fn candidate(
         &mut self,
