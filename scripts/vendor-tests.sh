@@ -11,7 +11,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/zync-target}"
 work="$CARGO_TARGET_DIR/vendor-tests"
-crates=(str0m str0m-aws-lc-rs dimpl tungstenite)
+crates=(str0m str0m-aws-lc-rs is dimpl tungstenite)
 
 # What each crate's unit tests use beyond its dependencies (the upstream
 # manifests' dev-dependencies, trimmed to those).
@@ -19,6 +19,8 @@ dev_dependencies() {
   case "$1" in
     str0m) printf '%s\n' 'serde_json = "1"' 'systemstat = "0.2"' \
       'tracing-subscriber = { version = "0.3", features = ["fmt"] }' ;;
+    is) printf '%s\n' 'serde_json = "1"' \
+      'tracing-subscriber = { version = "0.3", features = ["env-filter", "std"] }' ;;
     dimpl) echo 'x509-parser = "0.18"' ;;
     tungstenite) echo 'env_logger = "0.11"' ;;
     *) ;;
