@@ -615,3 +615,47 @@ fn a_screen_share_reaches_every_viewer_beside_the_camera() {
         assert_eq!(sim.peers[at].picture_id_jumps, []);
     }
 }
+
+#[test]
+fn a_subscriber_that_moves_to_another_path_gets_media_there_and_fresh_keyframes() {
+    let mut sim = Sim::new(Link::default(), 6);
+    let publisher = sim.add_peer(MediaShape {
+        audio: false,
+        ..Default::default()
+    });
+    let viewer = sim.add_peer(MediaShape::watcher());
+    sim.join(publisher, "room");
+    sim.join(viewer, "room");
+    // Past the keyframe throttle of the join's own request.
+    sim.run_for(Duration::from_secs(2));
+    let before = sim.peers[publisher].keyframe_requests;
+
+    // The viewer's NAT mapping changes: its checks (with USE-CANDIDATE on
+    // its chosen pair) now come from another port, and the old one is
+    // dead. The SFU must send there at once (the ICE agent follows the
+    // latest nomination, vendor/README.md), not into the old address
+    // until that pair times out, and ask for a keyframe: what went to the
+    // old address is lost.
+    sim.move_subscribe(viewer);
+    let lost = sim.lost;
+    let seen = received(&sim, viewer, publisher, Source::Camera);
+    sim.run_for(Duration::from_secs(4));
+    assert!(
+        sim.peers[publisher].keyframe_requests > before,
+        "the publisher was asked for a keyframe after the move"
+    );
+    let arrived = received(&sim, viewer, publisher, Source::Camera) - seen;
+    // ~30 packets/s of video: most of 4 s arrive (the move is noticed at
+    // the viewer's next check, within ~2 s).
+    assert!(
+        arrived > 40,
+        "only {arrived} video packets arrived after the move"
+    );
+    let lost_after = sim.lost - lost;
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(
+        sim.lost - lost - lost_after,
+        0,
+        "nothing goes to the old address any more"
+    );
+}

@@ -38,9 +38,6 @@ function transportPolicy() {
   }
 }
 
-/** How long a connection may stay `disconnected` before ICE restarts
- * (a brief outage often recovers by itself). */
-const RESTART_AFTER_MS = 1500;
 /** How long an ICE restart may take before the room joins afresh. */
 const REJOIN_AFTER_MS = 10_000;
 
@@ -103,8 +100,8 @@ export class MediaSession extends EventTarget {
     this.subscribe.onicecandidate = (e) => {
       if (e.candidate) this.signaling.send({ type: 'signal', pc: 'subscribe', candidate: e.candidate.toJSON() });
     };
-    /** Per connection: the timer of a pending restart, or of a restart's
-     * deadline. @type {Map<'publish'|'subscribe', {timer: ReturnType<typeof setTimeout>, restarted: boolean}>} */
+    /** Per connection being restarted: the deadline of its restart.
+     * @type {Map<'publish'|'subscribe', {timer: ReturnType<typeof setTimeout>}>} */
     this.recovering = new Map();
     this.watch(this.publish, 'publish');
     this.watch(this.subscribe, 'subscribe');
@@ -128,12 +125,11 @@ export class MediaSession extends EventTarget {
       if (state === 'connected' || state === 'completed') {
         if (pending) clearTimeout(pending.timer);
         this.recovering.delete(name);
-      } else if (state === 'failed' && !pending?.restarted) {
-        if (pending) clearTimeout(pending.timer);
+      } else if ((state === 'disconnected' || state === 'failed') && !pending) {
+        // The browser calls a path `disconnected` once its checks have gone
+        // unanswered for about 5 s (Chromium), and moves to another working
+        // pair by itself when it has one: nothing is gained by waiting.
         this.restartIce(name);
-      } else if (state === 'disconnected' && !pending) {
-        const timer = setTimeout(() => this.restartIce(name), RESTART_AFTER_MS);
-        this.recovering.set(name, { timer, restarted: false });
       }
     });
   }
@@ -144,7 +140,7 @@ export class MediaSession extends EventTarget {
     const timer = setTimeout(() => {
       if (!this.closed) this.dispatchEvent(new CustomEvent('connection-lost', { detail: { pc: name } }));
     }, REJOIN_AFTER_MS);
-    this.recovering.set(name, { timer, restarted: true });
+    this.recovering.set(name, { timer });
     if (name === 'publish') {
       // Our offer carries new credentials; the server answers in kind.
       this.publish.restartIce();

@@ -57,6 +57,9 @@ pub enum LegEvent {
     },
     /// ICE and DTLS are up.
     Connected,
+    /// Media now goes to another address: the browser moved to another
+    /// path (what was sent on the old one while it was failing is lost).
+    PathChanged,
     /// The browser sent this many more NACKs (from str0m's egress stats).
     Nacks(u64),
     /// The estimate of what the path to the browser carries moved
@@ -107,6 +110,8 @@ pub struct LegRtc {
     pub last_heard: Instant,
     /// Whether ICE/DTLS completed at least once.
     pub connected: bool,
+    /// Where str0m sends media (the path the browser chose).
+    send_to: Option<SocketAddr>,
     /// Cumulative NACKs per outgoing m-line, as last reported by str0m.
     nacks: Vec<(Mid, u64)>,
 }
@@ -184,6 +189,7 @@ impl LegRtc {
             addrs: Vec::new(),
             last_heard: now,
             connected: false,
+            send_to: None,
             nacks: Vec::new(),
         };
         leg.drain(&mut Outbox::default(), &mut Vec::new())?;
@@ -366,11 +372,24 @@ impl LegRtc {
             match guarded(|| self.rtc.poll_output())?? {
                 Output::Timeout(at) => {
                     self.next_timeout = at;
+                    self.note_path(events);
                     return Ok(());
                 }
                 Output::Transmit(t) => transmits.push(&t),
                 Output::Event(event) => self.on_event(event, events)?,
             }
+        }
+    }
+
+    /// Notes where str0m sends media: a new destination means the browser
+    /// moved to another path (it switched candidate pairs, or ICE restarted
+    /// after a network change).
+    fn note_path(&mut self, events: &mut Vec<LegEvent>) {
+        let Some(to) = self.rtc.direct_api().send_destination() else {
+            return;
+        };
+        if self.send_to.replace(to).is_some_and(|from| from != to) {
+            events.push(LegEvent::PathChanged);
         }
     }
 

@@ -126,6 +126,9 @@ pub struct Sim {
     pub core_busy: Duration,
     /// Peers ever added (numbers ids and addresses).
     added: u64,
+    /// Addresses behind a changed NAT mapping: (the peer's own, what the
+    /// SFU sees). See [`Sim::move_subscribe`].
+    nat: Vec<(SocketAddr, SocketAddr)>,
 }
 
 impl Sim {
@@ -155,6 +158,7 @@ impl Sim {
             bottlenecks: Vec::new(),
             core_busy: Duration::ZERO,
             added: 0,
+            nat: Vec::new(),
         }
     }
 
@@ -324,8 +328,31 @@ impl Sim {
         }
     }
 
+    /// Peer `i`'s subscribe connection reaches the SFU from another
+    /// address from now on, as when its NAT mapping changes or it moves to
+    /// another network: its datagrams arrive from a new port, and what is
+    /// sent to the old address is lost. Returns the new address.
+    pub fn move_subscribe(&mut self, i: usize) -> SocketAddr {
+        let [_, inside] = self.peers[i].addresses();
+        let moves = self.nat.iter().filter(|(a, _)| *a == inside).count();
+        let outside = SocketAddr::new(inside.ip(), 20_000 + moves as u16);
+        self.nat.retain(|(a, _)| *a != inside);
+        self.nat.push((inside, outside));
+        outside
+    }
+
     /// Puts a datagram on the network (maybe losing it).
-    pub fn send(&mut self, datagram: Datagram) {
+    pub fn send(&mut self, mut datagram: Datagram) {
+        if let Some((_, outside)) = self.nat.iter().find(|(a, _)| *a == datagram.source) {
+            datagram.source = *outside;
+        }
+        if let Some((inside, _)) = self.nat.iter().find(|(_, o)| *o == datagram.destination) {
+            datagram.destination = *inside;
+        } else if self.nat.iter().any(|(a, _)| *a == datagram.destination) {
+            // The old mapping is gone.
+            self.lost += 1;
+            return;
+        }
         if self.rng.next_f64() < self.link.loss {
             self.lost += 1;
             return;

@@ -1632,7 +1632,14 @@ impl IceAgent {
             pair.nominate(self.ice_lite);
         }
 
-        if self.controlling && pair.state() == CheckState::Succeeded {
+        // Zync patch: an ice-lite agent follows the peer's latest nomination
+        // (`evaluate_nomination`), at once.
+        let follow_nomination = self.ice_lite && !self.controlling && req.use_candidate;
+        if follow_nomination {
+            pair.record_remote_use_candidate(req.now);
+        }
+
+        if (self.controlling && pair.state() == CheckState::Succeeded) || follow_nomination {
             // See if we can nominate something now.
             self.evaluate_nomination();
         }
@@ -1929,6 +1936,17 @@ impl IceAgent {
                 .iter_mut()
                 .filter(|p| p.state() == CheckState::Succeeded)
                 .max_by_key(|p| p.prio())
+        } else if self.ice_lite {
+            // Zync patch: an ice-lite agent sends on the pair the controlling
+            // agent nominated last. Browsers put USE-CANDIDATE only on the
+            // pair they send on, and switch pairs when a path dies (UDP
+            // blocked, a network change); keeping the highest-priority
+            // nominated pair would send into the dead path until it is
+            // pruned, 15 s after its last check.
+            self.candidate_pairs
+                .iter_mut()
+                .filter(|p| p.is_nominated() && p.state() == CheckState::Succeeded)
+                .max_by_key(|p| (p.remote_use_candidate_time(), p.prio()))
         } else {
             // For controlled agents, we pick the best pair from what the controlling
             // agent has indicated with USE-CANDIDATE stun attribute. RFC 8445 §7.3.1.5
@@ -1942,6 +1960,10 @@ impl IceAgent {
         };
 
         if let Some(best_prio) = best_prio {
+            // Zync patch: an ice-lite agent compares pairs, not priorities.
+            if self.ice_lite && !self.controlling && self.nominated_send == Some(best_prio.id()) {
+                return;
+            }
             if let Some(nominated) = nominated_pair_priority {
                 if nominated == best_prio.prio() {
                     // The best prio is also the current nominated prio. Make
@@ -3045,6 +3067,77 @@ mod test {
             agent.handle_timeout(now);
         }
         assert_eq!(nominated_sends(&mut agent), vec![ipv4_4()]);
+    }
+
+    // Zync patch: an ice-lite agent sends where the peer nominated last.
+    #[test]
+    fn ice_lite_follows_the_pair_the_peer_nominates_last() {
+        // A browser (controlling; with an ice-lite remote it puts
+        // USE-CANDIDATE on its selected, writable pair only) loses its UDP
+        // path and switches to a lower-priority TCP-like pair. The lite
+        // agent must send there at once, not on the dead higher-priority
+        // pair until that times out 15 s later.
+        let mut agent = new_test_agent();
+        agent.set_ice_lite(true);
+        agent.set_controlling(false);
+        agent
+            .add_local_candidate(Candidate::host(ipv4_1(), "udp").unwrap())
+            .unwrap();
+        let remote_creds = IceCreds::new();
+        agent.set_remote_credentials(remote_creds.clone());
+
+        let nominate = |agent: &mut IceAgent, now: Instant, source: SocketAddr, prio: u32| {
+            let username = format!("{}:{}", agent.local_credentials.ufrag, remote_creds.ufrag);
+            let req = StunMessage::binding_request(&username, TransId::new(), true, 0, prio, true);
+            let req = serialize_stun_msg(req, &agent.local_credentials.pass);
+            assert!(agent.handle_packet(
+                now,
+                StunPacket {
+                    message: StunMessage::parse(&req).unwrap(),
+                    source,
+                    destination: ipv4_1(),
+                    proto: Protocol::Udp,
+                },
+            ));
+        };
+        let nominated_sends = |agent: &mut IceAgent| {
+            let mut v = vec![];
+            while let Some(e) = agent.poll_event() {
+                if let IceAgentEvent::NominatedSend { destination, .. } = e {
+                    v.push(destination);
+                }
+            }
+            v
+        };
+
+        let mut now = Instant::now();
+        agent.handle_timeout(now);
+        nominate(&mut agent, now, ipv4_3(), 2130706431);
+        now += Duration::from_millis(50);
+        agent.handle_timeout(now);
+        assert_eq!(nominated_sends(&mut agent), vec![ipv4_3()]);
+
+        // The path via ipv4_3 died; the browser nominates a lower-priority pair.
+        now += Duration::from_secs(3);
+        nominate(&mut agent, now, ipv4_4(), 1694498815);
+        now += Duration::from_millis(50);
+        agent.handle_timeout(now);
+        assert_eq!(nominated_sends(&mut agent), vec![ipv4_4()]);
+
+        // Checks on the new pair keep it chosen.
+        for _ in 0..5 {
+            now += Duration::from_millis(500);
+            nominate(&mut agent, now, ipv4_4(), 1694498815);
+            agent.handle_timeout(now);
+        }
+        assert_eq!(nominated_sends(&mut agent), vec![]);
+
+        // And the browser may move back.
+        now += Duration::from_secs(1);
+        nominate(&mut agent, now, ipv4_3(), 2130706431);
+        now += Duration::from_millis(50);
+        agent.handle_timeout(now);
+        assert_eq!(nominated_sends(&mut agent), vec![ipv4_3()]);
     }
 
     fn make_serialized_binding_request(

@@ -50,6 +50,10 @@ pub struct CandidatePair {
     /// Last remote binding request.
     remote_binding_request_time: Option<Instant>,
 
+    /// Zync patch: last remote binding request with USE-CANDIDATE (an
+    /// ice-lite agent sends on the pair the peer nominated last).
+    remote_use_candidate_time: Option<Instant>,
+
     /// State of nomination for this candidate pair.
     nomination_state: NominationState,
 
@@ -160,6 +164,7 @@ impl CandidatePair {
             cached_next_attempt_time: Default::default(),
             remote_binding_requests: Default::default(),
             remote_binding_request_time: Default::default(),
+            remote_use_candidate_time: None,
             nomination_state: Default::default(),
             responses_received: 0,
             total_round_trip_time: Duration::ZERO,
@@ -223,6 +228,16 @@ impl CandidatePair {
 
     pub fn remote_binding_request_time(&self) -> Option<Instant> {
         self.remote_binding_request_time
+    }
+
+    /// Zync patch: records a remote binding request with USE-CANDIDATE.
+    pub fn record_remote_use_candidate(&mut self, now: Instant) {
+        self.remote_use_candidate_time = Some(now);
+    }
+
+    /// Zync patch: the last remote binding request with USE-CANDIDATE.
+    pub fn remote_use_candidate_time(&self) -> Option<Instant> {
+        self.remote_use_candidate_time
     }
 
     pub fn is_ice_lite_alive(&self, now: Instant) -> bool {
@@ -505,6 +520,8 @@ impl CandidatePair {
     pub(crate) fn copy_remote_binding_requests(&mut self, other: &CandidatePair) {
         self.remote_binding_requests = other.remote_binding_requests;
         self.remote_binding_request_time = other.remote_binding_request_time;
+        // Zync patch: and which pair the peer nominated last.
+        self.remote_use_candidate_time = other.remote_use_candidate_time;
 
         // ICE-lite pairs are validated by incoming requests. Preserve that
         // validation when a higher-priority candidate replaces the pair.

@@ -395,6 +395,15 @@ impl Room {
                         self.request_keyframes_for(id);
                     }
                 }
+                (leg, LegEvent::PathChanged) => {
+                    tracing::info!(room = %self.name, participant = %id, leg = leg.as_str(), "media: moved to another path");
+                    // Video sent while the old path was failing is lost:
+                    // decoders on the far side need a keyframe to go on.
+                    match leg {
+                        Leg::Subscribe => self.request_keyframes_for(id),
+                        Leg::Publish => self.request_keyframes_of(id),
+                    }
+                }
                 _ => {}
             }
         }

@@ -26,6 +26,27 @@ impl Room {
         }
     }
 
+    /// Queues a keyframe request for every subscription of `id`'s video
+    /// tracks, as if each subscriber asked (the throttle makes it one
+    /// request per track and layer): `id`'s packets were lost on the way
+    /// in.
+    pub(super) fn request_keyframes_of(&mut self, id: ParticipantId) {
+        for track in self
+            .tracks
+            .iter()
+            .filter(|(key, t)| key.publisher == id && t.kind == Kind::Video)
+            .map(|(_, t)| t)
+        {
+            for sub in &track.subscriptions {
+                self.pending.queue.push_back((
+                    sub.subscriber,
+                    Leg::Subscribe,
+                    LegEvent::KeyframeRequest(sub.mid),
+                ));
+            }
+        }
+    }
+
     /// Asks a track's publisher for a keyframe of one layer, at most once
     /// per throttle interval however many subscribers ask.
     pub(super) fn request_keyframe(

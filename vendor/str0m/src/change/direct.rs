@@ -398,6 +398,13 @@ impl<'a> DirectApi<'a> {
         self.append_now(out, |session, out| session.resend_rtp_now(now, ssrc, rtp, out))
     }
 
+    /// Zync patch: where media goes: the destination of the candidate
+    /// pair ICE chose for sending, once there is one. It moves when the
+    /// peer moves to another path.
+    pub fn send_destination(&self) -> Option<std::net::SocketAddr> {
+        self.rtc.send_addr.as_ref().map(|s| s.destination)
+    }
+
     /// Zync patch: the shared half of the immediate sends: only once ICE
     /// chose a pair, and counted like `poll_output`'s transmits.
     ///
