@@ -52,6 +52,15 @@ impl Observed {
             .map_or(0, |r| r.packets)
     }
 
+    /// The `error` messages the server sent.
+    pub fn errors(&self) -> Vec<Value> {
+        self.messages
+            .iter()
+            .filter(|m| m["type"] == "error")
+            .cloned()
+            .collect()
+    }
+
     /// Whether the latest subscribe offer lists a track of `from`.
     pub fn has_tracks_of(&self, from: &str) -> bool {
         self.peer

@@ -262,38 +262,14 @@ async fn the_api_cookies_and_websocket_work_over_https_with_hsts() -> Result<()>
 
     // The WebSocket, over TLS, with the https origin the server derives
     // from its bound address.
-    let request = tokio_tungstenite::tungstenite::http::Request::builder()
-        .uri(format!("wss://{addr}/ws"))
-        .header("Host", addr.to_string())
-        .header("Origin", format!("https://{addr}"))
-        .header("Cookie", &session)
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Version", "13")
-        .header(
-            "Sec-WebSocket-Key",
-            tokio_tungstenite::tungstenite::handshake::client::generate_key(),
-        )
-        .body(())?;
+    let request = ws_request(addr, &format!("https://{addr}"), &session)?;
     let (ws, response) =
         tokio_tungstenite::client_async(request, connect(addr, &cert.der).await?).await?;
     assert_eq!(response.status(), 101);
     drop(ws);
 
     // An http:// Origin is refused: the public origin is https.
-    let request = tokio_tungstenite::tungstenite::http::Request::builder()
-        .uri(format!("wss://{addr}/ws"))
-        .header("Host", addr.to_string())
-        .header("Origin", format!("http://{addr}"))
-        .header("Cookie", &session)
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Version", "13")
-        .header(
-            "Sec-WebSocket-Key",
-            tokio_tungstenite::tungstenite::handshake::client::generate_key(),
-        )
-        .body(())?;
+    let request = ws_request(addr, &format!("http://{addr}"), &session)?;
     let refused = tokio_tungstenite::client_async(request, connect(addr, &cert.der).await?).await;
     assert!(
         refused.is_err(),
@@ -439,4 +415,26 @@ async fn an_unusable_certificate_stops_the_start_with_a_clear_error() -> Result<
         assert!(error.contains(expected), "{expected:?} not in {error:?}");
     }
     Ok(())
+}
+
+/// A WebSocket upgrade request to `wss://addr/ws` from `origin`, with the
+/// session cookie.
+fn ws_request(
+    addr: std::net::SocketAddr,
+    origin: &str,
+    session: &str,
+) -> anyhow::Result<tokio_tungstenite::tungstenite::http::Request<()>> {
+    Ok(tokio_tungstenite::tungstenite::http::Request::builder()
+        .uri(format!("wss://{addr}/ws"))
+        .header("Host", addr.to_string())
+        .header("Origin", origin)
+        .header("Cookie", session)
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header(
+            "Sec-WebSocket-Key",
+            tokio_tungstenite::tungstenite::handshake::client::generate_key(),
+        )
+        .body(())?)
 }

@@ -390,13 +390,7 @@ async fn a_track_off_screen_gets_no_packets_until_it_is_shown_again() -> anyhow:
         o.packets_from(&ann.id, Source::Camera) > video_hidden + 30
     })
     .await?;
-    let errors: Vec<_> = ben
-        .observe()
-        .messages
-        .iter()
-        .filter(|m| m["type"] == "error")
-        .cloned()
-        .collect();
+    let errors = ben.observe().errors();
     assert!(errors.is_empty(), "{errors:?}");
     server.stop().await
 }
@@ -644,13 +638,7 @@ async fn ice_restart_renews_the_subscribe_credentials_and_media_carries_on() -> 
     })
     .await?;
     assert!(ann.observe().left.is_empty(), "nobody left");
-    let errors: Vec<_> = ben
-        .observe()
-        .messages
-        .iter()
-        .filter(|m| m["type"] == "error")
-        .cloned()
-        .collect();
+    let errors = ben.observe().errors();
     assert!(errors.is_empty(), "{errors:?}");
     ann.leave().await;
     ben.leave().await;

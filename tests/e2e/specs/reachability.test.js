@@ -109,9 +109,32 @@ async function selectedCandidates(page) {
       const pair = pairId && stats.get(pairId);
       const local = pair && stats.get(pair.localCandidateId);
       const remote = pair && stats.get(pair.remoteCandidateId);
-      out.push(local ? { type: local.candidateType, relayProtocol: local.relayProtocol, remote: remote?.candidateType, protocol: remote?.protocol } : null);
+      out.push(local ? {
+        type: local.candidateType,
+        relayProtocol: local.relayProtocol,
+        remote: remote?.candidateType,
+        protocol: remote?.protocol,
+        connected: pc.connectionState === 'connected',
+      } : null);
     }
     return out;
+  });
+}
+
+/**
+ * Ada and Bob see and hear each other, and both of Bob's connections are
+ * up (so their selected candidates can be read).
+ * @param {{page: import('playwright-core').Page}} a
+ * @param {{page: import('playwright-core').Page}} b
+ */
+async function expectCall(a, b) {
+  await tile(a.page, 'Bob Babbage').waitFor();
+  await tile(b.page, 'Ada Lovelace').waitFor();
+  for (const p of [a, b]) await expectPlayingVideos(p.page, 1);
+  for (const p of [a, b]) await expectAudio(p.page, 1);
+  await until(b.page, 'both connections up', async () => {
+    const media = /** @type {any} */ (window).zync.room.media;
+    return media.publish.connectionState === 'connected' && media.subscribe.connectionState === 'connected';
   });
 }
 
@@ -149,16 +172,7 @@ test('10. over https, someone whose network blocks UDP joins through TURN over T
     const url = await createMeeting(a.page, 'Hotel Wi-Fi');
     await openAndJoin(b.page, url);
 
-    await tile(a.page, 'Bob Babbage').waitFor();
-    await tile(b.page, 'Ada Lovelace').waitFor();
-    await expectPlayingVideos(a.page, 1);
-    await expectPlayingVideos(b.page, 1);
-    await expectAudio(a.page, 1);
-    await expectAudio(b.page, 1);
-    await until(b.page, 'both connections selected', async () => {
-      const media = /** @type {any} */ (window).zync.room.media;
-      return media.publish.connectionState === 'connected' && media.subscribe.connectionState === 'connected';
-    });
+    await expectCall(a, b);
     const bobs = await selectedCandidates(b.page);
     assert.ok(bobs.every((c) => c && c.type === 'relay' && c.relayProtocol === 'tcp'),
       `Bob's media must go through TURN over TCP: ${JSON.stringify(bobs)}`);
@@ -279,12 +293,7 @@ test('12. someone on a network that drops all UDP reaches the SFU over ICE-TCP',
     const b = await signUp(blocked, server.url, 'bob', 'Bob Babbage');
     const url = await createMeeting(a.page, 'Corporate network');
     await openAndJoin(b.page, url);
-    await tile(a.page, 'Bob Babbage').waitFor();
-    await tile(b.page, 'Ada Lovelace').waitFor();
-    await expectPlayingVideos(a.page, 1);
-    await expectPlayingVideos(b.page, 1);
-    await expectAudio(a.page, 1);
-    await expectAudio(b.page, 1);
+    await expectCall(a, b);
     const bobs = await selectedCandidates(b.page);
     // Straight to the SFU's passive TCP host candidate (Chromium sees its
     // own end of an active TCP connection as peer-reflexive), no relay.
@@ -364,20 +373,8 @@ test('13. when UDP stops mid-call, ICE restarts over TCP and nobody sees anyone 
     // Bob's network stops passing UDP, both ways.
     dropNobodysUdp();
     const dropped = Date.now();
-    const freeze = await watchVideoFreeze([a.page, b.page], async () => b.page.evaluate(async () => {
-      const media = /** @type {any} */ (window).zync.room.media;
-      const moved = [];
-      for (const pc of [media.publish, media.subscribe]) {
-        const stats = await pc.getStats();
-        let pairId = null;
-        stats.forEach((/** @type {any} */ s) => {
-          if (s.type === 'transport' && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId;
-        });
-        const pair = pairId && stats.get(pairId);
-        moved.push(pair && pc.iceConnectionState === 'connected' && stats.get(pair.remoteCandidateId)?.protocol === 'tcp');
-      }
-      return moved.every(Boolean);
-    }));
+    const freeze = await watchVideoFreeze([a.page, b.page],
+      async () => (await selectedCandidates(b.page)).every((c) => c?.connected && c.protocol === 'tcp'));
     console.log(`# both connections on TCP ${freeze.settled - dropped} ms after UDP stopped; `
       + `video froze for ${freeze.longest} ms at most (Ada's view of Bob, Bob's of Ada: ${freeze.perPage.join(', ')} ms)`);
     // Chromium calls a path dead once its checks have gone unanswered for
@@ -420,14 +417,7 @@ test('14. someone whose network passes only TCP to port 443 joins through TURN o
     const b = await signUp(restricted, server.url, 'bob', 'Bob Babbage');
     const url = await createMeeting(a.page, 'Locked-down office');
     await openAndJoin(b.page, url);
-    await expectPlayingVideos(a.page, 1);
-    await expectPlayingVideos(b.page, 1);
-    await expectAudio(a.page, 1);
-    await expectAudio(b.page, 1);
-    await until(b.page, 'both connections selected', async () => {
-      const media = /** @type {any} */ (window).zync.room.media;
-      return media.publish.connectionState === 'connected' && media.subscribe.connectionState === 'connected';
-    });
+    await expectCall(a, b);
     // Without any setting on Bob's side: only the relay over TLS got out.
     const bobs = await selectedCandidates(b.page);
     assert.ok(bobs.every((c) => c && c.type === 'relay' && c.relayProtocol === 'tls'),
