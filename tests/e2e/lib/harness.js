@@ -233,7 +233,9 @@ export async function until(page, what, predicate, arg, timeout = 20_000) {
 
 /**
  * Checks that the page really plays `count` remote videos: decoded frames
- * increase over a second (getStats) and each remote <video> advances.
+ * increase over a second (getStats) and each remote <video> advances. A
+ * picture may stand still for a moment as a call starts (a layer switch
+ * waits for its keyframe), so three windows are tried before failing.
  * Returns the per-track samples.
  * @param {import('playwright-core').Page} page
  * @param {number} count
@@ -243,22 +245,26 @@ export async function expectPlayingVideos(page, count) {
     const s = await window.zync?.stats();
     return s && s.inbound.filter((i) => i.kind === 'video' && i.framesDecoded > 0).length >= n;
   }, count);
-  const first = await page.evaluate(() => window.zync.stats());
-  const times = await page.evaluate(() => [...document.querySelectorAll('.tile:not(.self) video')].filter((v) => v.srcObject).map((v) => v.currentTime));
-  await page.waitForTimeout(1200);
-  const second = await page.evaluate(() => window.zync.stats());
-  const later = await page.evaluate(() => [...document.querySelectorAll('.tile:not(.self) video')].filter((v) => v.srcObject).map((v) => v.currentTime));
   const video = (s) => s.inbound.filter((i) => i.kind === 'video');
-  const advancing = video(second).filter((b) => {
-    const a = video(first).find((x) => x.mid === b.mid);
-    return a && b.framesDecoded > a.framesDecoded;
-  });
-  if (advancing.length < count) {
-    throw new Error(`expected ${count} videos decoding, got ${advancing.length}: ${JSON.stringify(video(first))} → ${JSON.stringify(video(second))}`);
+  const currentTimes = () => page.evaluate(() => [...document.querySelectorAll('.tile:not(.self) video')].filter((v) => v.srcObject).map((v) => v.currentTime));
+  let failure = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const first = await page.evaluate(() => window.zync.stats());
+    const times = await currentTimes();
+    await page.waitForTimeout(1200);
+    const second = await page.evaluate(() => window.zync.stats());
+    const later = await currentTimes();
+    const advancing = video(second).filter((b) => {
+      const a = video(first).find((x) => x.mid === b.mid);
+      return a && b.framesDecoded > a.framesDecoded;
+    });
+    const moving = later.filter((t, i) => times[i] !== undefined && t > times[i]).length;
+    if (advancing.length >= count && moving >= count) return video(second);
+    failure = advancing.length < count
+      ? `expected ${count} videos decoding, got ${advancing.length}: ${JSON.stringify(video(first))} → ${JSON.stringify(video(second))}`
+      : `expected ${count} <video> elements advancing, got ${moving} (${times} → ${later})`;
   }
-  const moving = later.filter((t, i) => times[i] !== undefined && t > times[i]).length;
-  if (moving < count) throw new Error(`expected ${count} <video> elements advancing, got ${moving} (${times} → ${later})`);
-  return video(second);
+  throw new Error(failure);
 }
 
 /**
