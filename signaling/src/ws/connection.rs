@@ -366,11 +366,8 @@ impl Connection {
     /// Asks the media plane for a subscribe offer that restarts ICE. It
     /// costs an offer, so it comes out of the account's offer budget.
     async fn restart_ice(&mut self, reference: Option<Value>) {
-        if self.joined.is_some() && !self.state.user_limits.take_offer(self.user.id) {
-            let message = "too many offers from this account; slow down";
-            return self
-                .send_error("rate_limited", message, reference.as_ref())
-                .await;
+        if !self.take_offer(&reference).await {
+            return;
         }
         let Some(joined) = self.admit_control(&reference).await else {
             return;
@@ -378,11 +375,32 @@ impl Connection {
         let command = Command::RestartIce {
             participant: joined.media.participant(),
         };
-        if let Err(e) = joined.media.send(command) {
-            let message = format!("{e}; try again shortly");
-            self.send_error("unavailable", &message, reference.as_ref())
-                .await;
+        self.send_to_media(command, &reference).await;
+    }
+
+    /// Takes one offer from the account's budget (all its sockets share
+    /// it); `false`, with a `rate_limited` error sent, when it is spent.
+    /// Only a joined socket spends: an unjoined one gets `not_joined`.
+    async fn take_offer(&mut self, reference: &Option<Value>) -> bool {
+        if self.joined.is_none() || self.state.user_limits.take_offer(self.user.id) {
+            return true;
         }
+        let message = "too many offers from this account; slow down";
+        self.send_error("rate_limited", message, reference.as_ref())
+            .await;
+        false
+    }
+
+    /// Hands `command` to this participant's media plane; `false`, with an
+    /// `unavailable` error sent, when its worker cannot take it now.
+    async fn send_to_media(&mut self, command: Command, reference: &Option<Value>) -> bool {
+        let Some(Err(e)) = self.joined.as_ref().map(|j| j.media.send(command)) else {
+            return true;
+        };
+        let message = format!("{e}; try again shortly");
+        self.send_error("unavailable", &message, reference.as_ref())
+            .await;
+        false
     }
 
     /// Tells the media plane what this participant shows of someone's
@@ -415,11 +433,7 @@ impl Connection {
             source,
             view,
         };
-        if let Err(e) = joined.media.send(command) {
-            let message = format!("{e}; try again shortly");
-            self.send_error("unavailable", &message, reference.as_ref())
-                .await;
-        }
+        self.send_to_media(command, &reference).await;
     }
 
     /// Admits a `track-view` message: in a meeting and within its own rate
@@ -464,11 +478,8 @@ impl Connection {
         // Parsing SDP is the costly part of a message: publish offers come
         // out of one budget per user (however many sockets it opens), and
         // answers are parsed only when an offer awaits one.
-        if offering && self.joined.is_some() && !self.state.user_limits.take_offer(self.user.id) {
-            let message = "too many publish offers from this account; slow down";
-            return self
-                .send_error("rate_limited", message, reference.as_ref())
-                .await;
+        if offering && !self.take_offer(&reference).await {
+            return;
         }
         if answering && self.joined.as_ref().is_some_and(|j| !j.awaiting_answer) {
             let message = "an answer arrived but no subscribe offer is outstanding";
@@ -538,11 +549,8 @@ impl Connection {
                     .await;
             }
         };
-        if let Err(e) = joined.media.send(command) {
-            let message = format!("{e}; try again shortly");
-            return self
-                .send_error("unavailable", &message, reference.as_ref())
-                .await;
+        if !self.send_to_media(command, &reference).await {
+            return;
         }
         if answering && let Some(joined) = self.joined.as_mut() {
             joined.awaiting_answer = false;

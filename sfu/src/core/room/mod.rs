@@ -392,7 +392,7 @@ impl Room {
                 (leg, LegEvent::Connected) => {
                     tracing::info!(room = %self.name, participant = %id, leg = leg.as_str(), "media: connected");
                     if leg == Leg::Subscribe {
-                        self.request_keyframes_for(id);
+                        self.request_keyframes(|_, subscriber| subscriber == id);
                     }
                 }
                 (leg, LegEvent::PathChanged) => {
@@ -400,8 +400,8 @@ impl Room {
                     // Video sent while the old path was failing is lost:
                     // decoders on the far side need a keyframe to go on.
                     match leg {
-                        Leg::Subscribe => self.request_keyframes_for(id),
-                        Leg::Publish => self.request_keyframes_of(id),
+                        Leg::Subscribe => self.request_keyframes(|_, subscriber| subscriber == id),
+                        Leg::Publish => self.request_keyframes(|track, _| track.publisher == id),
                     }
                 }
                 _ => {}

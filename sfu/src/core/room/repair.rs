@@ -11,33 +11,20 @@ use std::time::Instant;
 use str0m::media::Mid;
 
 impl Room {
-    /// Queues a keyframe request for every video track `id` receives:
-    /// packets sent before its subscribe connection was up were dropped, and
-    /// the keyframe asked for at subscription time may have been among them.
-    pub(super) fn request_keyframes_for(&mut self, id: ParticipantId) {
-        for track in self.tracks.values().filter(|t| t.kind == Kind::Video) {
-            for sub in track.subscriptions.iter().filter(|s| s.subscriber == id) {
-                self.pending.queue.push_back((
-                    id,
-                    Leg::Subscribe,
-                    LegEvent::KeyframeRequest(sub.mid),
-                ));
-            }
-        }
-    }
-
-    /// Queues a keyframe request for every subscription of `id`'s video
-    /// tracks, as if each subscriber asked (the throttle makes it one
-    /// request per track and layer): `id`'s packets were lost on the way
-    /// in.
-    pub(super) fn request_keyframes_of(&mut self, id: ParticipantId) {
-        for track in self
-            .tracks
-            .iter()
-            .filter(|(key, t)| key.publisher == id && t.kind == Kind::Video)
-            .map(|(_, t)| t)
-        {
-            for sub in &track.subscriptions {
+    /// Queues a keyframe request for every video subscription of the
+    /// track `key` by `subscriber` that `pick` selects, as if the
+    /// subscriber asked (the throttle makes it one request per track and
+    /// layer however many there are). Used where packets were lost: sent
+    /// before a subscribe connection was up (the keyframe asked for at
+    /// subscription time may have been among them), or on a path a browser
+    /// has just left.
+    pub(super) fn request_keyframes(&mut self, pick: impl Fn(&TrackKey, ParticipantId) -> bool) {
+        for (key, track) in self.tracks.iter().filter(|(_, t)| t.kind == Kind::Video) {
+            for sub in track
+                .subscriptions
+                .iter()
+                .filter(|s| pick(key, s.subscriber))
+            {
                 self.pending.queue.push_back((
                     sub.subscriber,
                     Leg::Subscribe,
