@@ -19,7 +19,7 @@ use super::speaker::SpeechLevel;
 use super::vp8::{Vp8Munger, Vp8Numbers};
 use crate::api::{Kind, ParticipantId, Source};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use str0m::media::{Mid, Pt, Rid};
 use str0m::rtp::{RtpWrite, Ssrc};
 
@@ -76,6 +76,8 @@ pub struct Subscription {
     pub target: Option<u8>,
     /// When forwarding was paused, to continue the timestamps after it.
     paused_at: Option<Instant>,
+    /// When the keyframe `target` waits for was last asked for.
+    keyframe_asked: Option<Instant>,
     /// VP8 picture numbering continued across layer switches (and, like
     /// `rewriter`, across the tracks the m-line carries).
     pub vp8: Vp8Munger,
@@ -83,7 +85,8 @@ pub struct Subscription {
 
 impl Subscription {
     /// A subscription that starts forwarding at the first switch point of
-    /// layer `target` (a keyframe, or any audio packet).
+    /// layer `target` (a keyframe, or any audio packet), whose keyframe is
+    /// asked for `now`.
     pub fn new(
         subscriber: ParticipantId,
         mid: Mid,
@@ -91,6 +94,7 @@ impl Subscription {
         numbering: Numbering,
         pt_map: Vec<(Pt, Pt)>,
         target: Option<u8>,
+        now: Instant,
     ) -> Self {
         Self {
             subscriber,
@@ -101,6 +105,7 @@ impl Subscription {
             current: None,
             target,
             paused_at: None,
+            keyframe_asked: target.map(|_| now),
             vp8: numbering.vp8,
         }
     }
@@ -114,7 +119,8 @@ impl Subscription {
     }
 
     /// Sets the layer to move to (`None` pauses at once). Returns true
-    /// when the subscriber now waits for a keyframe of a new layer.
+    /// when the subscriber now waits for a keyframe of a new layer (which
+    /// the caller asks for).
     pub fn set_target(&mut self, target: Option<u8>, now: Instant) -> bool {
         if self.target == target {
             return false;
@@ -124,7 +130,39 @@ impl Subscription {
             self.current = None;
             self.paused_at = Some(now);
         }
-        target.is_some() && target != self.current
+        let waits = target.is_some() && target != self.current;
+        self.keyframe_asked = waits.then_some(now);
+        waits
+    }
+
+    /// Whether the keyframe this subscription waits for should be asked
+    /// for again: `retry` has passed since it was asked for and none came.
+    /// A publisher may let a request pass (libwebrtc acts on one per
+    /// encoder every 300 ms, whichever layer it names) and sends no
+    /// keyframe unasked, so one request is not enough.
+    pub fn keyframe_overdue(&mut self, now: Instant, retry: Duration) -> bool {
+        if self.target.is_none() || self.target == self.current {
+            self.keyframe_asked = None;
+            return false;
+        }
+        let asked = *self.keyframe_asked.get_or_insert(now);
+        if now.saturating_duration_since(asked) < retry {
+            return false;
+        }
+        self.keyframe_asked = Some(now);
+        true
+    }
+
+    /// Whether forwarding may move to `layer` at a switch point of it: the
+    /// layer it waits for, or, while it shows nothing yet, a lower one (a
+    /// smaller picture beats a black tile until the keyframe it waits for
+    /// comes, and costs less than the budget allowed).
+    fn may_switch_to(&self, layer: u8) -> bool {
+        match (self.current, self.target) {
+            (_, Some(target)) if target == layer => true,
+            (None, Some(target)) => layer < target,
+            _ => false,
+        }
     }
 
     /// Moves forwarding to `layer`, whose switch point `packet` is: the
@@ -280,7 +318,7 @@ impl Track {
         for sub in &mut self.subscriptions {
             // Steady state: the subscriber receives this layer.
             if sub.current != Some(layer) {
-                if !(switch_point && sub.target == Some(layer)) {
+                if !(switch_point && sub.may_switch_to(layer)) {
                     continue;
                 }
                 sub.start(layer, packet, numbers, &self.layers);
@@ -367,6 +405,7 @@ mod tests {
             Numbering::new(start),
             pt_map.iter().map(|&(a, b)| (a.into(), b.into())).collect(),
             target,
+            Instant::now(),
         )
     }
 
@@ -463,13 +502,42 @@ mod tests {
             .push(waiting(1, "0", 100, &[(96, 96)], Some(1)));
         let mut queue = Vec::new();
         track.forward(&layer_packet(1, 0, t0), 1, None, &mut queue);
-        track.forward(&layer_packet(0, 0, t0), 0, KEY, &mut queue);
-        assert!(queue.is_empty(), "nothing before a keyframe of layer 1");
+        track.forward(&layer_packet(2, 0, t0), 2, KEY, &mut queue);
+        assert!(queue.is_empty(), "nothing before a keyframe, none above");
         track.forward(&layer_packet(1, 1, t0), 1, KEY, &mut queue);
         track.forward(&layer_packet(1, 2, t0), 1, None, &mut queue);
         track.forward(&layer_packet(0, 1, t0), 0, None, &mut queue);
         let seqs: Vec<u64> = queue.iter().map(|q| q.seq).collect();
         assert_eq!(seqs, [100, 101], "layer 1 only, from its keyframe");
+    }
+
+    #[test]
+    fn a_new_video_subscriber_shows_a_lower_layer_until_its_own_keyframe() {
+        let t0 = Instant::now();
+        let frame = std::time::Duration::from_millis(33);
+        let mut track = Track::new(Kind::Video, Source::Camera);
+        track
+            .subscriptions
+            .push(waiting(1, "0", 100, &[(96, 96)], Some(2)));
+        let mut queue = Vec::new();
+        track.forward(&layer_packet(0, 0, t0), 0, KEY, &mut queue);
+        track.forward(&layer_packet(0, 1, t0 + frame), 0, None, &mut queue);
+        assert_eq!(track.subscriptions[0].current, Some(0), "showing q");
+        track.forward(&layer_packet(1, 0, t0 + frame), 1, KEY, &mut queue);
+        assert_eq!(
+            track.subscriptions[0].current,
+            Some(0),
+            "h is not the target"
+        );
+        track.forward(&layer_packet(2, 0, t0 + frame * 2), 2, KEY, &mut queue);
+        track.forward(&layer_packet(0, 2, t0 + frame * 2), 0, None, &mut queue);
+        let sent: Vec<(u64, u32)> = queue.iter().map(|q| (q.seq, q.time)).collect();
+        assert_eq!(
+            sent,
+            [(100, 0), (101, 3000), (102, 3000 + 2970)],
+            "q from its keyframe, then f from its own, one stream"
+        );
+        assert_eq!(track.subscriptions[0].current, Some(2));
     }
 
     #[test]

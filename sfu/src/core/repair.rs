@@ -201,6 +201,7 @@ mod tests {
             Numbering::new(1_000),
             vec![(96.into(), 100.into())],
             Some(0),
+            t0,
         );
         for seq in 500..510u64 {
             sub.rewriter.map(seq, seq as u32 * 10);

@@ -286,6 +286,13 @@ struct VideoLayer {
     picture_id: u16,
 }
 
+/// A publisher acts on one keyframe request per m-line in this time and
+/// lets the others pass, whichever layer they ask for: what libwebrtc's
+/// `EncoderRtcpFeedback` does (`min_keyframe_send_interval`, one clock for
+/// all the simulcast layers of an encoder), so a request for the full
+/// layer shortly after one for the low layer gets no keyframe.
+pub const KEYFRAME_REQUEST_GAP: Duration = Duration::from_millis(300);
+
 /// Bytes before a video packet's stamp: the VP8 payload descriptor as
 /// Chromium writes it (X and S bits, then I with a 15-bit picture id),
 /// and the first byte of the VP8 frame tag (its P bit: 0 for keyframes).
@@ -322,6 +329,11 @@ pub struct SimPeer {
     /// Keyframe requests not acted on yet: the m-line and the layer's rid
     /// (`None`: all of the line's).
     keyframe_requested: Vec<(Mid, Option<Rid>)>,
+    /// Keyframe requests let pass without a keyframe (see
+    /// [`KEYFRAME_REQUEST_GAP`]).
+    pub keyframe_requests_ignored: u64,
+    /// When a keyframe request was last acted on, per publish m-line.
+    keyframe_request_acted: HashMap<Mid, Instant>,
     /// The publish m-lines we offered.
     published: Vec<(Mid, MediaKind, Source)>,
     /// Labels of the subscribe m-lines, from the SFU's offers.
@@ -396,6 +408,8 @@ impl SimPeer {
             video: Vec::new(),
             keyframe_requests: 0,
             keyframe_requested: Vec::new(),
+            keyframe_requests_ignored: 0,
+            keyframe_request_acted: HashMap::new(),
             published: Vec::new(),
             tracks: HashMap::new(),
             received: HashMap::new(),
@@ -729,7 +743,7 @@ impl SimPeer {
                 audio.next_at = now;
             }
         }
-        self.note_keyframe_requests();
+        self.note_keyframe_requests(now);
         for layer in &mut self.video {
             let fps = layer.fps;
             let video = &mut layer.out;
@@ -842,7 +856,6 @@ impl SimPeer {
             self.publish_addr,
             &mut self.keyframe_requested,
         );
-        self.note_keyframe_requests();
         let mut received = Vec::new();
         let mut reports = Vec::new();
         let b = drain_subscribe(
@@ -932,10 +945,21 @@ impl SimPeer {
         }
     }
 
-    /// A keyframe request since the last frame makes the next one a keyframe.
-    fn note_keyframe_requests(&mut self) {
+    /// A keyframe request since the last frame makes the next one a
+    /// keyframe, unless the m-line acted on another within
+    /// [`KEYFRAME_REQUEST_GAP`].
+    fn note_keyframe_requests(&mut self, now: Instant) {
         for (mid, rid) in self.keyframe_requested.drain(..) {
             self.keyframe_requests += 1;
+            let recent = self
+                .keyframe_request_acted
+                .get(&mid)
+                .is_some_and(|at| now.saturating_duration_since(*at) < KEYFRAME_REQUEST_GAP);
+            if recent {
+                self.keyframe_requests_ignored += 1;
+                continue;
+            }
+            self.keyframe_request_acted.insert(mid, now);
             for layer in &mut self.video {
                 if layer.out.mid == mid && (rid.is_none() || layer.rid == rid) {
                     layer.keyframe_wanted = true;

@@ -18,6 +18,12 @@ use str0m::media::Mid;
 /// How often layers are chosen again without a reason.
 const LAYER_CHECK: Duration = Duration::from_millis(500);
 
+/// A subscriber still waiting for the keyframe of a new layer this long
+/// after asking asks again (at the next check). Longer than the 300 ms in
+/// which a browser lets further requests pass, and than the round trip of
+/// most paths; as long as the default keyframe throttle.
+const KEYFRAME_RETRY: Duration = Duration::from_millis(500);
+
 impl Room {
     /// Records what `subscriber` shows of the track `shown` (publisher and
     /// source).
@@ -90,7 +96,8 @@ impl Room {
                 else {
                     continue;
                 };
-                if sub.set_target(target, now)
+                let ask = sub.set_target(target, now) || sub.keyframe_overdue(now, KEYFRAME_RETRY);
+                if ask
                     && let Some(layer) = target
                     && !keyframes.contains(&(key, layer))
                 {

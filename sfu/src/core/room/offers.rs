@@ -365,6 +365,7 @@ impl Room {
                 subscriber.lines.numbering_for(mid, now),
                 pt_map,
                 target,
+                now,
             ));
             if track.kind == Kind::Video {
                 // A new viewer needs a keyframe to start decoding.
