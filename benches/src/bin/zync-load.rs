@@ -43,6 +43,10 @@ struct Args {
     /// Leave/rejoin cycles (presets with churn).
     #[arg(long)]
     cycles: Option<usize>,
+    /// Run the server with `sfu.bandwidth_estimation` on or off (overrides
+    /// the preset).
+    #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
+    bandwidth_estimation: Option<bool>,
     /// Target a running Zync instead of starting one (loopback only).
     #[arg(long)]
     url: Option<String>,
@@ -113,6 +117,9 @@ fn plan(args: &Args) -> Result<Plan> {
         .unwrap_or(plan.publishers)
         .min(plan.participants);
     plan.video &= !args.no_video;
+    if let Some(on) = args.bandwidth_estimation {
+        plan.bandwidth_estimation = on;
+    }
     if let Some(kbps) = args.bitrate_kbps {
         plan.video_bitrate = kbps.saturating_mul(1000);
     }
