@@ -4,7 +4,7 @@
 mod initials;
 mod process;
 
-pub use process::{AVATAR_SIZE, MAX_DIMENSION};
+pub use process::{AVATAR_SIZE, AvatarError, MAX_DIMENSION, make_avatar};
 
 use crate::auth::{CurrentUser, Me};
 use crate::db::Avatar;
@@ -15,7 +15,6 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use process::AvatarError;
 use serde::Deserialize;
 use std::hash::{Hash, Hasher};
 

@@ -2,8 +2,8 @@
 //! deliver what the room queues; ping and time out silent peers.
 
 use super::protocol::{
-    CLIENT_TYPES, CandidateInit, ClientMessage, MediaState, Participant, PcName, ServerMessage,
-    SessionDescription, SpeakerOut, TrackLabelIn, TrackOut,
+    CandidateInit, ClientMessage, MediaState, Participant, PcName, ServerMessage,
+    SessionDescription, SpeakerOut, TrackLabelIn, TrackOut, parse_client_message,
 };
 use super::rate::{RateLimit, SocketSlot};
 use super::sessions::SessionWatch;
@@ -245,44 +245,10 @@ impl Connection {
     }
 
     async fn on_text(&mut self, text: &str) {
-        let limits = &self.state.config.limits;
-        let limit = limits.max_ws_message_bytes as usize;
-        let signal_limit = super::signal_limit(limits);
-        if text.len() > limit.max(signal_limit) {
-            let message =
-                format!("messages are limited to {limit} bytes ({signal_limit} for signal)");
-            return self.send_error("message_too_large", &message, None).await;
-        }
-        let value: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
-            Err(e) => return self.send_error("invalid_json", &e.to_string(), None).await,
-        };
-        let reference = value.get("ref").cloned();
-        let Some(kind) = value.get("type").and_then(Value::as_str).map(str::to_owned) else {
-            let message = "expected a JSON object with a string \"type\"";
-            return self
-                .send_error("invalid_message", message, reference.as_ref())
-                .await;
-        };
-        // Only negotiation carries large messages: everything else (chat)
-        // keeps the small limit.
-        if kind != "signal" && text.len() > limit {
-            let message = format!("{kind} messages are limited to {limit} bytes");
-            return self
-                .send_error("message_too_large", &message, reference.as_ref())
-                .await;
-        }
-        if !CLIENT_TYPES.contains(&kind.as_str()) {
-            let message = format!("unknown type {kind:?}; expected one of {CLIENT_TYPES:?}");
-            return self
-                .send_error("unknown_type", &message, reference.as_ref())
-                .await;
-        }
-        match serde_json::from_value::<ClientMessage>(value) {
+        match parse_client_message(text, &self.state.config.limits) {
             Ok(message) => self.dispatch(message).await,
-            Err(e) => {
-                let message = format!("invalid {kind}: {e}");
-                self.send_error("invalid_message", &message, reference.as_ref())
+            Err(refused) => {
+                self.send_error(refused.code, &refused.message, refused.reference.as_ref())
                     .await;
             }
         }

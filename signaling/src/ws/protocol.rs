@@ -3,6 +3,61 @@
 
 use crate::meetings::ChatView;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use zync_config::LimitsConfig;
+
+/// Why a text frame from the browser is not a message: the `error` code
+/// and text it is answered with, and the message's `ref` if it had one.
+#[derive(Debug)]
+pub struct Refused {
+    /// `message_too_large`, `invalid_json`, `invalid_message` or
+    /// `unknown_type`.
+    pub code: &'static str,
+    /// What was wrong, for people.
+    pub message: String,
+    /// The message's `ref`, echoed in the error.
+    pub reference: Option<Value>,
+}
+
+/// Parses one text frame from the browser, within `limits`: only `signal`
+/// (which carries SDP) may be larger than `max_ws_message_bytes`.
+pub fn parse_client_message(text: &str, limits: &LimitsConfig) -> Result<ClientMessage, Refused> {
+    let limit = limits.max_ws_message_bytes as usize;
+    let signal_limit = super::signal_limit(limits);
+    let refuse = |code, message, reference: Option<&Value>| Refused {
+        code,
+        message,
+        reference: reference.cloned(),
+    };
+    if text.len() > limit.max(signal_limit) {
+        let message = format!("messages are limited to {limit} bytes ({signal_limit} for signal)");
+        return Err(refuse("message_too_large", message, None));
+    }
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| refuse("invalid_json", e.to_string(), None))?;
+    let reference = value.get("ref");
+    let Some(kind) = value.get("type").and_then(Value::as_str) else {
+        let message = "expected a JSON object with a string \"type\"".to_owned();
+        return Err(refuse("invalid_message", message, reference));
+    };
+    // Only negotiation carries large messages: everything else (chat)
+    // keeps the small limit.
+    if kind != "signal" && text.len() > limit {
+        let message = format!("{kind} messages are limited to {limit} bytes");
+        return Err(refuse("message_too_large", message, reference));
+    }
+    if !CLIENT_TYPES.contains(&kind) {
+        let message = format!("unknown type {kind:?}; expected one of {CLIENT_TYPES:?}");
+        return Err(refuse("unknown_type", message, reference));
+    }
+    let kind = kind.to_owned();
+    let reference = reference.cloned();
+    serde_json::from_value::<ClientMessage>(value).map_err(|e| Refused {
+        code: "invalid_message",
+        message: format!("invalid {kind}: {e}"),
+        reference,
+    })
+}
 
 /// A message from the browser. The `type` field selects the variant.
 #[derive(Debug, Deserialize)]
