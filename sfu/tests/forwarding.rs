@@ -77,6 +77,47 @@ fn three_peers_receive_each_others_audio_and_video() {
 }
 
 #[test]
+fn red_audio_goes_on_as_red_to_who_negotiated_it_and_as_opus_to_the_others() {
+    let mut sim = Sim::new(Link::default(), 3);
+    // Simulated browsers offer RED for audio and send it when answered so.
+    let talker = sim.add_peer(MediaShape::default());
+    let with_red = sim.add_peer(MediaShape::watcher());
+    let without = sim.add_peer(MediaShape {
+        red: false,
+        ..MediaShape::watcher()
+    });
+    for i in [talker, with_red, without] {
+        sim.join(i, "room");
+    }
+    sim.run_for(Duration::from_secs(4));
+    assert_no_errors(&sim);
+    let from = sim.peers[talker].id;
+    let got = |at: usize| {
+        sim.peers[at]
+            .received
+            .get(&(from, Source::Microphone))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let red = got(with_red);
+    assert!(red.packets > 100, "RED arrives: {red:?}");
+    assert_eq!(red.red, red.packets, "as RED");
+    assert_eq!(red.mislabelled, 0, "its newest block is the talker's frame");
+    assert_eq!(red.missing(), 0);
+    let plain = got(without);
+    assert!(plain.packets > 100, "Opus arrives: {plain:?}");
+    assert_eq!(plain.red, 0, "unwrapped");
+    assert_eq!(plain.mislabelled, 0, "the newest block, as plain Opus");
+    assert_eq!(plain.missing(), 0);
+    assert!(
+        plain.bytes < red.bytes * 6 / 10,
+        "only the newest of two frames: {} against {} bytes",
+        plain.bytes,
+        red.bytes
+    );
+}
+
+#[test]
 fn leaving_stops_the_tracks_at_the_others() {
     let mut sim = one_room(3, 2);
     sim.run_for(Duration::from_secs(2));

@@ -13,6 +13,7 @@
 use super::dynacast::Dynacast;
 use super::history::{ForwardedExts, PacketHistory, StoredPacket};
 use super::layers::{KeyframeStart, Layers, MAX_LAYERS};
+use super::red::{self, Mapped, PayloadTypes};
 use super::repair::KeyframeThrottle;
 use super::rewrite::Rewriter;
 use super::speaker::SpeechLevel;
@@ -68,7 +69,7 @@ pub struct Subscription {
     /// the m-line is recycled for another track).
     pub rewriter: Rewriter,
     /// Publisher payload type → subscriber payload type, by codec.
-    pub pt_map: Vec<(Pt, Pt)>,
+    pub payload_types: PayloadTypes,
     /// The layer being forwarded (`None`: nothing yet, or paused).
     pub current: Option<u8>,
     /// The layer the room chose; forwarding moves there at its next
@@ -92,7 +93,7 @@ impl Subscription {
         mid: Mid,
         ssrc: Ssrc,
         numbering: Numbering,
-        pt_map: Vec<(Pt, Pt)>,
+        payload_types: PayloadTypes,
         target: Option<u8>,
         now: Instant,
     ) -> Self {
@@ -101,7 +102,7 @@ impl Subscription {
             mid,
             ssrc,
             rewriter: numbering.rewriter,
-            pt_map,
+            payload_types,
             current: None,
             target,
             paused_at: None,
@@ -190,12 +191,13 @@ impl Subscription {
         self.current = Some(layer);
     }
 
-    /// The subscriber's payload type for the publisher's `pt`.
+    /// The subscriber's payload type for the publisher's `pt`, for a
+    /// packet sent on unchanged.
     pub fn map_pt(&self, pt: Pt) -> Option<Pt> {
-        self.pt_map
-            .iter()
-            .find(|(from, _)| *from == pt)
-            .map(|&(_, to)| to)
+        match self.payload_types.map(pt)? {
+            Mapped::As(pt) => Some(pt),
+            Mapped::Primary(_) => None,
+        }
     }
 }
 
@@ -323,12 +325,22 @@ impl Track {
                 }
                 sub.start(layer, packet, numbers, &self.layers);
             }
-            let Some(pt) = sub.map_pt(packet.pt) else {
+            let Some(mapped) = sub.payload_types.map(packet.pt) else {
                 continue;
+            };
+            // A subscriber without RED gets the newest block only.
+            let unwrapped: Option<Arc<[u8]>> = match mapped {
+                Mapped::As(_) => None,
+                Mapped::Primary(_) => match red::primary(&packet.payload) {
+                    Some(primary) => Some(Arc::from(primary)),
+                    None => continue,
+                },
             };
             let Some((seq, time)) = sub.rewriter.map(packet.seq, packet.time) else {
                 continue;
             };
+            let (Mapped::As(pt) | Mapped::Primary(pt)) = mapped;
+            let payload = unwrapped.unwrap_or_else(|| sub.vp8.forward(&packet.payload, numbers));
             queue.push(Queued {
                 subscriber: sub.subscriber,
                 ssrc: sub.ssrc,
@@ -337,7 +349,7 @@ impl Track {
                 time,
                 marker: packet.marker,
                 wallclock: packet.arrived,
-                payload: sub.vp8.forward(&packet.payload, numbers),
+                payload,
                 exts: packet.exts,
             });
         }
@@ -403,7 +415,7 @@ mod tests {
             mid.into(),
             (1000 + subscriber as u32).into(),
             Numbering::new(start),
-            pt_map.iter().map(|&(a, b)| (a.into(), b.into())).collect(),
+            PayloadTypes::new(pt_map.iter().map(|&(a, b)| (a.into(), b.into())).collect()),
             target,
             Instant::now(),
         )
@@ -439,6 +451,35 @@ mod tests {
         assert!(
             track.history[0].get(7_001).is_some(),
             "video is kept for NACKs"
+        );
+    }
+
+    #[test]
+    fn red_audio_goes_on_as_red_or_as_its_newest_block() {
+        let t0 = Instant::now();
+        let mut track = Track::new(Kind::Audio, Source::Microphone);
+        // Negotiated RED (63 → 100) and Opus.
+        track
+            .subscriptions
+            .push(subscription(1, "1", 0, &[(111, 109), (63, 100)]));
+        // Opus only.
+        let mut without = subscription(2, "1", 0, &[(111, 109)]);
+        without.payload_types =
+            PayloadTypes::new(vec![(111.into(), 109.into())]).unwrapping_red(63.into(), 109.into());
+        track.subscriptions.push(without);
+        // One redundant block of 3 bytes (the previous packet), then the
+        // 2-byte primary.
+        let mut red_packet = packet(5, 63, t0);
+        red_packet.payload = Arc::from(vec![0x80 | 111, 0x0f, 0x00, 3, 111, 1, 1, 1, 9, 9]);
+        let mut queue = Vec::new();
+        track.forward(&red_packet, 0, None, &mut queue);
+        let got: Vec<(u64, u8, &[u8])> = queue
+            .iter()
+            .map(|q| (q.subscriber.0, *q.pt, &q.payload[..]))
+            .collect();
+        assert_eq!(
+            got,
+            [(1, 100, &red_packet.payload[..]), (2, 109, &[9u8, 9][..])]
         );
     }
 

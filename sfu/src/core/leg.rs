@@ -133,7 +133,10 @@ impl LegRtc {
             .set_lazy_media_timeouts(true)
             .set_ice_lite(true)
             .clear_codecs()
-            .enable_opus(true, false)
+            // Opus with RED (RFC 2198): str0m answers RED before Opus, so
+            // Chromium sends every packet with the previous one inside,
+            // and a lost packet on either hop is rebuilt at the receiver.
+            .enable_opus(true, true)
             // Once a second: how we learn NACK counts for metrics.
             .set_stats_interval(Some(std::time::Duration::from_secs(1)))
             // Forwarded packets keep the browser's size; don't warn on them.

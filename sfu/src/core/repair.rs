@@ -199,7 +199,7 @@ mod tests {
             "2".into(),
             77.into(),
             Numbering::new(1_000),
-            vec![(96.into(), 100.into())],
+            crate::core::red::PayloadTypes::new(vec![(96.into(), 100.into())]),
             Some(0),
             t0,
         );

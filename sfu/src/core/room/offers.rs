@@ -6,10 +6,11 @@ use super::Room;
 use crate::api::{Event, Kind, Leg, OfferedTrack, ParticipantId, PublishOffer, Source};
 use crate::core::forward::{Subscription, Track, TrackKey};
 use crate::core::leg::LegEvent;
+use crate::core::red::PayloadTypes;
 use crate::core::{CoreConfig, Outputs, VideoCodec};
 use std::time::{Duration, Instant};
 use str0m::change::SdpAnswer;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::media::{Direction, MediaKind, Mid};
 
 /// str0m's own resend cache per outgoing stream: unused (NACKs are answered
 /// from the track's history), so as small as it goes.
@@ -401,18 +402,29 @@ impl Room {
 
 /// Maps each payload type the publisher negotiated to the subscriber's
 /// payload type for the same codec (the two sides number codecs
-/// independently).
-fn payload_type_map(publisher: &str0m::Rtc, subscriber: &str0m::Rtc) -> Vec<(Pt, Pt)> {
+/// independently), RED included; a publisher's RED audio goes to a
+/// subscriber without RED as its primary block.
+fn payload_type_map(publisher: &str0m::Rtc, subscriber: &str0m::Rtc) -> PayloadTypes {
     let outgoing = subscriber.codec_config();
-    publisher
-        .codec_config()
-        .params()
-        .iter()
-        .filter_map(|p| {
-            let target = outgoing
-                .match_params(*p)
-                .or_else(|| outgoing.find(|o| o.spec().codec == p.spec().codec))?;
-            Some((p.pt(), target.pt()))
-        })
-        .collect()
+    let mut map = Vec::new();
+    let mut unwrap_red = None;
+    for p in publisher.codec_config().params() {
+        let Some(target) = outgoing
+            .match_params(*p)
+            .or_else(|| outgoing.find(|o| o.spec().codec == p.spec().codec))
+        else {
+            continue;
+        };
+        map.push((p.pt(), target.pt()));
+        match (p.red(), target.red()) {
+            (Some(from), Some(to)) => map.push((from, to)),
+            (Some(from), None) => unwrap_red = Some((from, target.pt())),
+            _ => {}
+        }
+    }
+    let types = PayloadTypes::new(map);
+    match unwrap_red {
+        Some((red, primary)) => types.unwrapping_red(red, primary),
+        None => types,
+    }
 }

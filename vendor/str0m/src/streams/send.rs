@@ -676,7 +676,9 @@ impl StreamTx {
     /// packet that never enters the send queue or the pacer. Header
     /// extensions, stats, SR bookkeeping and the RTX cache are kept exactly
     /// as for a queued packet, so NACKs and sender reports still work.
-    /// RED and VP8 patching are not supported on this path.
+    /// str0m's own RED encoding and VP8 patching are not supported on this
+    /// path; a packet that already is RED (an SFU forwarding a browser's
+    /// RED audio) is sent as it is, under the RED payload type.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn send_now(
         &mut self,
@@ -705,7 +707,12 @@ impl StreamTx {
             csrc,
             vp8_patch: _,
         } = *rtp;
-        let Some(param) = params.iter().find(|p| p.pt() == pt) else {
+        // Zync patch: the main pt, or a RED pt folded onto its primary
+        // codec, as the queued path accepts.
+        let Some(param) = params
+            .iter()
+            .find(|p| p.pt() == pt || p.red() == Some(pt))
+        else {
             warn!("Media is missing PT ({}) used in RTP packet", pt);
             return None;
         };
