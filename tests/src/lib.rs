@@ -7,6 +7,7 @@
 //! `postgres://zync:zync@127.0.0.1:5432/postgres`); then every server gets a
 //! database of its own there, dropped when the server stops.
 
+pub mod impair;
 pub mod participant;
 
 use anyhow::{Context, Result, bail};
