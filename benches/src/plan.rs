@@ -91,6 +91,31 @@ pub struct Plan {
     pub churn: Option<Churn>,
     /// More people joining at once during the measured window.
     pub storm: Option<Storm>,
+    /// Media through `zync-impair`'s relay (loss and delay both ways)
+    /// instead of straight to the server.
+    pub impairment: Option<Impaired>,
+}
+
+/// A lossy path between every simulated participant and the server.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Impaired {
+    /// Percent of datagrams dropped each way.
+    pub loss_percent: f64,
+    /// One-way delay, milliseconds.
+    pub delay_ms: u64,
+    /// The delay varies by up to this many milliseconds either way.
+    pub jitter_ms: u64,
+}
+
+impl Impaired {
+    /// As the relay takes it.
+    pub fn impairment(&self) -> zync_tests::impair::Impairment {
+        zync_tests::impair::Impairment {
+            loss: self.loss_percent / 100.0,
+            delay: Duration::from_millis(self.delay_ms),
+            jitter: Duration::from_millis(self.jitter_ms),
+        }
+    }
 }
 
 /// Subscribers receiving through a bottleneck (a rate and a 200 ms queue,
@@ -205,6 +230,7 @@ impl Plan {
             sample_every: 16,
             churn: None,
             storm: None,
+            impairment: None,
         };
         // Churn renegotiates every subscriber twice per cycle, and with 60
         // people all publishing, 60 x 59 streams of each kind flow as well.

@@ -14,7 +14,24 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use zync_tests::impair::{ImpairRelay, Limits, RelayStats, Route};
 use zync_tests::{Client, PASSWORD};
+
+/// The first of `count` consecutive UDP ports free on 127.0.0.1 and
+/// 127.0.0.2 (taken again a moment later by the server and the relay).
+fn free_port_run(count: usize) -> Result<u16> {
+    let free = |ip: [u8; 4], port: u16| {
+        std::net::UdpSocket::bind(std::net::SocketAddr::from((ip, port))).is_ok()
+    };
+    for _ in 0..100 {
+        let first = 20_000 + rand::random::<u16>() % 30_000;
+        if (first..first + count as u16).all(|p| free([127, 0, 0, 1], p) && free([127, 0, 0, 2], p))
+        {
+            return Ok(first);
+        }
+    }
+    bail!("no run of {count} free UDP ports on loopback")
+}
 
 /// The server under test.
 pub struct Server {
@@ -23,6 +40,8 @@ pub struct Server {
     /// Its process id, for CPU and memory (None when unknown).
     pub pid: Option<u32>,
     child: Option<Child>,
+    /// The lossy relay media goes through (`Plan::impairment`).
+    impair: Option<ImpairRelay>,
 }
 
 impl Server {
@@ -30,7 +49,45 @@ impl Server {
     /// fresh SQLite database, with bandwidth estimation if `plan` needs it.
     pub fn spawn(data_dir: &std::path::Path, plan: &Plan) -> Result<Self> {
         let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        // With an impairment, the server advertises 127.0.0.2 on fixed
+        // ports, one per worker, and the relay listens there.
+        let impair = match plan.impairment {
+            Some(impaired) => {
+                let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let first = free_port_run(workers)?;
+                let routes: Vec<Route> = (first..first + workers as u16)
+                    .map(|port| Route {
+                        listen: ([127, 0, 0, 2], port).into(),
+                        upstream: ([127, 0, 0, 1], port).into(),
+                    })
+                    .collect();
+                command
+                    .env("ZYNC_SFU_PUBLIC_IP", "127.0.0.2")
+                    .env("ZYNC_SFU_WORKERS", workers.to_string())
+                    .env("ZYNC_SFU_UDP_PORT_MIN", first.to_string())
+                    .env(
+                        "ZYNC_SFU_UDP_PORT_MAX",
+                        (first + workers as u16 - 1).to_string(),
+                    );
+                Some(ImpairRelay::start(
+                    &routes,
+                    impaired.impairment(),
+                    1,
+                    Limits {
+                        lifetime: Duration::from_secs(3600),
+                        ..Limits::default()
+                    },
+                )?)
+            }
+            None => {
+                command
+                    .env("ZYNC_SFU_UDP_PORT_MIN", "0")
+                    .env("ZYNC_SFU_UDP_PORT_MAX", "0");
+                None
+            }
+        };
+        let mut child = command
             .arg("--internal-server")
             .env("ZYNC_HTTP_BIND", "127.0.0.1:0")
             .env(
@@ -38,8 +95,6 @@ impl Server {
                 format!("sqlite://{}/zync.db", data_dir.display()),
             )
             .env("ZYNC_SFU_BIND_IP", "127.0.0.1")
-            .env("ZYNC_SFU_UDP_PORT_MIN", "0")
-            .env("ZYNC_SFU_UDP_PORT_MAX", "0")
             .env("ZYNC_SFU_TCP_PORT_MIN", "0")
             .env("ZYNC_SFU_TCP_PORT_MAX", "0")
             .env("ZYNC_LIMITS_MAX_ROOM_PARTICIPANTS", "1000")
@@ -71,13 +126,20 @@ impl Server {
             base,
             pid,
             child: Some(child),
+            impair,
         })
+    }
+
+    /// Stops the lossy relay, if there is one, and returns what it did.
+    pub fn stop_relay(&mut self) -> Option<Result<RelayStats>> {
+        self.impair.take().map(ImpairRelay::stop)
     }
 
     /// A server someone else runs.
     pub fn external(base: &str, pid: Option<u32>) -> Self {
         Self {
             base: base.trim_end_matches('/').to_string(),
+            impair: None,
             pid,
             child: None,
         }

@@ -47,6 +47,17 @@ struct Args {
     /// the preset).
     #[arg(long, value_parser = clap::builder::BoolishValueParser::new())]
     bandwidth_estimation: Option<bool>,
+    /// Percent of datagrams lost each way between every participant and
+    /// the server: media goes through `zync-impair`'s relay (the server
+    /// advertises 127.0.0.2, where it listens).
+    #[arg(long)]
+    loss: Option<f64>,
+    /// One-way delay added each way, milliseconds (through the relay).
+    #[arg(long)]
+    delay_ms: Option<u64>,
+    /// The delay varies by up to this many milliseconds either way.
+    #[arg(long)]
+    jitter_ms: Option<u64>,
     /// Target a running Zync instead of starting one (loopback only).
     #[arg(long)]
     url: Option<String>,
@@ -139,6 +150,24 @@ fn plan(args: &Args) -> Result<Plan> {
     if let Err(why) = plan.check() {
         bail!("{why}");
     }
+    if args.loss.is_some() || args.delay_ms.is_some() || args.jitter_ms.is_some() {
+        if args.url.is_some() || args.baseline || args.baseline_only {
+            bail!(
+                "--loss, --delay-ms and --jitter-ms put a relay before a server zync-load starts: \
+                 not with --url or the baseline"
+            );
+        }
+        let impaired = zync_bench::plan::Impaired {
+            loss_percent: args.loss.unwrap_or(0.0),
+            delay_ms: args.delay_ms.unwrap_or(0),
+            jitter_ms: args.jitter_ms.unwrap_or(0),
+        };
+        if !(0.0..=100.0).contains(&impaired.loss_percent) || impaired.jitter_ms > impaired.delay_ms
+        {
+            bail!("--loss is a percentage, and --jitter-ms cannot exceed --delay-ms");
+        }
+        plan.impairment = Some(impaired);
+    }
     if (args.baseline || args.baseline_only) && (plan.churn.is_some() || plan.storm.is_some()) {
         bail!(
             "the relay baseline runs steady meetings only: no --baseline with churn or a join storm"
@@ -227,7 +256,7 @@ fn failures(results: &[(Option<Side>, Option<Side>)], name_rounds: bool) -> Vec<
 /// One run through Zync: a fresh server (unless `--url`), torn down after.
 async fn run_sfu(args: &Args, plan: &Plan) -> Result<Side> {
     let data = tempdir()?;
-    let server = match &args.url {
+    let mut server = match &args.url {
         Some(url) => {
             if !(url.starts_with("http://127.")
                 || url.starts_with("http://localhost")
@@ -241,6 +270,9 @@ async fn run_sfu(args: &Args, plan: &Plan) -> Result<Side> {
     };
     eprintln!("running {} against {}", plan.name, server.base);
     let side = sfu_run::run(plan, &server).await;
+    if let Some(stats) = server.stop_relay() {
+        eprintln!("impairment relay: {}", serde_json::to_string(&stats?)?);
+    }
     drop(server);
     let _ = std::fs::remove_dir_all(&data);
     side

@@ -904,8 +904,8 @@ impl SimPeer {
             &mut received,
             &mut reports,
         );
-        for (mid, header_seq, pt, payload, at) in received {
-            self.record(mid, header_seq, pt, &payload, at);
+        for p in received {
+            self.record(p.mid, p.seq, p.pt, &p.payload, p.at);
         }
         for mid in reports {
             if let Some(track) = self.tracks.get(&*mid) {
@@ -1095,11 +1095,20 @@ fn drain_publish(
     }
 }
 
+/// An RTP packet the subscribe connection delivered.
+struct Arrived {
+    mid: Mid,
+    seq: u64,
+    pt: Pt,
+    payload: std::sync::Arc<[u8]>,
+    at: Instant,
+}
+
 fn drain_subscribe(
     rtc: &mut Rtc,
     outgoing: &mut VecDeque<Datagram>,
     errors: &mut Vec<String>,
-    received: &mut Vec<(Mid, u64, Pt, std::sync::Arc<[u8]>, Instant)>,
+    received: &mut Vec<Arrived>,
     sender_reports: &mut Vec<Mid>,
 ) -> Instant {
     loop {
@@ -1116,13 +1125,13 @@ fn drain_subscribe(
                     .stream_rx(&packet.header.ssrc)
                     .map(|s| s.mid());
                 if let Some(mid) = mid {
-                    received.push((
+                    received.push(Arrived {
                         mid,
-                        *packet.seq_no,
-                        packet.header.payload_type,
-                        packet.payload.clone(),
-                        packet.timestamp,
-                    ));
+                        seq: *packet.seq_no,
+                        pt: packet.header.payload_type,
+                        payload: packet.payload.clone(),
+                        at: packet.timestamp,
+                    });
                 }
             }
             Ok(Output::Event(RtcEvent::SenderFeedback(report))) => sender_reports.push(report.mid),
