@@ -15,11 +15,8 @@
  *   unshare -n bash -c 'ip link set lo up && node tests/e2e/bench/lossy-call.js --loss 5 --delay-ms 40 --seconds 60'
  */
 import { parseArgs } from 'node:util';
-import {
-  createMeeting, expectAudio, expectPlayingVideos, launchBrowser, onlyLoopback, openAndJoin,
-  signUp, startServer, tile,
-} from '../lib/harness.js';
-import { freeUdpPort, measure, startRelay } from '../lib/impair.js';
+import { launchBrowser, onlyLoopback, startServer } from '../lib/harness.js';
+import { callOfTwo, freeUdpPort, impairedServer, measure, startRelay } from '../lib/impair.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -38,24 +35,9 @@ const seconds = Number(opts.seconds);
  * @param {import('playwright-core').Browser} browser
  */
 async function throughZync(browser) {
-  const port = await freeUdpPort();
-  const relay = await startRelay([`127.0.0.2:${port}=127.0.0.1:${port}`], impairment);
-  const server = await startServer({
-    ZYNC_SFU_PUBLIC_IP: '127.0.0.2',
-    ZYNC_SFU_UDP_PORT_MIN: String(port),
-    ZYNC_SFU_UDP_PORT_MAX: String(port),
-    ZYNC_SFU_WORKERS: '1',
-    ZYNC_SFU_ICE_TCP: 'false',
-  });
+  const { server, relay } = await impairedServer(impairment);
   try {
-    const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
-    const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
-    const url = await createMeeting(a.page, 'Lossy call');
-    await openAndJoin(b.page, url);
-    await tile(a.page, 'Bob Babbage').waitFor();
-    await tile(b.page, 'Ada Lovelace').waitFor();
-    for (const p of [a, b]) await expectPlayingVideos(p.page, 1);
-    for (const p of [a, b]) await expectAudio(p.page, 1);
+    const [a, b] = await callOfTwo(browser, server.url);
     const views = await Promise.all([measure(a.page, seconds), measure(b.page, seconds)]);
     await Promise.all([a.context.close(), b.context.close()]);
     return { views, relay: await relay.stop(), sfu: await repairCounters(server.url) };

@@ -8,7 +8,9 @@
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { dirname, join } from 'node:path';
-import { repo } from './harness.js';
+import {
+  createMeeting, expectAudio, expectPlayingVideos, openAndJoin, repo, signUp, startServer, tile,
+} from './harness.js';
 
 /** A free UDP port on loopback. @returns {Promise<number>} */
 export function freeUdpPort() {
@@ -56,6 +58,47 @@ export async function startRelay(routes, args) {
       return last.startsWith('{') ? JSON.parse(last) : {};
     },
   };
+}
+
+/**
+ * A zync whose media goes through `zync-impair` with `args` (e.g.
+ * `['--loss', '5']`): the SFU, one worker, advertises 127.0.0.2 on a free
+ * port and the relay listens there; media only over UDP.
+ * @param {string[]} args
+ */
+export async function impairedServer(args) {
+  const port = await freeUdpPort();
+  const relay = await startRelay([`127.0.0.2:${port}=127.0.0.1:${port}`], args);
+  try {
+    const server = await startServer({
+      ZYNC_SFU_PUBLIC_IP: '127.0.0.2',
+      ZYNC_SFU_UDP_PORT_MIN: String(port),
+      ZYNC_SFU_UDP_PORT_MAX: String(port),
+      ZYNC_SFU_WORKERS: '1',
+      ZYNC_SFU_ICE_TCP: 'false',
+    });
+    return { server, relay };
+  } catch (e) {
+    await relay.stop();
+    throw e;
+  }
+}
+
+/**
+ * Ada and Bob sign up, meet, and see and hear each other.
+ * @param {import('playwright-core').Browser} browser
+ * @param {string} base
+ */
+export async function callOfTwo(browser, base) {
+  const a = await signUp(browser, base, 'ada', 'Ada Lovelace');
+  const b = await signUp(browser, base, 'bob', 'Bob Babbage');
+  const url = await createMeeting(a.page, 'Call');
+  await openAndJoin(b.page, url);
+  await tile(a.page, 'Bob Babbage').waitFor();
+  await tile(b.page, 'Ada Lovelace').waitFor();
+  for (const p of [a, b]) await expectPlayingVideos(p.page, 1);
+  for (const p of [a, b]) await expectAudio(p.page, 1);
+  return [a, b];
 }
 
 /**

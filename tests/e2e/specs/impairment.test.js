@@ -9,37 +9,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  createMeeting, expectAudio, expectPlayingVideos, launchBrowser, openAndJoin,
-  requireIsolation, signUp, startServer, tile,
-} from '../lib/harness.js';
-import { freeUdpPort, measure, startRelay } from '../lib/impair.js';
+import { launchBrowser, requireIsolation } from '../lib/harness.js';
+import { callOfTwo, impairedServer, measure } from '../lib/impair.js';
 
 test('16. on a network that loses 5 % of packets each way (40 ± 10 ms delay), video keeps playing and audio stays clear', async (t) => {
   if (!requireIsolation(t)) return;
-  const port = await freeUdpPort();
-  const relay = await startRelay([`127.0.0.2:${port}=127.0.0.1:${port}`], [
-    '--loss', '5', '--delay-ms', '40', '--jitter-ms', '10',
-  ]);
-  const server = await startServer({
-    ZYNC_SFU_PUBLIC_IP: '127.0.0.2',
-    ZYNC_SFU_UDP_PORT_MIN: String(port),
-    ZYNC_SFU_UDP_PORT_MAX: String(port),
-    ZYNC_SFU_WORKERS: '1',
-    // Media only over the impaired UDP path.
-    ZYNC_SFU_ICE_TCP: 'false',
-  });
+  const { server, relay } = await impairedServer(['--loss', '5', '--delay-ms', '40', '--jitter-ms', '10']);
   const browser = await launchBrowser();
   try {
-    const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
-    const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
-    const url = await createMeeting(a.page, 'Bad network');
-    await openAndJoin(b.page, url);
-    await tile(a.page, 'Bob Babbage').waitFor();
-    await tile(b.page, 'Ada Lovelace').waitFor();
-    for (const p of [a, b]) await expectPlayingVideos(p.page, 1);
-    for (const p of [a, b]) await expectAudio(p.page, 1);
-
+    const [a, b] = await callOfTwo(browser, server.url);
     const seconds = 20;
     const [ofBob, ofAda] = await Promise.all([measure(a.page, seconds), measure(b.page, seconds)]);
     const stats = await relay.stop();
