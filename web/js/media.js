@@ -336,8 +336,8 @@ export class MediaSession extends EventTarget {
   /**
    * Numbers a person (or a test) can check: per incoming track, whose it
    * is, frames decoded and packets received, and how well it survives the
-   * network: freezes, concealed audio, NACKs sent and the codec in use
-   * (`audio/red` when audio carries redundancy).
+   * network: freezes, concealed audio, NACKs sent, the jitter buffer's
+   * delay (seconds, summed over what it emitted) and the codec in use.
    */
   async stats() {
     const report = await this.subscribe.getStats();
@@ -362,6 +362,8 @@ export class MediaSession extends EventTarget {
         totalFreezesDuration: entry.totalFreezesDuration ?? 0,
         totalSamplesReceived: entry.totalSamplesReceived ?? 0,
         concealedSamples: entry.concealedSamples ?? 0,
+        jitterBufferDelay: entry.jitterBufferDelay ?? 0,
+        jitterBufferEmittedCount: entry.jitterBufferEmittedCount ?? 0,
       });
     }
     return { inbound, publishState: this.publish.connectionState, subscribeState: this.subscribe.connectionState };

@@ -177,7 +177,7 @@ function report(path, call) {
   call.views.forEach((tracks, i) => {
     const video = tracks.find((x) => x.kind === 'video');
     const audio = tracks.find((x) => x.kind === 'audio');
-    console.log(`  receiver ${i + 1}: video ${video?.fps.toFixed(1)} fps, frozen ${((video?.frozenShare ?? 0) * 100).toFixed(2)} % (${video?.freezes} freezes), ${Math.round((video?.nacks ?? 0) * 60 / seconds)} NACKs/min, ${video?.height}p; audio ${audio?.codec} (${audio?.bytesPerPacket} B/packet) concealed ${((audio?.concealedShare ?? 0) * 100).toFixed(2)} %, lost ${audio?.packetsLost} of ${(audio?.packetsReceived ?? 0) + (audio?.packetsLost ?? 0)}`);
+    console.log(`  receiver ${i + 1}: video ${video?.fps.toFixed(1)} fps, frozen ${((video?.frozenShare ?? 0) * 100).toFixed(2)} % (${video?.freezes} freezes), ${Math.round((video?.nacks ?? 0) * 60 / seconds)} NACKs/min, jitter buffer ${Math.round(video?.jitterBufferMs ?? 0)} ms, ${video?.height}p; audio ${audio?.codec} (${audio?.bytesPerPacket} B/packet) concealed ${((audio?.concealedShare ?? 0) * 100).toFixed(2)} %, lost ${audio?.packetsLost} of ${(audio?.packetsReceived ?? 0) + (audio?.packetsLost ?? 0)}`);
   });
 }
 

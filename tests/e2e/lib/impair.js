@@ -127,6 +127,8 @@ function inboundOf(name) {
         totalFreezesDuration: s.totalFreezesDuration ?? 0,
         totalSamplesReceived: s.totalSamplesReceived ?? 0,
         concealedSamples: s.concealedSamples ?? 0,
+        jitterBufferDelay: s.jitterBufferDelay ?? 0,
+        jitterBufferEmittedCount: s.jitterBufferEmittedCount ?? 0,
       });
     }
     return out;
@@ -136,8 +138,9 @@ function inboundOf(name) {
 /**
  * What a page received over `seconds`, per incoming track: packets, NACKs
  * sent, frames decoded per second, the share of the time video was frozen,
- * the share of audio samples concealed. `pc` names a page global holding
- * an RTCPeerConnection; without it, the Zync client's subscribe connection.
+ * the share of audio samples concealed, the jitter buffer's mean delay.
+ * `pc` names a page global holding an RTCPeerConnection; without it, the
+ * Zync client's subscribe connection.
  * @param {import('playwright-core').Page} page
  * @param {number} seconds
  * @param {string} [pc]
@@ -164,6 +167,8 @@ export async function measure(page, seconds, pc) {
       frozenShare: delta('totalFreezesDuration') / seconds,
       freezes: delta('freezeCount'),
       concealedShare: samples > 0 ? delta('concealedSamples') / samples : 0,
+      jitterBufferMs: delta('jitterBufferEmittedCount') > 0
+        ? (delta('jitterBufferDelay') / delta('jitterBufferEmittedCount')) * 1000 : 0,
       height: b.frameHeight,
     };
   });
