@@ -328,18 +328,17 @@ impl Track {
             let Some(mapped) = sub.payload_types.map(packet.pt) else {
                 continue;
             };
-            // A subscriber without RED gets the newest block only.
-            let unwrapped: Option<Arc<[u8]>> = match mapped {
-                Mapped::As(_) => None,
-                Mapped::Primary(_) => match red::primary(&packet.payload) {
-                    Some(primary) => Some(Arc::from(primary)),
+            let (pt, unwrapped) = match mapped {
+                Mapped::As(pt) => (pt, None),
+                // A subscriber without RED gets the newest block only.
+                Mapped::Primary(pt) => match red::primary(&packet.payload) {
+                    Some(primary) => (pt, Some(Arc::from(primary))),
                     None => continue,
                 },
             };
             let Some((seq, time)) = sub.rewriter.map(packet.seq, packet.time) else {
                 continue;
             };
-            let (Mapped::As(pt) | Mapped::Primary(pt)) = mapped;
             let payload = unwrapped.unwrap_or_else(|| sub.vp8.forward(&packet.payload, numbers));
             queue.push(Queued {
                 subscriber: sub.subscriber,
