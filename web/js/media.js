@@ -18,6 +18,8 @@
  *   connection back; the room then joins afresh.
  */
 
+import { PathWatch, silentTogether } from './pathwatch.js';
+
 /** @typedef {'camera'|'microphone'|'screen'|'screen-audio'} Source */
 /** @typedef {{mid: string, participant_id: string, source: Source, kind: 'audio'|'video'}} TrackLabel */
 /** @typedef {{mid: string, participantId: string, source: Source, kind: string, track: MediaStreamTrack, receiver: RTCRtpReceiver}} RemoteTrack */
@@ -40,6 +42,32 @@ function transportPolicy() {
 
 /** How long an ICE restart may take before the room joins afresh. */
 const REJOIN_AFTER_MS = 10_000;
+
+/** How often each connection's path is looked at (`watchPaths`). */
+const PATH_WATCH_MS = 500;
+
+/**
+ * The selected candidate pair of `pc` (its stats), or null while there
+ * is none.
+ * @param {RTCPeerConnection} pc
+ * @returns {Promise<import('./pathwatch.js').PathSample|null>}
+ */
+async function selectedPath(pc) {
+  const report = await pc.getStats();
+  for (const entry of report.values()) {
+    if (entry.type !== 'transport' || !entry.selectedCandidatePairId) continue;
+    const pair = report.get(entry.selectedCandidatePairId);
+    if (pair) {
+      return {
+        id: pair.id,
+        requestsSent: pair.requestsSent ?? 0,
+        responsesReceived: pair.responsesReceived ?? 0,
+        bytesReceived: pair.bytesReceived ?? 0,
+      };
+    }
+  }
+  return null;
+}
 
 /**
  * Upper bitrates that keep a room of many comfortable. The microphone goes
@@ -111,8 +139,12 @@ export class MediaSession extends EventTarget {
     /** Per connection being restarted: the deadline of its restart.
      * @type {Map<'publish'|'subscribe', {timer: ReturnType<typeof setTimeout>}>} */
     this.recovering = new Map();
+    /** Per connection: what is known of its selected path. */
+    this.paths = { publish: new PathWatch(), subscribe: new PathWatch() };
     this.watch(this.publish, 'publish');
     this.watch(this.subscribe, 'subscribe');
+    this.watchingPaths = false;
+    this.pathTimer = setInterval(() => this.watchPaths(), PATH_WATCH_MS);
   }
 
   /**
@@ -131,8 +163,7 @@ export class MediaSession extends EventTarget {
       const state = pc.iceConnectionState;
       const pending = this.recovering.get(name);
       if (state === 'connected' || state === 'completed') {
-        if (pending) clearTimeout(pending.timer);
-        this.recovering.delete(name);
+        this.recovered(name);
       } else if ((state === 'disconnected' || state === 'failed') && !pending) {
         // The browser calls a path `disconnected` once its checks have gone
         // unanswered for about 5 s (Chromium), and moves to another working
@@ -140,6 +171,57 @@ export class MediaSession extends EventTarget {
         this.restartIce(name);
       }
     });
+  }
+
+  /**
+   * Restarts ICE on connections whose path died (`pathwatch.js`), without
+   * waiting ~5 s for the browser to call them `disconnected`: when UDP
+   * stops (a firewall, a hotspot gone), media moves to another path
+   * (ICE-TCP, TURN) seconds sooner. A connection being restarted is back
+   * once its selected path answers again, which may come without a state
+   * change: the old path stays `connected` until the new one takes over.
+   */
+  async watchPaths() {
+    if (this.watchingPaths) return;
+    this.watchingPaths = true;
+    try {
+      await this.lookAtPaths();
+    } finally {
+      this.watchingPaths = false;
+    }
+  }
+
+  async lookAtPaths() {
+    const now = performance.now();
+    /** @type {Partial<Record<'publish'|'subscribe', import('./pathwatch.js').PathVerdict>>} */
+    const verdicts = {};
+    for (const name of /** @type {const} */ (['publish', 'subscribe'])) {
+      const pc = this[name];
+      const state = pc.iceConnectionState;
+      const sample = state === 'connected' || state === 'completed' ? await selectedPath(pc).catch(() => null) : null;
+      if (this.closed) return;
+      if (!sample) {
+        this.paths[name].reset();
+        continue;
+      }
+      const verdict = this.paths[name].look(sample, now);
+      verdicts[name] = verdict;
+      if (verdict.answered) this.recovered(name);
+      else if (verdict.dead && !this.recovering.has(name)) this.restartIce(name);
+    }
+    const { publish, subscribe } = verdicts;
+    if (publish && subscribe && silentTogether(publish, subscribe)) {
+      for (const name of /** @type {const} */ (['publish', 'subscribe'])) {
+        if (!this.recovering.has(name)) this.restartIce(name);
+      }
+    }
+  }
+
+  /** @param {'publish'|'subscribe'} name a connection whose path works */
+  recovered(name) {
+    const pending = this.recovering.get(name);
+    if (pending) clearTimeout(pending.timer);
+    this.recovering.delete(name);
   }
 
   /** @param {'publish'|'subscribe'} name */
@@ -372,6 +454,7 @@ export class MediaSession extends EventTarget {
   /** Closes both connections (tracks are the caller's to stop). */
   close() {
     this.closed = true;
+    clearInterval(this.pathTimer);
     for (const { timer } of this.recovering.values()) clearTimeout(timer);
     this.publish.close();
     this.subscribe.close();

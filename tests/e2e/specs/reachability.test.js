@@ -377,10 +377,12 @@ test('13. when UDP stops mid-call, ICE restarts over TCP and nobody sees anyone 
       async () => (await selectedCandidates(b.page)).every((c) => c?.connected && c.protocol === 'tcp'));
     console.log(`# both connections on TCP ${freeze.settled - dropped} ms after UDP stopped; `
       + `video froze for ${freeze.longest} ms at most (Ada's view of Bob, Bob's of Ada: ${freeze.perPage.join(', ')} ms)`);
-    // Chromium calls a path dead once its checks have gone unanswered for
-    // about 5 s (sooner when it has a working backup pair); the restart and
-    // a fresh keyframe take about a second more.
-    assert.ok(freeze.longest < 10_000, `video froze for ${freeze.longest} ms`);
+    // Bob's client restarts ICE once both its connections go quiet (1 s)
+    // or their checks go unanswered; the SFU answers on the new TCP pair at
+    // its first check, and Chromium moves its own sending there once that
+    // pair has worked for about a second. It calls a path `disconnected`
+    // only after ~5 s: the restart must not wait for that.
+    assert.ok(freeze.longest < 5_000, `video froze for ${freeze.longest} ms`);
     await expectPlayingVideos(a.page, 1);
     await expectPlayingVideos(b.page, 1);
     assert.equal(await tile(a.page, 'Bob Babbage').getAttribute('data-marker'), 'the same Bob',

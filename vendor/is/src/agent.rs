@@ -96,6 +96,13 @@ pub struct IceAgent {
     /// if we get a better candidate for [`IceAgentEvent::NominatedSend`].
     nominated_send: Option<PairId>,
 
+    /// Zync patch: an ice-lite agent restarted ICE and the peer has not
+    /// nominated a pair of the new generation yet (`bridge_restart`).
+    bridging_restart: bool,
+
+    /// Zync patch: the pair sent on while `bridging_restart`.
+    bridged_send: Option<PairId>,
+
     /// Statistics counter for the agent.
     stats: IceAgentStats,
 
@@ -341,6 +348,8 @@ impl IceAgent {
             stun_server_queue: VecDeque::new(),
             discovered_recv: HashSet::new(),
             nominated_send: None,
+            bridging_restart: false,
+            bridged_send: None,
             stats: IceAgentStats::default(),
             timing_advance: Duration::from_millis(50),
             timing_config: StunTiming::default(),
@@ -1013,6 +1022,13 @@ impl IceAgent {
 
         self.local_credentials = local_credentials;
 
+        // Zync patch: the nominated pair went with the old pairs. Media goes
+        // on to the old path until a pair of the new generation is checked
+        // (`bridge_restart`).
+        self.nominated_send = None;
+        self.bridging_restart = self.ice_lite && !self.controlling;
+        self.bridged_send = None;
+
         self.emit_event(IceAgentEvent::IceRestart(self.local_credentials.clone()));
         self.set_connection_state(IceConnectionState::Checking, "ice restart");
     }
@@ -1637,11 +1653,14 @@ impl IceAgent {
         let follow_nomination = self.ice_lite && !self.controlling && req.use_candidate;
         if follow_nomination {
             pair.record_remote_use_candidate(req.now);
+            self.bridging_restart = false;
         }
 
         if (self.controlling && pair.state() == CheckState::Succeeded) || follow_nomination {
             // See if we can nominate something now.
             self.evaluate_nomination();
+        } else if self.bridging_restart {
+            self.bridge_restart();
         }
 
         let (_, password) = self.stun_credentials(true);
@@ -1989,6 +2008,39 @@ impl IceAgent {
                 destination: remote.addr(),
             })
         }
+    }
+
+    /// Zync patch: after an ICE restart, until the peer nominates a pair
+    /// of the new generation, an ice-lite agent sends on the best pair whose
+    /// binding requests it answered. A browser restarts ICE when its path
+    /// died (the web client as soon as its checks go unanswered) and starts
+    /// sending media on the first new pair that works, but towards an
+    /// ice-lite peer Chromium puts USE-CANDIDATE only on a later check of
+    /// its selected pair, seconds on; until then the agent would send into
+    /// the dead path. It grants a peer nothing a nomination would not: the
+    /// requests passed MESSAGE-INTEGRITY, and a nomination redirects too.
+    fn bridge_restart(&mut self) {
+        let Some(best) = self
+            .candidate_pairs
+            .iter()
+            // An ice-lite agent's pairs succeed by an answered request.
+            .filter(|p| p.state() == CheckState::Succeeded)
+            .max_by_key(|p| p.prio())
+        else {
+            return;
+        };
+        if self.bridged_send == Some(best.id()) {
+            return;
+        }
+        let local = best.local_candidate(&self.local_candidates);
+        let remote = best.remote_candidate(&self.remote_candidates);
+        let event = IceAgentEvent::NominatedSend {
+            proto: local.proto(),
+            source: local.base(),
+            destination: remote.addr(),
+        };
+        self.bridged_send = Some(best.id());
+        self.emit_event(event);
     }
 
     fn nominated_pair_priority(&self) -> Option<u64> {
@@ -3067,6 +3119,99 @@ mod test {
             agent.handle_timeout(now);
         }
         assert_eq!(nominated_sends(&mut agent), vec![ipv4_4()]);
+    }
+
+    // Zync patch: after an ICE restart, an ice-lite agent sends on a pair
+    // of the new generation as soon as it answers a check there.
+    #[test]
+    fn ice_lite_sends_on_a_checked_pair_after_a_restart_before_any_nomination() {
+        // A browser whose UDP path died restarts ICE; its checks reach us
+        // only over a TCP-like pair. Chromium nominates (towards an
+        // ice-lite peer: USE-CANDIDATE on its selected, writable pair) only
+        // at its next check there, seconds later; meanwhile it already
+        // sends media on that pair, and we must answer there, not into the
+        // dead path.
+        let mut agent = new_test_agent();
+        agent.set_ice_lite(true);
+        agent.set_controlling(false);
+        agent
+            .add_local_candidate(Candidate::host(ipv4_1(), "udp").unwrap())
+            .unwrap();
+        let mut remote_creds = IceCreds::new();
+        agent.set_remote_credentials(remote_creds.clone());
+
+        let check = |agent: &mut IceAgent,
+                     remote: &IceCreds,
+                     now: Instant,
+                     source: SocketAddr,
+                     prio: u32,
+                     use_candidate: bool| {
+            let username = format!("{}:{}", agent.local_credentials.ufrag, remote.ufrag);
+            let req =
+                StunMessage::binding_request(&username, TransId::new(), true, 0, prio, use_candidate);
+            let req = serialize_stun_msg(req, &agent.local_credentials.pass);
+            assert!(agent.handle_packet(
+                now,
+                StunPacket {
+                    message: StunMessage::parse(&req).unwrap(),
+                    source,
+                    destination: ipv4_1(),
+                    proto: Protocol::Udp,
+                },
+            ));
+        };
+        let sends = |agent: &mut IceAgent| {
+            let mut v = vec![];
+            while let Some(e) = agent.poll_event() {
+                if let IceAgentEvent::NominatedSend { destination, .. } = e {
+                    v.push(destination);
+                }
+            }
+            v
+        };
+
+        let mut now = Instant::now();
+        agent.handle_timeout(now);
+        check(&mut agent, &remote_creds, now, ipv4_3(), 2130706431, true);
+        now += Duration::from_millis(50);
+        agent.handle_timeout(now);
+        assert_eq!(sends(&mut agent), vec![ipv4_3()]);
+
+        // The path via ipv4_3 died and the browser restarts ICE.
+        now += Duration::from_secs(3);
+        agent.ice_restart(IceCreds::new(), true);
+        remote_creds = IceCreds::new();
+        agent.set_remote_credentials(remote_creds.clone());
+        let _ = sends(&mut agent);
+
+        // Its first checks of the new generation, not nominating yet.
+        check(&mut agent, &remote_creds, now, ipv4_4(), 1694498815, false);
+        now += Duration::from_millis(50);
+        agent.handle_timeout(now);
+        assert_eq!(sends(&mut agent), vec![ipv4_4()], "sends where checks arrive");
+        for _ in 0..3 {
+            now += Duration::from_millis(500);
+            check(&mut agent, &remote_creds, now, ipv4_4(), 1694498815, false);
+            agent.handle_timeout(now);
+        }
+        assert_eq!(sends(&mut agent), vec![], "stays there");
+
+        // A better pair answers too (UDP came back): until the browser
+        // nominates, the better one is used.
+        check(&mut agent, &remote_creds, now, ipv4_3(), 2130706431, false);
+        agent.handle_timeout(now);
+        assert_eq!(sends(&mut agent), vec![ipv4_3()]);
+
+        // The browser's nomination decides from then on, even for the
+        // lower-priority pair, and later checks change nothing.
+        now += Duration::from_millis(500);
+        check(&mut agent, &remote_creds, now, ipv4_4(), 1694498815, true);
+        agent.handle_timeout(now);
+        assert_eq!(sends(&mut agent).last(), Some(&ipv4_4()));
+        now += Duration::from_millis(500);
+        check(&mut agent, &remote_creds, now, ipv4_3(), 2130706431, false);
+        agent.handle_timeout(now);
+        assert_eq!(sends(&mut agent), vec![]);
     }
 
     // Zync patch: an ice-lite agent sends where the peer nominated last.
