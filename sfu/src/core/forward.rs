@@ -13,6 +13,7 @@
 use super::dynacast::Dynacast;
 use super::history::{ForwardedExts, PacketHistory, StoredPacket};
 use super::layers::{KeyframeStart, Layers, MAX_LAYERS};
+use super::playout::PlayoutFloor;
 use super::red::{self, Mapped, PayloadTypes};
 use super::repair::KeyframeThrottle;
 use super::rewrite::Rewriter;
@@ -44,6 +45,9 @@ pub struct Numbering {
     pub rewriter: Rewriter,
     /// VP8 picture ids and TL0PICIDX.
     pub vp8: Vp8Munger,
+    /// The playout floor last sent: the browser keeps it for the line's
+    /// next track until told otherwise.
+    pub playout: PlayoutFloor,
 }
 
 impl Numbering {
@@ -52,6 +56,7 @@ impl Numbering {
         Self {
             rewriter: Rewriter::new(first),
             vp8: Vp8Munger::default(),
+            playout: PlayoutFloor::default(),
         }
     }
 }
@@ -82,6 +87,8 @@ pub struct Subscription {
     /// VP8 picture numbering continued across layer switches (and, like
     /// `rewriter`, across the tracks the m-line carries).
     pub vp8: Vp8Munger,
+    /// The playout floor its packets carry (`crate::core::playout`).
+    pub playout: PlayoutFloor,
 }
 
 impl Subscription {
@@ -108,6 +115,7 @@ impl Subscription {
             paused_at: None,
             keyframe_asked: target.map(|_| now),
             vp8: numbering.vp8,
+            playout: numbering.playout,
         }
     }
 
@@ -116,6 +124,7 @@ impl Subscription {
         Numbering {
             rewriter: self.rewriter,
             vp8: self.vp8,
+            playout: self.playout,
         }
     }
 
@@ -225,6 +234,9 @@ pub struct Queued {
     pub payload: Arc<[u8]>,
     /// Header extension values forwarded with it.
     pub exts: ForwardedExts,
+    /// A minimum playout delay to send with it, hundredths of a second
+    /// (`crate::core::playout`).
+    pub playout_min: Option<u16>,
 }
 
 impl Queued {
@@ -238,7 +250,7 @@ impl Queued {
             self.payload.clone(),
         )
         .marker(self.marker)
-        .ext_vals(self.exts.to_ext_values())
+        .ext_vals(self.exts.to_ext_values(self.playout_min))
     }
 }
 
@@ -350,6 +362,7 @@ impl Track {
                 wallclock: packet.arrived,
                 payload,
                 exts: packet.exts,
+                playout_min: sub.playout.hundredths(),
             });
         }
         started

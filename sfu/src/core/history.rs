@@ -8,9 +8,11 @@
 //! [`Rewriter`](super::Rewriter)) and the packet is resent from this one
 //! history through str0m's RTX stream of that subscriber.
 
+use super::playout::MAX_DELAY_HUNDREDTHS;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use str0m::media::MediaTime;
 use str0m::media::Pt;
 use str0m::rtp::{ExtensionValues, VideoOrientation};
 
@@ -45,12 +47,16 @@ impl ForwardedExts {
         self.audio_level
     }
 
-    /// As str0m's type, for a write.
-    pub fn to_ext_values(self) -> ExtensionValues {
+    /// As str0m's type, for a write, with a minimum playout delay
+    /// (hundredths of a second, `crate::core::playout`) when given.
+    pub fn to_ext_values(self, playout_min: Option<u16>) -> ExtensionValues {
+        let playout = |hundredths: u64| Some(MediaTime::from_hundredths(hundredths));
         ExtensionValues {
             audio_level: self.audio_level,
             voice_activity: self.voice_activity,
             video_orientation: self.video_orientation,
+            play_delay_min: playout_min.and_then(|min| playout(u64::from(min))),
+            play_delay_max: playout_min.and_then(|_| playout(MAX_DELAY_HUNDREDTHS)),
             ..Default::default()
         }
     }

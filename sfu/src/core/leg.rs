@@ -11,7 +11,7 @@ use super::{CoreConfig, Transport};
 use crate::api::{Kind, Leg};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::DirectApi;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Rid};
@@ -114,6 +114,9 @@ pub struct LegRtc {
     send_to: Option<SocketAddr>,
     /// Cumulative NACKs per outgoing m-line, as last reported by str0m.
     nacks: Vec<(Mid, u64)>,
+    /// The latest round trip str0m measured to the browser (from the
+    /// receiver reports of what we send it).
+    round_trip: Option<Duration>,
 }
 
 impl LegRtc {
@@ -166,6 +169,9 @@ impl LegRtc {
                 .set_extension(1, Extension::AudioLevel)
                 .set_extension(3, Extension::TransportSequenceNumber)
                 .set_extension(4, Extension::RtpMid)
+                // Written only while a subscriber needs repairs
+                // (`crate::core::playout`).
+                .set_extension(6, Extension::PlayoutDelay)
                 .set_extension(13, Extension::VideoOrientation),
         };
         let mut rtc = config.build(now);
@@ -194,6 +200,7 @@ impl LegRtc {
             connected: false,
             send_to: None,
             nacks: Vec::new(),
+            round_trip: None,
         };
         leg.drain(&mut Outbox::default(), &mut Vec::new())?;
         Ok(leg)
@@ -261,6 +268,12 @@ impl LegRtc {
         let result = guarded(|| change(&mut self.rtc))?;
         self.drain(transmits, events)?;
         Ok(result)
+    }
+
+    /// The latest round trip to the browser, once it reported on something
+    /// we send it.
+    pub fn round_trip(&self) -> Option<Duration> {
+        self.round_trip
     }
 
     /// The estimator's current estimate of the path to the browser, bits
@@ -430,6 +443,9 @@ impl LegRtc {
                 events.push(LegEvent::EstimateMoved);
             }
             Event::MediaEgressStats(stats) => {
+                if let Some(rtt) = stats.rtt {
+                    self.round_trip = Some(rtt);
+                }
                 let seen = match self.nacks.iter_mut().find(|(mid, _)| *mid == stats.mid) {
                     Some((_, seen)) => seen,
                     None => {

@@ -12,6 +12,7 @@ mod leg;
 mod negotiation;
 mod outbox;
 mod participant;
+mod playout;
 pub(crate) mod red;
 mod repair;
 mod rewrite;

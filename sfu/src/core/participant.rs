@@ -6,6 +6,7 @@ use super::bandwidth::Downlink;
 use super::layers::layer_of_rid;
 use super::leg::{LegError, LegRtc};
 use super::negotiation::SubscribeLines;
+use super::playout::RepairNeed;
 use super::repair::ResendBudget;
 use crate::api::{Kind, Leg, ParticipantId, Source, TrackLabel, View};
 use rustc_hash::FxHashMap;
@@ -40,6 +41,9 @@ pub struct Participant {
     pub views: FxHashMap<(ParticipantId, Source), View>,
     /// What its downlink carries, as estimated.
     pub downlink: Downlink,
+    /// Whether its video needs repairs (a playout floor, see
+    /// `crate::core::playout`).
+    pub repairs: RepairNeed,
 }
 
 /// Where an incoming SSRC's packets belong.
@@ -69,6 +73,7 @@ impl Participant {
             ssrc_mid: FxHashMap::default(),
             views: FxHashMap::default(),
             downlink: Downlink::default(),
+            repairs: RepairNeed::default(),
         })
     }
 

@@ -103,6 +103,7 @@ pub fn resends(
                 None => packet.payload.clone(),
             },
             exts: packet.exts,
+            playout_min: sub.playout.hundredths(),
         });
     }
     (again, unanswered)

@@ -121,6 +121,9 @@ pub struct Received {
     pub last_of_layer: [Option<Instant>; 3],
     /// Audio packets that came as RED (RFC 2198).
     pub red: u64,
+    /// The minimum of the latest playout-delay header extension seen (a
+    /// browser keeps a value until a packet brings another).
+    pub playout_min: Option<Duration>,
     seen: std::collections::HashSet<u64>,
 }
 
@@ -406,6 +409,8 @@ impl SimPeer {
                 .enable_vp8(true)
                 .set_stats_interval(None)
                 .set_mtu(str0m::DATAGRAM_MTU_TARGET..=1500)
+                // As Chromium: it accepts the SFU's playout delay.
+                .set_extension(6, str0m::rtp::Extension::PlayoutDelay)
                 .build(now);
             if let Ok(candidate) = Candidate::host(addr, "udp") {
                 rtc.add_local_candidate(candidate);
@@ -905,6 +910,9 @@ impl SimPeer {
             &mut reports,
         );
         for p in received {
+            if let Some(min) = p.playout_min {
+                self.note_playout_min(p.mid, min);
+            }
             self.record(p.mid, p.seq, p.pt, &p.payload, p.at);
         }
         for mid in reports {
@@ -914,6 +922,13 @@ impl SimPeer {
             }
         }
         a.min(b)
+    }
+
+    fn note_playout_min(&mut self, mid: Mid, min: Duration) {
+        if let Some(track) = self.tracks.get(&*mid) {
+            let key = (track.participant, track.source);
+            self.received.entry(key).or_default().playout_min = Some(min);
+        }
     }
 
     fn record(&mut self, mid: Mid, seq: u64, pt: Pt, payload: &[u8], at: Instant) {
@@ -1102,6 +1117,7 @@ struct Arrived {
     pt: Pt,
     payload: std::sync::Arc<[u8]>,
     at: Instant,
+    playout_min: Option<Duration>,
 }
 
 fn drain_subscribe(
@@ -1131,6 +1147,11 @@ fn drain_subscribe(
                         pt: packet.header.payload_type,
                         payload: packet.payload.clone(),
                         at: packet.timestamp,
+                        playout_min: packet
+                            .header
+                            .ext_vals
+                            .play_delay_min
+                            .map(|t| Duration::from_secs_f64(t.as_seconds())),
                     });
                 }
             }

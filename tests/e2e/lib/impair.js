@@ -32,7 +32,7 @@ export function freeUdpPort() {
  * @param {string[]} args
  */
 export async function startRelay(routes, args) {
-  const bin = join(dirname(process.env.ZYNC_BIN ?? join(repo, 'target', 'debug', 'zync')), 'zync-impair');
+  const bin = join(dirname(process.env.ZYNC_BIN ?? join(process.env.CARGO_TARGET_DIR ?? join(repo, 'target'), 'debug', 'zync')), 'zync-impair');
   const child = spawn(bin, [...routes.flatMap((r) => ['--forward', r]), '--seconds', '600', ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -69,6 +69,7 @@ impl Room {
             if let Some(bps) = participant.subscribe.estimate() {
                 participant.downlink.on_estimate(now, bps);
             }
+            let (repairs, round_trip) = (participant.repairs, participant.subscribe.round_trip());
             let budget = config
                 .bandwidth_estimation
                 .then(|| participant.downlink.budget());
@@ -89,6 +90,10 @@ impl Room {
                 }
             }
             for ((key, index), target) in wants.slots.into_iter().zip(targets) {
+                let publisher_rtt = self
+                    .participants
+                    .get(&key.publisher)
+                    .and_then(|p| p.subscribe.round_trip());
                 let Some(sub) = self
                     .tracks
                     .get_mut(&key)
@@ -96,6 +101,8 @@ impl Room {
                 else {
                     continue;
                 };
+                let floor = repairs.floor(now, round_trip, publisher_rtt);
+                sub.playout.update(now, floor);
                 let ask = sub.set_target(target, now) || sub.keyframe_overdue(now, KEYFRAME_RETRY);
                 if ask
                     && let Some(layer) = target

@@ -101,6 +101,7 @@ impl Room {
         let Some(sub) = track.subscription(id, mid) else {
             return;
         };
+        subscriber.repairs.on_nack(now);
         let (again, unanswered) = repair::resends(sub, track.history_of(sub), seqs);
         out.stats.resends_missed += unanswered.too_old;
         out.stats.resends_not_received += unanswered.not_received;
