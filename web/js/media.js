@@ -191,6 +191,7 @@ export class MediaSession extends EventTarget {
     }
   }
 
+  /** One look at both connections' selected paths (`pathwatch.js`). */
   async lookAtPaths() {
     const now = performance.now();
     /** @type {Partial<Record<'publish'|'subscribe', import('./pathwatch.js').PathVerdict>>} */

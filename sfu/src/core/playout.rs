@@ -17,7 +17,8 @@
 //! subscriber's round trip plus the publisher's (a packet lost on the way
 //! in is repaired across the publisher's path, then forwarded), plus
 //! [`MARGIN`]: about what the browser would choose peer to peer. Otherwise
-//! nothing is written and the browser sizes its buffer as it likes.
+//! nothing is written and the browser sizes its buffer as it likes; also
+//! for a viewer whose link already limits its layers (see `choose_layers`).
 
 use std::time::{Duration, Instant};
 
