@@ -22,7 +22,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
+pub use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use zync_config::Config;
@@ -321,7 +321,9 @@ impl WsClient {
         if let Some(origin) = origin {
             headers.insert("origin", origin.parse().expect("origin header value"));
         }
-        let (stream, _) = tokio_tungstenite::connect_async(request).await?;
+        // Without Nagle, as browsers send: a small frame goes out at once.
+        let (stream, _) =
+            tokio_tungstenite::connect_async_with_config(request, None, true).await?;
         Ok(Self { stream })
     }
 
