@@ -322,8 +322,7 @@ impl WsClient {
             headers.insert("origin", origin.parse().expect("origin header value"));
         }
         // Without Nagle, as browsers send: a small frame goes out at once.
-        let (stream, _) =
-            tokio_tungstenite::connect_async_with_config(request, None, true).await?;
+        let (stream, _) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
         Ok(Self { stream })
     }
 
