@@ -59,56 +59,59 @@ function flowing(watch, p, from, to) {
   return v;
 }
 
+/**
+ * One client's two connections (`pairs` are their selected pairs' counters,
+ * moved by the test); `look(t)` looks at both at `t` ms and says whether
+ * they went silent together.
+ */
+function client() {
+  const watches = { publish: new PathWatch(), subscribe: new PathWatch() };
+  const pairs = { publish: pair('a'), subscribe: pair('b') };
+  const look = (/** @type {number} */ t) => silentTogether(
+    watches.publish.look({ ...pairs.publish }, t),
+    watches.subscribe.look({ ...pairs.subscribe }, t),
+  );
+  return { watches, pairs, look };
+}
+
+/** A client whose connections both received steadily for 3 s. */
+function steadyClient() {
+  const c = client();
+  flowing(c.watches.publish, c.pairs.publish, 0, 3_000);
+  flowing(c.watches.subscribe, c.pairs.subscribe, 0, 3_000);
+  return c;
+}
+
 test('both connections going quiet at once is silence; one alone is not', () => {
-  const pub = new PathWatch();
-  const sub = new PathWatch();
-  const a = pair('a');
-  const b = pair('b');
-  flowing(pub, a, 0, 3_000);
-  flowing(sub, b, 0, 3_000);
+  const { look } = steadyClient();
   // The network stops just after the look at 2.5 s: nothing more on either.
   let t = 3_000;
-  for (; t < 2_500 + SILENCE_MS; t += LOOK) {
-    assert.equal(silentTogether(pub.look({ ...a }, t), sub.look({ ...b }, t)), false, `too soon at ${t} ms`);
-  }
-  assert.equal(silentTogether(pub.look({ ...a }, t), sub.look({ ...b }, t)), true, `at ${t} ms`);
+  for (; t < 2_500 + SILENCE_MS; t += LOOK) assert.equal(look(t), false, `too soon at ${t} ms`);
+  assert.equal(look(t), true, `at ${t} ms`);
 });
 
 test('everyone we watch muting, then us muting later, is not silence', () => {
-  const pub = new PathWatch();
-  const sub = new PathWatch();
-  const a = pair('a');
-  const b = pair('b');
-  flowing(pub, a, 0, 3_000);
-  flowing(sub, b, 0, 3_000);
+  const { pairs, look } = steadyClient();
   // The subscribe side goes quiet at 3 s; we keep sending (feedback on
   // the publish side) until 10 s, then mute too.
   let t = 3_000;
   for (; t < 10_000; t += LOOK) {
-    a.bytesReceived += 500;
-    assert.equal(silentTogether(pub.look({ ...a }, t), sub.look({ ...b }, t)), false, `at ${t} ms`);
+    pairs.publish.bytesReceived += 500;
+    assert.equal(look(t), false, `at ${t} ms`);
   }
-  for (; t < 20_000; t += LOOK) {
-    assert.equal(silentTogether(pub.look({ ...a }, t), sub.look({ ...b }, t)), false, `at ${t} ms`);
-  }
+  for (; t < 20_000; t += LOOK) assert.equal(look(t), false, `at ${t} ms`);
 });
 
-test('a connection receiving once a second is not steady enough to call silent', () => {
-  const pub = new PathWatch();
-  const sub = new PathWatch();
-  const a = pair('a');
-  const b = pair('b');
-  for (let t = 0; t < 20_000; t += LOOK) {
+test('connections receiving once a second are not steady enough to call silent', () => {
+  const { pairs, look } = client();
+  let t = 0;
+  for (; t < 10_000; t += LOOK) {
     if (t % 1_000 === 0) {
-      a.bytesReceived += 100;
-      b.bytesReceived += 100;
+      pairs.publish.bytesReceived += 100;
+      pairs.subscribe.bytesReceived += 100;
     }
-    const quiet = t >= 10_000;
-    if (quiet) continue;
-    assert.equal(silentTogether(pub.look({ ...a }, t), sub.look({ ...b }, t)), false, `at ${t} ms`);
+    assert.equal(look(t), false, `at ${t} ms`);
   }
-  let t = 10_000;
-  for (; t < 15_000; t += LOOK) {
-    assert.equal(silentTogether(pub.look({ ...a }, t), sub.look({ ...b }, t)), false, `quiet, at ${t} ms`);
-  }
+  // Then nothing at all on either.
+  for (; t < 15_000; t += LOOK) assert.equal(look(t), false, `quiet, at ${t} ms`);
 });
