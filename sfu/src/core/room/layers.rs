@@ -3,7 +3,8 @@
 //! and which layers the publisher is sending, again whenever either
 //! changes and at least every [`LAYER_CHECK`] (a layer may have stopped).
 //! The same pass tells publishers which layers anyone needs (dynacast,
-//! see `crate::core::dynacast`).
+//! see `crate::core::dynacast`) and sets each video subscription's
+//! playout floor (`crate::core::playout`).
 
 use super::Room;
 use crate::api::{Event, Kind, Leg, ParticipantId, Source, View};
