@@ -18,6 +18,7 @@
  *   connection back; the room then joins afresh.
  */
 
+import { inboundStats } from './inbound.js';
 import { PathWatch, silentTogether } from './pathwatch.js';
 
 /** @typedef {'camera'|'microphone'|'screen'|'screen-audio'} Source */
@@ -423,32 +424,10 @@ export class MediaSession extends EventTarget {
    * delay (seconds, summed over what it emitted) and the codec in use.
    */
   async stats() {
-    const report = await this.subscribe.getStats();
-    const inbound = [];
-    for (const entry of report.values()) {
-      if (entry.type !== 'inbound-rtp') continue;
+    const inbound = inboundStats(await this.subscribe.getStats()).map((entry) => {
       const label = entry.mid ? this.labels.get(entry.mid) : undefined;
-      inbound.push({
-        kind: entry.kind,
-        mid: entry.mid,
-        participantId: label?.participant_id,
-        source: label?.source,
-        codec: entry.codecId ? report.get(entry.codecId)?.mimeType : undefined,
-        packetsReceived: entry.packetsReceived ?? 0,
-        bytesReceived: entry.bytesReceived ?? 0,
-        packetsLost: entry.packetsLost ?? 0,
-        nackCount: entry.nackCount ?? 0,
-        framesDecoded: entry.framesDecoded ?? 0,
-        frameWidth: entry.frameWidth,
-        frameHeight: entry.frameHeight,
-        freezeCount: entry.freezeCount ?? 0,
-        totalFreezesDuration: entry.totalFreezesDuration ?? 0,
-        totalSamplesReceived: entry.totalSamplesReceived ?? 0,
-        concealedSamples: entry.concealedSamples ?? 0,
-        jitterBufferDelay: entry.jitterBufferDelay ?? 0,
-        jitterBufferEmittedCount: entry.jitterBufferEmittedCount ?? 0,
-      });
-    }
+      return { ...entry, participantId: label?.participant_id, source: label?.source };
+    });
     return { inbound, publishState: this.publish.connectionState, subscribeState: this.subscribe.connectionState };
   }
 

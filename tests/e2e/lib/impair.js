@@ -102,36 +102,15 @@ export async function callOfTwo(browser, base) {
 }
 
 /**
- * Per incoming track of `pc` (a page global's name), counters from
- * getStats. Runs in the page.
+ * Per incoming track of `pc` (a page global's name), the counters the web
+ * client's own `stats()` reads (`web/js/inbound.js`). Runs in the page,
+ * which is on Zync's origin.
  * @param {string} name
  */
 function inboundOf(name) {
   return (async () => {
-    const pc = /** @type {any} */ (window)[name];
-    const report = await pc.getStats();
-    const out = [];
-    for (const s of report.values()) {
-      if (s.type !== 'inbound-rtp') continue;
-      out.push({
-        kind: s.kind,
-        mid: s.mid,
-        codec: s.codecId ? report.get(s.codecId)?.mimeType : undefined,
-        packetsReceived: s.packetsReceived ?? 0,
-        bytesReceived: s.bytesReceived ?? 0,
-        packetsLost: s.packetsLost ?? 0,
-        nackCount: s.nackCount ?? 0,
-        framesDecoded: s.framesDecoded ?? 0,
-        frameHeight: s.frameHeight,
-        freezeCount: s.freezeCount ?? 0,
-        totalFreezesDuration: s.totalFreezesDuration ?? 0,
-        totalSamplesReceived: s.totalSamplesReceived ?? 0,
-        concealedSamples: s.concealedSamples ?? 0,
-        jitterBufferDelay: s.jitterBufferDelay ?? 0,
-        jitterBufferEmittedCount: s.jitterBufferEmittedCount ?? 0,
-      });
-    }
-    return out;
+    const { inboundStats } = await import('/js/inbound.js');
+    return inboundStats(await /** @type {any} */ (window)[name].getStats());
   })();
 }
 
