@@ -736,3 +736,47 @@ fn a_subscriber_that_moves_to_another_path_gets_media_there_and_fresh_keyframes(
         "nothing goes to the old address any more"
     );
 }
+
+#[test]
+fn a_publisher_whose_media_comes_back_after_an_outage_is_asked_for_a_keyframe_at_once() {
+    let mut sim = Sim::new(Link::default(), 8);
+    // Chromium sends keyframes only when asked: no periodic one to hide
+    // whether the SFU asked.
+    let publisher = sim.add_peer(MediaShape {
+        audio: false,
+        keyframe_interval: Duration::from_secs(600),
+        ..Default::default()
+    });
+    let viewer = sim.add_peer(MediaShape::watcher());
+    sim.join(publisher, "room");
+    sim.join(viewer, "room");
+    sim.run_for(Duration::from_secs(2));
+    let from = sim.peers[publisher].id;
+    assert!(
+        sim.peers[viewer].received[&(from, Source::Camera)]
+            .last_keyframe
+            .is_some()
+    );
+
+    // The publisher's network passes nothing for 3 s (a Wi-Fi dropout, or
+    // the seconds before its browser moves to a new path): the viewer's
+    // decoder has missed everything since, and only a keyframe lets it go
+    // on. The SFU sees the camera come back and asks for one at once,
+    // without waiting for the viewer's browser to notice and ask.
+    sim.cut_off_publish(publisher, true);
+    sim.run_for(Duration::from_secs(3));
+    sim.cut_off_publish(publisher, false);
+    let back = sim.now;
+    sim.run_for(Duration::from_secs(1));
+    let received = &sim.peers[viewer].received[&(from, Source::Camera)];
+    let keyframe = received.last_keyframe.expect("keyframes arrived");
+    assert!(
+        keyframe > back,
+        "no keyframe reached the viewer after the outage"
+    );
+    let waited = keyframe - back;
+    assert!(
+        waited < Duration::from_millis(200),
+        "the viewer waited {waited:?} for a keyframe after the camera came back"
+    );
+}

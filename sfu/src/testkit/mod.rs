@@ -124,6 +124,8 @@ pub struct Received {
     /// The minimum of the latest playout-delay header extension seen (a
     /// browser keeps a value until a packet brings another).
     pub playout_min: Option<Duration>,
+    /// When the first packet of the latest keyframe arrived (video).
+    pub last_keyframe: Option<Instant>,
     seen: std::collections::HashSet<u64>,
 }
 
@@ -955,6 +957,8 @@ impl SimPeer {
         } else {
             (payload, payload.len())
         };
+        let keyframe = kind == Kind::Video
+            && crate::core::layers::keyframe_start(crate::VideoCodec::Vp8, payload).is_some();
         let offset = if kind == Kind::Video {
             self.note_picture_id(mid, payload);
             VP8_PREFIX
@@ -968,6 +972,9 @@ impl SimPeer {
         entry.packets += 1;
         entry.bytes += bytes as u64;
         entry.red += u64::from(red);
+        if keyframe {
+            entry.last_keyframe = Some(at);
+        }
         if entry.seen.insert(seq) {
             entry.distinct += 1;
             if entry.highest_seq.is_some_and(|h| seq < h) {

@@ -129,6 +129,9 @@ pub struct Sim {
     /// Addresses behind a changed NAT mapping: (the peer's own, what the
     /// SFU sees). See [`Sim::move_subscribe`].
     nat: Vec<(SocketAddr, SocketAddr)>,
+    /// Addresses whose network passes nothing, either way (see
+    /// [`Sim::cut_off`]).
+    cut: Vec<SocketAddr>,
 }
 
 impl Sim {
@@ -159,6 +162,7 @@ impl Sim {
             core_busy: Duration::ZERO,
             added: 0,
             nat: Vec::new(),
+            cut: Vec::new(),
         }
     }
 
@@ -341,8 +345,27 @@ impl Sim {
         outside
     }
 
+    /// Peer `i`'s publish connection loses everything it sends and
+    /// everything sent to it while `cut` holds, as when a network stops
+    /// passing UDP for a while and then comes back.
+    pub fn cut_off_publish(&mut self, i: usize, cut: bool) {
+        let [publish, _] = self.peers[i].addresses();
+        self.cut.retain(|a| *a != publish);
+        if cut {
+            self.cut.push(publish);
+        }
+    }
+
     /// Puts a datagram on the network (maybe losing it).
     pub fn send(&mut self, mut datagram: Datagram) {
+        if self
+            .cut
+            .iter()
+            .any(|a| *a == datagram.source || *a == datagram.destination)
+        {
+            self.lost += 1;
+            return;
+        }
         if let Some((_, outside)) = self.nat.iter().find(|(a, _)| *a == datagram.source) {
             datagram.source = *outside;
         }

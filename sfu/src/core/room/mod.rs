@@ -460,6 +460,22 @@ impl Room {
             // A layer (re)started: subscribers may want it.
             track.rids[usize::from(incoming.layer)] = incoming.rid;
             self.layers_changed = true;
+            // After an outage (the publisher's network dropped, or its
+            // browser was moving to a new path), whoever was on the layer
+            // has missed frames that later ones refer to: unless the layer
+            // came back with a keyframe (a camera turned on again), ask for
+            // one as soon as the media is back, rather than when each
+            // viewer's browser notices and asks, some round trips later.
+            let layer = incoming.layer;
+            let waiting = track.kind == Kind::Video
+                && keyframe.is_none()
+                && track
+                    .subscriptions
+                    .iter()
+                    .any(|s| s.current == Some(layer) || s.target == Some(layer));
+            if waiting {
+                self.request_keyframe(packet.arrived, key, layer, config, out);
+            }
         }
     }
 
