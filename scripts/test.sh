@@ -13,7 +13,8 @@
 # The browser tests (tests/e2e) drive the web client in headless Chromium
 # (Debian's package, installed here when missing) with Playwright, inside a
 # network namespace that has only loopback; one of them relays through
-# Debian's coturn (installed too).
+# Debian's coturn (installed too). The cluster tests start Debian's
+# redis-server on loopback (installed when missing).
 #
 # Extra arguments go to `cargo test` (e.g. a test name filter); without
 # them, the vendored crates' own unit tests run too (scripts/vendor-tests.sh).
@@ -57,6 +58,17 @@ start_throwaway_postgres() {
   PG_STOP=("${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast stop)
 }
 
+ensure_redis_installed() {
+  if command -v redis-server >/dev/null; then return 0; fi
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "The cluster tests need redis-server (Debian: apt-get install redis-server)." >&2
+    exit 1
+  fi
+  log "installing redis-server"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+}
+
 ensure_browser_tools() {
   local missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
@@ -89,6 +101,8 @@ run_browser_tests() {
   [ "$(id -u)" -eq 0 ] || ns=(unshare -rn)
   "${ns[@]}" bash -c 'ip link set lo up && cd tests/e2e && node --test --test-concurrency=1 --test-timeout=300000 specs/'
 }
+
+ensure_redis_installed
 
 log "building tests"
 cargo test --workspace --no-run --quiet

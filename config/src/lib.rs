@@ -16,8 +16,8 @@ mod sections;
 
 pub use error::{ConfigError, Source};
 pub use sections::{
-    AuthConfig, Config, DatabaseConfig, HttpConfig, LimitsConfig, LogConfig, MetricsConfig,
-    SfuConfig, WebSocketConfig, parse_origin,
+    AuthConfig, ClusterConfig, Config, DatabaseConfig, HttpConfig, LimitsConfig, LogConfig,
+    MetricsConfig, SfuConfig, WebSocketConfig, parse_origin, valid_node_id,
 };
 
 use std::path::Path;

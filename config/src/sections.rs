@@ -26,6 +26,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// A TURN server for clients whose network blocks UDP to the SFU.
     pub turn: TurnConfig,
+    /// Several Zync nodes sharing one Redis.
+    pub cluster: ClusterConfig,
 }
 
 /// `[http]`: the HTTP listener.
@@ -351,6 +353,80 @@ impl TurnConfig {
     }
 }
 
+/// `[cluster]`: several Zync nodes that know of each other through one
+/// Redis. Without `redis_url` the process runs alone and needs no Redis.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://[user:password@]host[:port][/db]` of the Redis (7 or later)
+    /// the nodes share. Empty: no cluster.
+    pub redis_url: String,
+    /// This node's name in the cluster, unique among the nodes: letters,
+    /// digits, `.`, `_` and `-`, at most 64. Empty: the host name.
+    pub node_id: String,
+    /// `host:port` at which the other nodes reach this one (published in the
+    /// node registry). Empty: not published.
+    pub advertise: String,
+    /// Secret the nodes share to authenticate traffic between them; at
+    /// least 32 characters when `redis_url` is set.
+    pub secret: String,
+}
+
+impl ClusterConfig {
+    /// Whether this process is a node of a cluster.
+    pub fn enabled(&self) -> bool {
+        !self.redis_url.is_empty()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !self.node_id.is_empty() && !valid_node_id(&self.node_id) {
+            return Err(invalid(
+                "cluster.node_id",
+                "use at most 64 letters, digits, '.', '_' or '-'",
+            ));
+        }
+        if !self.advertise.is_empty() {
+            let port = self
+                .advertise
+                .rsplit_once(':')
+                .filter(|(host, _)| !host.is_empty())
+                .and_then(|(_, port)| port.parse::<u16>().ok());
+            if port.is_none_or(|p| p == 0) {
+                return Err(invalid(
+                    "cluster.advertise",
+                    format!("not a host:port: {:?}", self.advertise),
+                ));
+            }
+        }
+        if !self.enabled() {
+            return Ok(());
+        }
+        if !self.redis_url.starts_with("redis://") || self.redis_url.len() <= "redis://".len() {
+            return Err(invalid(
+                "cluster.redis_url",
+                format!("{:?} is not a redis:// URL", self.redis_url),
+            ));
+        }
+        if self.secret.len() < 32 {
+            return Err(invalid(
+                "cluster.secret",
+                "must be set, at least 32 characters, when cluster.redis_url is",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `id` may name a node: what is safe in a Redis key, a metric
+/// label and a log line.
+pub fn valid_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// `[log]`: logging.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -575,6 +651,7 @@ impl Config {
         validate_log_level(&self.log.level).map_err(|r| invalid("log.level", r))?;
         self.sfu.validate()?;
         self.turn.validate()?;
+        self.cluster.validate()?;
         Ok(())
     }
 

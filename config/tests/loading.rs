@@ -202,3 +202,44 @@ fn https_public_url_means_secure_cookies() {
     assert!(config.is_https());
     assert_eq!(config.public_origin(), "https://meet.example.com");
 }
+
+#[test]
+fn cluster_settings_are_checked() {
+    const SECRET: &str = "secret = \"0123456789abcdef0123456789abcdef\"\n";
+    let good = format!("[cluster]\nredis_url = \"redis://10.0.0.5:6379\"\n{SECRET}");
+    let config = Config::from_toml_str(&format!(
+        "{good}node_id = \"zync-1\"\nadvertise = \"10.0.0.11:7000\"\n"
+    ))
+    .expect("a valid cluster section");
+    assert!(config.cluster.enabled());
+    assert!(!Config::default().cluster.enabled(), "alone by default");
+    for (toml, key, reason) in [
+        (
+            "[cluster]\nredis_url = \"redis://r:6379\"\n".to_string(),
+            "cluster.secret",
+            "32",
+        ),
+        (
+            format!("[cluster]\nredis_url = \"http://r:6379\"\n{SECRET}"),
+            "cluster.redis_url",
+            "redis://",
+        ),
+        (
+            format!("{good}node_id = \"zync 1\"\n"),
+            "cluster.node_id",
+            "letters",
+        ),
+        (
+            format!("{good}advertise = \"10.0.0.11\"\n"),
+            "cluster.advertise",
+            "host:port",
+        ),
+    ] {
+        let err = Config::from_toml_str(&toml).expect_err(&toml);
+        let text = err.to_string();
+        assert!(
+            text.contains(key) && text.contains(reason),
+            "{toml}: {text}"
+        );
+    }
+}

@@ -17,4 +17,4 @@ pub use api::{
     SdpRefused, Source, TrackLabel, View, parse_answer,
 };
 pub use core::VideoCodec;
-pub use driver::{Sfu, SfuConfig, SfuError, SfuSession, yield_to_media};
+pub use driver::{MediaLoad, Sfu, SfuConfig, SfuError, SfuSession, yield_to_media};

@@ -40,6 +40,7 @@ pub fn router(state: AppState, sessions: crate::db::SessionStore) -> Router {
         .route("/meetings/{slug}", get(meetings::get))
         .route("/meetings/{slug}/messages", get(meetings::history))
         .route("/ice-servers", get(turn::ice_servers))
+        .route("/cluster", get(crate::cluster::view))
         .fallback(|| async { ApiError::NotFound("no such API route") })
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,

@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod avatar;
 pub mod client_ip;
+pub mod cluster;
 pub mod cpu;
 pub mod db;
 pub mod error;
@@ -90,17 +91,26 @@ pub async fn serve(
         .context("starting the media plane (config [sfu])")?;
     let metrics = config.metrics.enabled.then(metrics::handle);
     let trusted_proxies = Arc::new(config.http.trusted_networks());
+    let rooms = room::Registry::new(
+        db.clone(),
+        room::RoomSettings {
+            max_participants: config.limits.max_room_participants as usize,
+            max_per_user: config.limits.max_participants_per_user as usize,
+            chat_burst: config.limits.chat_burst,
+            chat_per_minute: config.limits.chat_per_minute,
+            simulcast: config.sfu.simulcast,
+        },
+    );
+    let cluster = if config.cluster.enabled() {
+        let identity = cluster::NodeIdentity::from_config(&config.cluster, config.public_origin())?;
+        let load = cluster::LoadSampler::new(rooms.clone(), sfu.clone());
+        Some(cluster::join(&config.cluster, identity, load, stopped.clone()).await?)
+    } else {
+        None
+    };
     let state = state::AppState {
-        rooms: room::Registry::new(
-            db.clone(),
-            room::RoomSettings {
-                max_participants: config.limits.max_room_participants as usize,
-                max_per_user: config.limits.max_participants_per_user as usize,
-                chat_burst: config.limits.chat_burst,
-                chat_per_minute: config.limits.chat_per_minute,
-                simulcast: config.sfu.simulcast,
-            },
-        ),
+        rooms,
+        cluster: cluster.as_ref().map(|(c, _)| c.clone()),
         passwords: auth::Passwords::new(cpu.clone()),
         cpu,
         throttle: Arc::new(throttle),
@@ -149,6 +159,10 @@ pub async fn serve(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     sweeper.abort();
+    if let Some((_, beating)) = cluster {
+        // It saw `stop` and is deleting this node's registry entry.
+        let _ = beating.await;
+    }
     tokio::task::spawn_blocking(move || sfu.shutdown())
         .await
         .context("stopping the media plane")?;

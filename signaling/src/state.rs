@@ -27,6 +27,8 @@ pub struct AppState {
     pub meeting_creations: Arc<AddressQuota>,
     /// Live meetings: slug → the task that owns the meeting's state.
     pub rooms: Registry,
+    /// This node's view of its cluster (cluster mode only).
+    pub cluster: Option<crate::cluster::Cluster>,
     /// Origins the WebSocket accepts.
     pub allowed_origins: Arc<Vec<String>>,
     /// Turns true when the server shuts down; connections then close.

@@ -113,6 +113,15 @@ impl WorkerHandle {
     }
 }
 
+/// What the media plane carries ([`Sfu::load`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaLoad {
+    /// Participants on all workers.
+    pub participants: u64,
+    /// RTP packets forwarded since start, all workers.
+    pub rtp_out_total: u64,
+}
+
 /// Which worker holds each room, and how many participants it has there.
 #[derive(Default)]
 struct Placement {
@@ -280,6 +289,17 @@ impl Sfu {
         handle.send(WorkerMessage::Register(participant, sink))?;
         handle.send(WorkerMessage::Join(room.to_string(), Box::new(connections)))?;
         Ok(session)
+    }
+
+    /// Participants in the media plane now, and RTP packets forwarded
+    /// since start (as of the workers' last once-a-second export).
+    pub fn load(&self) -> MediaLoad {
+        let mut load = MediaLoad::default();
+        for worker in &self.inner.workers {
+            load.participants += worker.load.participants.load(Ordering::Relaxed);
+            load.rtp_out_total += worker.load.rtp_out.load(Ordering::Relaxed);
+        }
+        load
     }
 
     /// Appends the media plane's histograms to a Prometheus text

@@ -67,6 +67,9 @@ pub struct WorkerLoad {
     pub negotiation_nanos: AtomicU64,
     /// How long received datagrams waited in the SFU.
     pub forward_delay: DelayHistogram,
+    /// RTP packets forwarded since start (updated with the metrics, once
+    /// a second).
+    pub rtp_out: AtomicU64,
 }
 
 /// The worker's state, owned by its thread.
@@ -302,6 +305,7 @@ impl Worker {
 
     fn export_metrics(&self, worker: &str, previous: CoreStats) -> CoreStats {
         let now = self.core.stats();
+        self.load.rtp_out.store(now.rtp_out, Ordering::Relaxed);
         let labels = [("worker", worker.to_string())];
         let counter = |name: &'static str, value: u64, before: u64| {
             metrics::counter!(name, &labels).increment(value.saturating_sub(before));
