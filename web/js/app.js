@@ -88,15 +88,21 @@ async function meeting(slug) {
   });
 }
 
+const ENDED_HEADINGS = {
+  left: 'You left the meeting',
+  ended: 'The meeting is over for you',
+  error: 'You are not in the meeting',
+};
+
 /**
  * @param {import('./api.js').Meeting} info
- * @param {'left'|'error'} reason
+ * @param {'left'|'ended'|'error'} reason
  * @param {string} [message]
  */
 function ended(info, reason, message) {
   document.title = 'Meeting ended · Zync';
   replace(root, h('div', { class: 'ended' }, h('div', {},
-    h('h1', {}, reason === 'left' ? 'You left the meeting' : 'You are not in the meeting'),
+    h('h1', {}, ENDED_HEADINGS[reason]),
     h('p', {}, reason === 'left' ? (info.title || info.slug) : message || 'Something went wrong.'),
     h('div', { class: 'row centered-row' },
       h('button', { class: 'btn btn-primary', type: 'button', onclick: () => meeting(info.slug) }, 'Rejoin'),

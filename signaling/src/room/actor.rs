@@ -5,10 +5,10 @@ use super::{JoinError, Outbox, Registry, RoomCommand};
 use crate::auth::PublicUser;
 use crate::db::{Database, rfc3339};
 use crate::meetings::ChatView;
-use crate::ws::protocol::{MeetingInfo, Participant, Publishing, ServerMessage};
+use crate::ws::protocol::{MeetingInfo, Participant, Publishing, Role, ServerMessage};
 use crate::ws::rate::RateLimit;
 use axum::extract::ws::Utf8Bytes;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
@@ -40,6 +40,11 @@ pub(super) struct RoomActor {
     /// Each account's chat budget here (shared by its tabs; forgotten
     /// with the room).
     chat_rates: HashMap<i64, RateLimit>,
+    /// Accounts a host removed: refused until the meeting ends (the room
+    /// closes).
+    removed: HashSet<i64>,
+    /// A host ended the meeting: the room closes.
+    ended: bool,
 }
 
 impl RoomActor {
@@ -66,6 +71,8 @@ impl RoomActor {
             members: Vec::new(),
             history: VecDeque::with_capacity(HISTORY_ON_JOIN),
             chat_rates: HashMap::new(),
+            removed: HashSet::new(),
+            ended: false,
         }
     }
 
@@ -87,7 +94,7 @@ impl RoomActor {
         tracing::debug!("room opened");
         while let Some(command) = self.commands.recv().await {
             self.handle(command).await;
-            if self.members.is_empty() {
+            if self.members.is_empty() || self.ended {
                 break;
             }
         }
@@ -123,6 +130,12 @@ impl RoomActor {
                 self.chat(&participant_id, text, reference).await;
             }
             RoomCommand::Leave { participant_id } => self.leave(&participant_id),
+            RoomCommand::Remove {
+                by,
+                target,
+                reference,
+            } => self.remove(&by, &target, reference),
+            RoomCommand::End { by, reference } => self.end(&by, reference),
             RoomCommand::MediaState {
                 participant_id,
                 media,
@@ -149,6 +162,9 @@ impl RoomActor {
     }
 
     fn join(&mut self, participant: Participant, outbox: Outbox) -> Result<(), JoinError> {
+        if self.removed.contains(&participant.user_id) {
+            return Err(JoinError::Removed);
+        }
         if self.members.len() >= self.settings.max_participants {
             return Err(JoinError::Full);
         }
@@ -201,6 +217,86 @@ impl RoomActor {
         tracing::info!(participant = %participant_id, "left");
         let left = ServerMessage::UserLeft { participant_id }.to_json();
         self.broadcast(left.into());
+    }
+
+    /// The host `by` (else `forbidden`), by display name; `None` after
+    /// telling `by` why not.
+    fn host(&self, by: &str, reference: Option<&serde_json::Value>) -> Option<String> {
+        let member = self.members.iter().find(|m| m.participant.id == by)?;
+        if member.participant.role == Role::Host {
+            return Some(member.participant.display_name.clone());
+        }
+        let error = ServerMessage::Error {
+            code: "forbidden",
+            message: "only the meeting's hosts may do that",
+            reference,
+        }
+        .to_json();
+        let _ = member.outbox.try_send(error.into());
+        None
+    }
+
+    /// A host takes `target` out, with every other tab of the same
+    /// account, and keeps the account out while the meeting lasts.
+    fn remove(&mut self, by: &str, target: &str, reference: Option<serde_json::Value>) {
+        let Some(host) = self.host(by, reference.as_ref()) else {
+            return;
+        };
+        let refuse = |room: &Self, code, message| {
+            if let Some(member) = room.members.iter().find(|m| m.participant.id == by) {
+                let error = ServerMessage::Error {
+                    code,
+                    message,
+                    reference: reference.as_ref(),
+                }
+                .to_json();
+                let _ = member.outbox.try_send(error.into());
+            }
+        };
+        let Some((user_id, role)) = self
+            .members
+            .iter()
+            .find(|m| m.participant.id == target)
+            .map(|m| (m.participant.user_id, m.participant.role))
+        else {
+            return refuse(self, "not_found", "that participant is not in the meeting");
+        };
+        if role == Role::Host {
+            return refuse(self, "forbidden", "hosts cannot be removed");
+        }
+        self.removed.insert(user_id);
+        tracing::info!(by = %by, user_id, "removed by a host");
+        let notice = ServerMessage::Removed { by: &host }.to_json();
+        let tabs: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.participant.user_id == user_id)
+            .map(|m| {
+                let _ = m.outbox.try_send(notice.clone().into());
+                m.participant.id.clone()
+            })
+            .collect();
+        // Leaving drops their outboxes: each connection delivers the
+        // notice, then closes; the others are told they left.
+        for id in tabs {
+            self.leave(&id);
+        }
+    }
+
+    /// A host ends the meeting: everyone is told, then every connection
+    /// in it closes and the room with them.
+    fn end(&mut self, by: &str, reference: Option<serde_json::Value>) {
+        let Some(host) = self.host(by, reference.as_ref()) else {
+            return;
+        };
+        tracing::info!(by = %by, "meeting ended by a host");
+        let notice: Utf8Bytes = ServerMessage::MeetingEnded { by: &host }.to_json().into();
+        for member in &self.members {
+            let _ = member.outbox.try_send(notice.clone());
+        }
+        self.members.clear();
+        self.count.store(0, Ordering::Relaxed);
+        self.ended = true;
     }
 
     async fn chat(

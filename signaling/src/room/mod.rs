@@ -46,6 +46,8 @@ pub enum JoinError {
     TooManyTabs,
     /// The room task is shutting down; ask the registry again.
     Closed,
+    /// A host removed this account from the meeting.
+    Removed,
 }
 
 /// What a connection can ask of its room.
@@ -81,5 +83,21 @@ pub enum RoomCommand {
     Leave {
         /// Who.
         participant_id: String,
+    },
+    /// A host removes someone (refused with `forbidden` for anyone else).
+    Remove {
+        /// Who asks.
+        by: String,
+        /// Whom.
+        target: String,
+        /// The request's `ref`, for an error reply.
+        reference: Option<serde_json::Value>,
+    },
+    /// A host ends the meeting for everyone.
+    End {
+        /// Who asks.
+        by: String,
+        /// The request's `ref`, for an error reply.
+        reference: Option<serde_json::Value>,
     },
 }

@@ -83,7 +83,9 @@ impl Registry {
             }
             match answer.await {
                 Ok(Ok(())) => return Ok(handle),
-                Ok(Err(refused @ (JoinError::Full | JoinError::TooManyTabs))) => {
+                Ok(Err(
+                    refused @ (JoinError::Full | JoinError::TooManyTabs | JoinError::Removed),
+                )) => {
                     return Err(refused);
                 }
                 Ok(Err(JoinError::Closed)) | Err(_) => {

@@ -2,7 +2,7 @@
 //! deliver what the room queues; ping and time out silent peers.
 
 use super::protocol::{
-    CandidateInit, ClientMessage, MediaState, Participant, PcName, ServerMessage,
+    CandidateInit, ClientMessage, MediaState, Participant, PcName, Role, ServerMessage,
     SessionDescription, SpeakerOut, TrackLabelIn, TrackOut, parse_client_message,
 };
 use super::rate::{RateLimit, SocketSlot};
@@ -290,6 +290,30 @@ impl Connection {
                     .await;
             }
             ClientMessage::IceRestart { reference } => self.restart_ice(reference).await,
+            ClientMessage::RemoveParticipant {
+                participant_id,
+                reference,
+            } => {
+                let Some(joined) = self.admit_control(&reference).await else {
+                    return;
+                };
+                let command = RoomCommand::Remove {
+                    by: joined.participant_id.clone(),
+                    target: participant_id,
+                    reference,
+                };
+                joined.room.send(command).await;
+            }
+            ClientMessage::EndMeeting { reference } => {
+                let Some(joined) = self.admit_control(&reference).await else {
+                    return;
+                };
+                let command = RoomCommand::End {
+                    by: joined.participant_id.clone(),
+                    reference,
+                };
+                joined.room.send(command).await;
+            }
             ClientMessage::MediaState {
                 audio,
                 video,
@@ -630,6 +654,11 @@ impl Connection {
             display_name: self.user.display_name.clone(),
             avatar_url: self.user.avatar_url(),
             media: MediaState::default(),
+            role: if meeting.created_by == self.user.id {
+                Role::Host
+            } else {
+                Role::Participant
+            },
         };
         let participant_id = participant.id.clone();
         let (outbox, receiver) = mpsc::channel(OUTBOX_CAPACITY);
@@ -687,6 +716,11 @@ impl Connection {
             }
             Err(JoinError::Closed) => {
                 self.send_error("unavailable", "try again shortly", reference.as_ref())
+                    .await;
+            }
+            Err(JoinError::Removed) => {
+                let message = "a host removed you from this meeting";
+                self.send_error("removed", message, reference.as_ref())
                     .await;
             }
         }

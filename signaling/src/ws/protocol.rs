@@ -142,6 +142,21 @@ pub enum ClientMessage {
         #[serde(rename = "ref", default)]
         reference: Option<serde_json::Value>,
     },
+    /// Hosts only: take someone out of the meeting; their account cannot
+    /// come back while the meeting lasts.
+    RemoveParticipant {
+        /// Who (their participant id).
+        participant_id: String,
+        /// Echoed in errors.
+        #[serde(rename = "ref", default)]
+        reference: Option<serde_json::Value>,
+    },
+    /// Hosts only: end the meeting for everyone in it.
+    EndMeeting {
+        /// Echoed in errors.
+        #[serde(rename = "ref", default)]
+        reference: Option<serde_json::Value>,
+    },
 }
 
 /// The `type` values a client may send, for the `unknown_type` error.
@@ -153,6 +168,8 @@ pub const CLIENT_TYPES: &[&str] = &[
     "media-state",
     "track-view",
     "chat-message",
+    "remove-participant",
+    "end-meeting",
 ];
 
 /// Which of the participant's two peer connections.
@@ -260,6 +277,19 @@ pub struct Participant {
     pub avatar_url: String,
     /// Microphone, camera and screen state.
     pub media: MediaState,
+    /// What they may do in the meeting.
+    pub role: Role,
+}
+
+/// A participant's role in a meeting.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// May remove people and end the meeting: the meeting's owner.
+    Host,
+    /// Everyone else.
+    #[default]
+    Participant,
 }
 
 /// The meeting as `existing-users` describes it.
@@ -331,6 +361,18 @@ pub enum ServerMessage<'a> {
         participant_id: &'a str,
         /// The new state.
         media: &'a MediaState,
+    },
+    /// To someone a host removed: why the meeting is gone. The server
+    /// then closes the connection.
+    Removed {
+        /// The host's display name.
+        by: &'a str,
+    },
+    /// To everyone, when a host ended the meeting. The server then closes
+    /// every connection in it.
+    MeetingEnded {
+        /// The host's display name.
+        by: &'a str,
     },
     /// A request was refused. The connection stays usable.
     Error {

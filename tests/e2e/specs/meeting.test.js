@@ -400,6 +400,41 @@ test('9. the person talking gets the speaking ring, from the server, everywhere'
 // after the SFU moved it from `f` to `q` at q's SPS/PPS (the switch is
 // right in the server's log; q's keyframes asked for later do not help).
 // VP8 (scenario 8) switches cleanly. See issue 14's notes.
+test('17. the host removes someone, who sees why, then ends the meeting for everyone', async (t) => {
+  await scenario(t, async (server, browser) => {
+    const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
+    const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
+    const c = await signUp(browser, server.url, 'cyh', 'Cy Hopper');
+    const url = await createMeeting(a.page, 'Town hall');
+    await openAndJoin(b.page, url);
+    await openAndJoin(c.page, url);
+    await expectPlayingVideos(a.page, 2);
+    for (const p of [a, b, c]) p.page.on('dialog', (dialog) => dialog.accept());
+
+    // Only the host is marked, and only the host gets the controls.
+    await b.page.getByRole('button', { name: 'Participants' }).click();
+    await b.page.locator('.people li', { hasText: 'Ada Lovelace' }).locator('.role-badge', { hasText: 'Host' }).waitFor();
+    assert.equal(await b.page.getByRole('button', { name: /^Remove / }).count(), 0);
+    assert.ok(!(await b.page.getByRole('button', { name: 'End meeting for all' }).isVisible()));
+
+    await a.page.getByRole('button', { name: 'Participants' }).click();
+    await screenshot(a.page, '17-host-controls');
+    await a.page.getByRole('button', { name: 'Remove Cy Hopper from the meeting' }).click();
+    await c.page.getByRole('heading', { name: 'The meeting is over for you' }).waitFor();
+    await c.page.getByText('Ada Lovelace removed you from this meeting.').waitFor();
+    for (const p of [a, b]) await tile(p.page, 'Cy Hopper').waitFor({ state: 'detached', timeout: 10_000 });
+    await screenshot(c.page, '17-removed');
+    // Rejoining is refused while the meeting lasts.
+    await c.page.getByRole('button', { name: 'Rejoin' }).click();
+    await c.page.getByRole('button', { name: /^Join/ }).click();
+    await c.page.getByText('A host removed you from this meeting.').waitFor();
+
+    await a.page.getByRole('button', { name: 'End meeting for all' }).click();
+    await b.page.getByText('Ada Lovelace ended the meeting for everyone.').waitFor();
+    await a.page.getByRole('heading', { name: 'The meeting is over for you' }).waitFor();
+  });
+});
+
 const h264 = process.env.ZYNC_E2E_H264 === '1' ? {} : { skip: 'known failure: set ZYNC_E2E_H264=1 to run' };
 
 test('15. with sfu.video_codec = "h264", cameras go out as three H.264 layers and each viewer gets the one its tile needs', h264, async (t) => {

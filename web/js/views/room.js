@@ -29,7 +29,7 @@ const SPEAKING = 10;
  * @param {{me: import('../api.js').Me, navigate: (path: string) => void}} app
  * @param {import('../api.js').Meeting} meeting
  * @param {JoinChoice} choice
- * @param {(reason: 'left'|'error', message?: string) => void} onEnd
+ * @param {(reason: 'left'|'ended'|'error', message?: string) => void} onEnd
  */
 export function renderRoom(root, app, meeting, choice, onEnd) {
   const room = new Room(root, app, meeting, choice, onEnd);
@@ -80,7 +80,7 @@ class Room {
    * @param {{me: import('../api.js').Me, navigate: (path: string) => void}} app
    * @param {import('../api.js').Meeting} meeting
    * @param {JoinChoice} choice
-   * @param {(reason: 'left'|'error', message?: string) => void} onEnd
+   * @param {(reason: 'left'|'ended'|'error', message?: string) => void} onEnd
    */
   constructor(root, app, meeting, choice, onEnd) {
     this.root = root;
@@ -97,6 +97,8 @@ class Room {
     this.iceServersExpire = 0;
     /** @type {string|null} */
     this.selfId = null;
+    /** Whether we are a host (from `existing-users`). */
+    this.isHost = false;
     /** @type {Map<string, Participant>} */
     this.participants = new Map();
     /** @type {Map<string, Tile>} by `${participantId}:camera|screen` */
@@ -166,7 +168,8 @@ class Room {
     this.peoplePanel = h('aside', { class: 'side', 'aria-label': 'Participants panel', hidden: true },
       h('div', { class: 'side-header' }, h('h2', {}, 'People'),
         h('button', { class: 'btn btn-ghost btn-icon', type: 'button', 'aria-label': 'Close participants', onclick: () => this.togglePanel(null) }, icon('close'))),
-      this.peopleList);
+      this.peopleList,
+      this.endButton = h('button', { class: 'btn btn-danger', type: 'button', hidden: true, onclick: () => this.endForAll() }, 'End meeting for all'));
     this.bannerText = h('span', {}, 'Connection lost. Reconnecting…');
     this.banner = h('div', { class: 'banner', role: 'alert', hidden: true }, h('div', { class: 'spinner', 'aria-hidden': 'true' }), this.bannerText);
     this.audioBox = h('div', { hidden: true });
@@ -269,6 +272,8 @@ class Room {
       case 'existing-users': {
         this.joining = false;
         this.selfId = message.self.id;
+        this.isHost = message.self.role === 'host';
+        this.endButton.hidden = !this.isHost;
         for (const key of [...this.tiles.keys()]) this.removeTile(key);
         this.participants.clear();
         this.addParticipant({ ...message.self, media: this.flags });
@@ -309,6 +314,12 @@ class Room {
       case 'signal':
         this.media?.onSignal(message);
         break;
+      case 'removed':
+        this.end('ended', `${message.by} removed you from this meeting.`);
+        break;
+      case 'meeting-ended':
+        this.end('ended', `${message.by} ended the meeting for everyone.`);
+        break;
       case 'error':
         this.onError(message);
         break;
@@ -317,6 +328,10 @@ class Room {
 
   /** @param {{code: string, message: string}} error */
   onError(error) {
+    if (this.joining && error.code === 'removed') {
+      this.end('ended', 'A host removed you from this meeting. You can join again once it has ended.');
+      return;
+    }
     if (this.joining && ['room_full', 'meeting_not_found', 'unavailable'].includes(error.code)) {
       this.end('error', error.code === 'room_full' ? 'This meeting is full.' : error.message);
       return;
@@ -548,6 +563,10 @@ class Room {
     replace(this.peopleList, ...people.map((p) => h('li', {},
       h('img', { class: 'avatar', src: p.avatar_url, alt: '' }),
       h('span', { class: 'name' }, p.id === this.selfId ? `${p.display_name} (you)` : p.display_name),
+      p.role === 'host' ? h('span', { class: 'role-badge' }, 'Host') : null,
+      this.isHost && p.role !== 'host'
+        ? h('button', { class: 'btn btn-ghost btn-small', type: 'button', 'aria-label': `Remove ${p.display_name} from the meeting`, onclick: () => this.askToRemove(p) }, 'Remove')
+        : null,
       h('span', { class: 'state' },
         h('span', { class: p.media.audio ? '' : 'off', role: 'img', 'aria-label': p.media.audio ? 'Microphone on' : 'Microphone muted' }, icon(p.media.audio ? 'mic' : 'micOff')),
         h('span', { class: p.media.video ? '' : 'off', role: 'img', 'aria-label': p.media.video ? 'Camera on' : 'Camera off' }, icon(p.media.video ? 'cam' : 'camOff'))))));
@@ -715,7 +734,20 @@ class Room {
     this.end('left');
   }
 
-  /** @param {'left'|'error'} reason @param {string} [message] */
+  /** Hosts: takes someone out of the meeting, after asking.
+   * @param {Participant} p */
+  askToRemove(p) {
+    if (!confirm(`Remove ${p.display_name} from the meeting? They cannot come back until it ends.`)) return;
+    this.signaling.send({ type: 'remove-participant', participant_id: p.id });
+  }
+
+  /** Hosts: ends the meeting for everyone, after asking. */
+  endForAll() {
+    if (!confirm('End the meeting for everyone?')) return;
+    this.signaling.send({ type: 'end-meeting' });
+  }
+
+  /** @param {'left'|'ended'|'error'} reason @param {string} [message] */
   end(reason, message) {
     if (this.ended) return;
     this.ended = true;

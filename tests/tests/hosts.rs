@@ -1,0 +1,137 @@
+//! Meeting hosts against a real server: who is a host, removing someone
+//! (for the rest of the meeting), ending the meeting for everyone, and
+//! every host action refused to everyone else.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use zync_tests::{TestServer, WsClient};
+
+/// Reads until the server closes the connection; fails on a timeout.
+async fn expect_closed(ws: &mut WsClient) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match ws.recv_within(left).await {
+            Ok(_) => continue,
+            Err(e) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains("closed") || text.contains("ended"),
+                    "expected the server to close the connection: {text}"
+                );
+                return;
+            }
+        }
+    }
+}
+
+fn role_of(participants: &Value, name: &str) -> Value {
+    participants
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["display_name"] == name))
+        .map_or(Value::Null, |p| p["role"].clone())
+}
+
+#[tokio::test]
+async fn the_owner_removes_someone_who_then_cannot_come_back() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (ada, bob, cy) = (
+        server.user("ada").await?,
+        server.user("bob").await?,
+        server.user("cyd").await?,
+    );
+    let slug = ada.create_meeting("Standup").await?;
+    let mut a = ada.ws().await?;
+    let welcome = a.join(&slug).await?;
+    assert_eq!(welcome["self"]["role"], "host", "the owner is a host");
+    let mut b = bob.ws().await?;
+    let welcome = b.join(&slug).await?;
+    assert_eq!(welcome["self"]["role"], "participant");
+    assert_eq!(role_of(&welcome["participants"], "Ada Test"), "host");
+    let bob_id = welcome["self"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    a.recv_type("user-joined").await?;
+    let mut c = cy.ws().await?;
+    let welcome = c.join(&slug).await?;
+    let cy_id = welcome["self"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    a.recv_type("user-joined").await?;
+    b.recv_type("user-joined").await?;
+
+    // A participant may do neither.
+    c.send(json!({"type": "remove-participant", "participant_id": bob_id, "ref": 1}))
+        .await?;
+    let refused = c.recv_type("error").await?;
+    assert_eq!(refused["code"], "forbidden");
+    assert_eq!(refused["ref"], 1);
+    c.send(json!({"type": "end-meeting", "ref": 2})).await?;
+    let refused = c.recv_type("error").await?;
+    assert_eq!(refused["code"], "forbidden");
+    assert_eq!(refused["ref"], 2);
+    b.expect_silence(Duration::from_millis(300)).await?;
+
+    // The host removes Cy: Cy is told by whom, and disconnected; the
+    // others see Cy leave.
+    a.send(json!({"type": "remove-participant", "participant_id": cy_id}))
+        .await?;
+    let removed = c.recv_type("removed").await?;
+    assert_eq!(removed["by"], "Ada Test");
+    expect_closed(&mut c).await;
+    for ws in [&mut a, &mut b] {
+        let left = ws.recv_type("user-left").await?;
+        assert_eq!(left["participant_id"], cy_id.as_str());
+    }
+
+    // Cy's account stays out while the meeting lasts, from any socket.
+    let mut again = cy.ws().await?;
+    again
+        .send(json!({"type": "join-meeting", "slug": slug, "ref": "j"}))
+        .await?;
+    let refused = again.recv_type("error").await?;
+    assert_eq!(refused["code"], "removed");
+    assert_eq!(refused["ref"], "j");
+
+    // A host cannot be removed, and nobody who is not there.
+    let host_id = welcome["participants"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["role"] == "host"))
+        .map(|p| p["id"].clone())
+        .unwrap_or_default();
+    a.send(json!({"type": "remove-participant", "participant_id": host_id}))
+        .await?;
+    assert_eq!(a.recv_type("error").await?["code"], "forbidden");
+    a.send(json!({"type": "remove-participant", "participant_id": "nobody"}))
+        .await?;
+    assert_eq!(a.recv_type("error").await?["code"], "not_found");
+    server.stop().await
+}
+
+#[tokio::test]
+async fn a_host_ends_the_meeting_for_everyone() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (ada, bob) = (server.user("ada").await?, server.user("bob").await?);
+    let slug = ada.create_meeting("Review").await?;
+    let mut a = ada.ws().await?;
+    a.join(&slug).await?;
+    let mut b = bob.ws().await?;
+    b.join(&slug).await?;
+    a.recv_type("user-joined").await?;
+
+    a.send(json!({"type": "end-meeting"})).await?;
+    for ws in [&mut a, &mut b] {
+        let ended = ws.recv_type("meeting-ended").await?;
+        assert_eq!(ended["by"], "Ada Test");
+        expect_closed(ws).await;
+    }
+    // Over: nobody is in it, and it can be started again.
+    let (_, meeting) = ada.get(&format!("/api/meetings/{slug}")).await?;
+    assert_eq!(meeting["participant_count"], 0, "{meeting}");
+    let mut b = bob.ws().await?;
+    let welcome = b.join(&slug).await?;
+    assert_eq!(welcome["participants"], json!([]));
+    server.stop().await
+}
