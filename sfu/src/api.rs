@@ -252,6 +252,18 @@ pub enum Command {
         /// Who.
         participant: ParticipantId,
     },
+    /// A host stopped (`held`) or released one of the participant's
+    /// tracks: while held, none of its packets are forwarded, whatever the
+    /// browser sends. Its subscribers keep their m-lines (no
+    /// renegotiation).
+    Hold {
+        /// Whose track.
+        participant: ParticipantId,
+        /// Which.
+        source: Source,
+        /// Stop forwarding (`true`) or go on.
+        held: bool,
+    },
 }
 
 impl Command {
@@ -264,7 +276,8 @@ impl Command {
             | Command::Candidate { participant, .. }
             | Command::TrackView { participant, .. }
             | Command::RestartIce { participant }
-            | Command::Leave { participant } => *participant,
+            | Command::Leave { participant }
+            | Command::Hold { participant, .. } => *participant,
         }
     }
 }

@@ -100,6 +100,7 @@ pub async fn serve(
             chat_per_minute: config.limits.chat_per_minute,
             simulcast: config.sfu.simulcast,
         },
+        sfu.clone(),
     );
     let cluster = if config.cluster.enabled() {
         let identity = cluster::NodeIdentity::from_config(&config.cluster, config.public_origin())?;

@@ -135,3 +135,88 @@ async fn a_host_ends_the_meeting_for_everyone() -> anyhow::Result<()> {
     assert_eq!(welcome["participants"], json!([]));
     server.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_mutes_someone_whose_browser_keeps_sending_and_the_sfu_stops_forwarding()
+-> anyhow::Result<()> {
+    use zync_sfu::Source;
+    use zync_sfu::testkit::MediaShape;
+    use zync_tests::participant::TestParticipant;
+    const WAIT: Duration = Duration::from_secs(15);
+
+    let server = TestServer::start().await?;
+    let ada = server.user("ada").await?;
+    let slug = ada.create_meeting("Panel").await?;
+    let mut host = ada.ws().await?;
+    host.join(&slug).await?;
+    let speaker = TestParticipant::join(
+        &server.user("ann").await?,
+        &slug,
+        MediaShape {
+            video: false,
+            ..Default::default()
+        },
+    )
+    .await?;
+    speaker.send(json!({"type": "media-state", "audio": true, "video": false}));
+    let listener =
+        TestParticipant::join(&server.user("ben").await?, &slug, MediaShape::watcher()).await?;
+    let heard = |l: &TestParticipant| l.observe().packets_from(&speaker.id, Source::Microphone);
+    listener
+        .wait_for("Ann's audio", WAIT, |o| {
+            o.packets_from(&speaker.id, Source::Microphone) > 25
+        })
+        .await?;
+
+    // Not a host: refused, nothing changes.
+    listener.send(json!({"type": "mute-participant", "participant_id": speaker.id, "ref": "m"}));
+    listener
+        .wait_for("forbidden", WAIT, |o| {
+            o.errors()
+                .iter()
+                .any(|e| e["code"] == "forbidden" && e["ref"] == "m")
+        })
+        .await?;
+
+    // The host mutes Ann. Her simulated browser ignores it and keeps
+    // sending: the SFU stops forwarding anyway, within 500 ms.
+    host.send(json!({"type": "mute-participant", "participant_id": speaker.id}))
+        .await?;
+    speaker
+        .wait_for("muted-by-host", WAIT, |o| {
+            o.messages
+                .iter()
+                .any(|m| m["type"] == "muted-by-host" && m["by"] == "Ada Test")
+        })
+        .await?;
+    listener
+        .wait_for("Ann shown muted", WAIT, |o| {
+            o.messages.iter().any(|m| {
+                m["type"] == "media-state"
+                    && m["participant_id"] == speaker.id.as_str()
+                    && m["media"]["audio"] == false
+            })
+        })
+        .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let at_mute = heard(&listener);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        heard(&listener),
+        at_mute,
+        "nothing of Ann's is forwarded while held"
+    );
+    assert!(
+        speaker.observe().peer.is_publishing(),
+        "Ann's browser kept sending"
+    );
+
+    // Ann turns her microphone on again herself: forwarded again.
+    speaker.send(json!({"type": "media-state", "audio": true, "video": false}));
+    listener
+        .wait_for("Ann's audio again", Duration::from_secs(2), |o| {
+            o.packets_from(&speaker.id, Source::Microphone) > at_mute + 10
+        })
+        .await?;
+    server.stop().await
+}

@@ -342,6 +342,15 @@ impl Core {
                     room.restart_subscribe_ice(now, participant, config, out)
                 });
             }
+            Command::Hold {
+                participant,
+                source,
+                held,
+            } => {
+                self.with_room(participant, |room, _, _| {
+                    room.hold(participant, source, held)
+                });
+            }
             Command::TrackView {
                 participant,
                 publisher,

@@ -44,6 +44,8 @@ pub struct Participant {
     /// Whether its video needs repairs (a playout floor, see
     /// `crate::core::playout`).
     pub repairs: RepairNeed,
+    /// Its sources a host holds: nothing of theirs is forwarded.
+    pub held: Vec<Source>,
 }
 
 /// Where an incoming SSRC's packets belong.
@@ -74,6 +76,7 @@ impl Participant {
             views: FxHashMap::default(),
             downlink: Downlink::default(),
             repairs: RepairNeed::default(),
+            held: Vec::new(),
         })
     }
 

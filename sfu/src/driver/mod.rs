@@ -291,6 +291,24 @@ impl Sfu {
         Ok(session)
     }
 
+    /// Sends a command about a participant of `room` to the worker that
+    /// holds the room, from outside that participant's session (a host
+    /// acting on someone else). Nothing happens if the room is not here.
+    pub fn command_in(&self, room: &str, command: Command) -> Result<(), SfuError> {
+        let worker = self
+            .inner
+            .placement
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rooms
+            .get(room)
+            .map(|(worker, _)| *worker);
+        match worker {
+            Some(worker) => self.inner.workers[worker].send(WorkerMessage::Command(command)),
+            None => Ok(()),
+        }
+    }
+
     /// Participants in the media plane now, and RTP packets forwarded
     /// since start (as of the workers' last once-a-second export).
     pub fn load(&self) -> MediaLoad {

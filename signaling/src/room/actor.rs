@@ -45,6 +45,9 @@ pub(super) struct RoomActor {
     removed: HashSet<i64>,
     /// A host ended the meeting: the room closes.
     ended: bool,
+    /// Participants whose microphone a host turned off and the SFU holds,
+    /// until they turn it on again themselves.
+    held: HashSet<String>,
 }
 
 impl RoomActor {
@@ -73,6 +76,7 @@ impl RoomActor {
             chat_rates: HashMap::new(),
             removed: HashSet::new(),
             ended: false,
+            held: HashSet::new(),
         }
     }
 
@@ -136,6 +140,11 @@ impl RoomActor {
                 reference,
             } => self.remove(&by, &target, reference),
             RoomCommand::End { by, reference } => self.end(&by, reference),
+            RoomCommand::Mute {
+                by,
+                target,
+                reference,
+            } => self.mute(&by, target.as_deref(), reference),
             RoomCommand::MediaState {
                 participant_id,
                 media,
@@ -149,6 +158,15 @@ impl RoomActor {
                 };
                 if member.participant.media == media {
                     return;
+                }
+                if media.audio && self.held.remove(&participant_id) {
+                    // They turned their microphone on again themselves.
+                    hold_microphone(
+                        &self.registry.sfu,
+                        &self.meeting.slug,
+                        &participant_id,
+                        false,
+                    );
                 }
                 member.participant.media = media;
                 let json = ServerMessage::MediaState {
@@ -213,6 +231,7 @@ impl RoomActor {
             return;
         };
         self.members.remove(index);
+        self.held.remove(participant_id);
         self.count.store(self.members.len(), Ordering::Relaxed);
         tracing::info!(participant = %participant_id, "left");
         let left = ServerMessage::UserLeft { participant_id }.to_json();
@@ -280,6 +299,62 @@ impl RoomActor {
         // notice, then closes; the others are told they left.
         for id in tabs {
             self.leave(&id);
+        }
+    }
+
+    /// A host turns `target`'s microphone off, or every non-host's: the
+    /// SFU stops forwarding it at once (whatever their browser does), the
+    /// room sees them muted, and they are told by whom.
+    fn mute(&mut self, by: &str, target: Option<&str>, reference: Option<serde_json::Value>) {
+        let Some(host) = self.host(by, reference.as_ref()) else {
+            return;
+        };
+        let targets: Vec<String> = match target {
+            Some(target) => {
+                if !self.members.iter().any(|m| m.participant.id == target) {
+                    if let Some(member) = self.members.iter().find(|m| m.participant.id == by) {
+                        let error = ServerMessage::Error {
+                            code: "not_found",
+                            message: "that participant is not in the meeting",
+                            reference: reference.as_ref(),
+                        }
+                        .to_json();
+                        let _ = member.outbox.try_send(error.into());
+                    }
+                    return;
+                }
+                vec![target.to_string()]
+            }
+            None => self
+                .members
+                .iter()
+                .filter(|m| m.participant.role != Role::Host)
+                .map(|m| m.participant.id.clone())
+                .collect(),
+        };
+        tracing::info!(by = %by, count = targets.len(), "microphones muted by a host");
+        let notice: Utf8Bytes = ServerMessage::MutedByHost { by: &host }.to_json().into();
+        let mut changed = Vec::new();
+        for id in targets {
+            hold_microphone(&self.registry.sfu, &self.meeting.slug, &id, true);
+            self.held.insert(id.clone());
+            let Some(member) = self.members.iter_mut().find(|m| m.participant.id == id) else {
+                continue;
+            };
+            let _ = member.outbox.try_send(notice.clone());
+            if member.participant.media.audio {
+                member.participant.media.audio = false;
+                changed.push(
+                    ServerMessage::MediaState {
+                        participant_id: &member.participant.id,
+                        media: &member.participant.media,
+                    }
+                    .to_json(),
+                );
+            }
+        }
+        for json in changed {
+            self.broadcast(json.into());
         }
     }
 
@@ -379,5 +454,21 @@ impl RoomActor {
         for id in gone {
             self.leave(&id);
         }
+    }
+}
+
+/// Tells the media plane to stop (or go on) forwarding `participant`'s
+/// microphone in `room`.
+fn hold_microphone(sfu: &zync_sfu::Sfu, room: &str, participant: &str, held: bool) {
+    let Some(id) = zync_sfu::ParticipantId::parse(participant) else {
+        return;
+    };
+    let command = zync_sfu::Command::Hold {
+        participant: id,
+        source: zync_sfu::Source::Microphone,
+        held,
+    };
+    if let Err(e) = sfu.command_in(room, command) {
+        tracing::warn!(error = %e, participant, "could not reach the media plane to hold a microphone");
     }
 }

@@ -93,6 +93,16 @@ pub enum RoomCommand {
         /// The request's `ref`, for an error reply.
         reference: Option<serde_json::Value>,
     },
+    /// A host turns someone's microphone off (`target`), or every
+    /// non-host's (`None`).
+    Mute {
+        /// Who asks.
+        by: String,
+        /// Whom; `None`: everyone but the hosts.
+        target: Option<String>,
+        /// The request's `ref`, for an error reply.
+        reference: Option<serde_json::Value>,
+    },
     /// A host ends the meeting for everyone.
     End {
         /// Who asks.

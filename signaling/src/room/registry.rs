@@ -36,16 +36,20 @@ pub struct Registry {
     next_entry: Arc<AtomicU64>,
     db: Database,
     settings: RoomSettings,
+    /// The media plane, for host actions on someone else's tracks.
+    pub(super) sfu: zync_sfu::Sfu,
 }
 
 impl Registry {
-    /// An empty registry whose rooms store chat in `db`.
-    pub fn new(db: Database, settings: RoomSettings) -> Self {
+    /// An empty registry whose rooms store chat in `db` and whose hosts
+    /// act on media through `sfu`.
+    pub fn new(db: Database, settings: RoomSettings, sfu: zync_sfu::Sfu) -> Self {
         Self {
             rooms: Arc::new(DashMap::new()),
             next_entry: Arc::new(AtomicU64::new(1)),
             db,
             settings,
+            sfu,
         }
     }
 

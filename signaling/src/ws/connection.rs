@@ -304,6 +304,11 @@ impl Connection {
                 };
                 joined.room.send(command).await;
             }
+            ClientMessage::MuteParticipant {
+                participant_id,
+                reference,
+            } => self.mute(Some(participant_id), reference).await,
+            ClientMessage::MuteAll { reference } => self.mute(None, reference).await,
             ClientMessage::EndMeeting { reference } => {
                 let Some(joined) = self.admit_control(&reference).await else {
                     return;
@@ -334,6 +339,19 @@ impl Connection {
                 joined.room.send(command).await;
             }
         }
+    }
+
+    /// Asks the room to mute `target` (or every non-host) for a host.
+    async fn mute(&mut self, target: Option<String>, reference: Option<Value>) {
+        let Some(joined) = self.admit_control(&reference).await else {
+            return;
+        };
+        let command = RoomCommand::Mute {
+            by: joined.participant_id.clone(),
+            target,
+            reference,
+        };
+        joined.room.send(command).await;
     }
 
     /// Admits a `signal` or `media-state` message: the connection must be

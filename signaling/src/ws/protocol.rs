@@ -151,6 +151,21 @@ pub enum ClientMessage {
         #[serde(rename = "ref", default)]
         reference: Option<serde_json::Value>,
     },
+    /// Hosts only: turn someone's microphone off. The server stops
+    /// forwarding it at once; they may turn it on again themselves.
+    MuteParticipant {
+        /// Who (their participant id).
+        participant_id: String,
+        /// Echoed in errors.
+        #[serde(rename = "ref", default)]
+        reference: Option<serde_json::Value>,
+    },
+    /// Hosts only: turn every non-host's microphone off.
+    MuteAll {
+        /// Echoed in errors.
+        #[serde(rename = "ref", default)]
+        reference: Option<serde_json::Value>,
+    },
     /// Hosts only: end the meeting for everyone in it.
     EndMeeting {
         /// Echoed in errors.
@@ -169,6 +184,8 @@ pub const CLIENT_TYPES: &[&str] = &[
     "track-view",
     "chat-message",
     "remove-participant",
+    "mute-participant",
+    "mute-all",
     "end-meeting",
 ];
 
@@ -365,6 +382,12 @@ pub enum ServerMessage<'a> {
     /// To someone a host removed: why the meeting is gone. The server
     /// then closes the connection.
     Removed {
+        /// The host's display name.
+        by: &'a str,
+    },
+    /// To someone whose microphone a host turned off: the client shows it
+    /// muted (the server already stopped forwarding it).
+    MutedByHost {
         /// The host's display name.
         by: &'a str,
     },

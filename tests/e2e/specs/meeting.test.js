@@ -400,7 +400,7 @@ test('9. the person talking gets the speaking ring, from the server, everywhere'
 // after the SFU moved it from `f` to `q` at q's SPS/PPS (the switch is
 // right in the server's log; q's keyframes asked for later do not help).
 // VP8 (scenario 8) switches cleanly. See issue 14's notes.
-test('17. the host removes someone, who sees why, then ends the meeting for everyone', async (t) => {
+test('17. the host mutes someone, removes someone, who sees why, then ends the meeting for everyone', async (t) => {
   await scenario(t, async (server, browser) => {
     const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
     const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
@@ -419,6 +419,11 @@ test('17. the host removes someone, who sees why, then ends the meeting for ever
 
     await a.page.getByRole('button', { name: 'Participants' }).click();
     await screenshot(a.page, '17-host-controls');
+    // Mute: Bob's browser stops sending, and everyone sees him muted.
+    await a.page.getByRole('button', { name: 'Mute Bob Babbage' }).click();
+    await until(b.page, 'microphone button off', () => document.querySelector('[aria-label="Microphone"]')?.getAttribute('aria-pressed') === 'false');
+    await b.page.getByText('Ada Lovelace muted your microphone.').waitFor();
+    await tile(c.page, 'Bob Babbage').getByRole('img', { name: 'Microphone muted' }).waitFor({ state: 'visible' });
     await a.page.getByRole('button', { name: 'Remove Cy Hopper from the meeting' }).click();
     await c.page.getByRole('heading', { name: 'The meeting is over for you' }).waitFor();
     await c.page.getByText('Ada Lovelace removed you from this meeting.').waitFor();

@@ -168,6 +168,7 @@ class Room {
     this.peoplePanel = h('aside', { class: 'side', 'aria-label': 'Participants panel', hidden: true },
       h('div', { class: 'side-header' }, h('h2', {}, 'People'),
         h('button', { class: 'btn btn-ghost btn-icon', type: 'button', 'aria-label': 'Close participants', onclick: () => this.togglePanel(null) }, icon('close'))),
+      this.muteAllButton = h('button', { class: 'btn btn-small side-action', type: 'button', hidden: true, onclick: () => this.signaling.send({ type: 'mute-all' }) }, 'Mute all'),
       this.peopleList,
       this.endButton = h('button', { class: 'btn btn-danger', type: 'button', hidden: true, onclick: () => this.endForAll() }, 'End meeting for all'));
     this.bannerText = h('span', {}, 'Connection lost. Reconnecting…');
@@ -274,6 +275,7 @@ class Room {
         this.selfId = message.self.id;
         this.isHost = message.self.role === 'host';
         this.endButton.hidden = !this.isHost;
+        this.muteAllButton.hidden = !this.isHost;
         for (const key of [...this.tiles.keys()]) this.removeTile(key);
         this.participants.clear();
         this.addParticipant({ ...message.self, media: this.flags });
@@ -316,6 +318,9 @@ class Room {
         break;
       case 'removed':
         this.end('ended', `${message.by} removed you from this meeting.`);
+        break;
+      case 'muted-by-host':
+        this.mutedByHost(message.by);
         break;
       case 'meeting-ended':
         this.end('ended', `${message.by} ended the meeting for everyone.`);
@@ -564,6 +569,9 @@ class Room {
       h('img', { class: 'avatar', src: p.avatar_url, alt: '' }),
       h('span', { class: 'name' }, p.id === this.selfId ? `${p.display_name} (you)` : p.display_name),
       p.role === 'host' ? h('span', { class: 'role-badge' }, 'Host') : null,
+      this.isHost && p.id !== this.selfId && p.media.audio
+        ? h('button', { class: 'btn btn-ghost btn-small', type: 'button', 'aria-label': `Mute ${p.display_name}`, onclick: () => this.signaling.send({ type: 'mute-participant', participant_id: p.id }) }, 'Mute')
+        : null,
       this.isHost && p.role !== 'host'
         ? h('button', { class: 'btn btn-ghost btn-small', type: 'button', 'aria-label': `Remove ${p.display_name} from the meeting`, onclick: () => this.askToRemove(p) }, 'Remove')
         : null,
@@ -636,6 +644,18 @@ class Room {
       await this.media?.setTrack('microphone', this.flags.audio ? this.local.microphone : null);
     }
     this.sendMediaState();
+  }
+
+  /** A host turned our microphone off (the server already stopped
+   * forwarding it): stop sending too, and say so. We may unmute.
+   * @param {string} by */
+  async mutedByHost(by) {
+    if (this.flags.audio) {
+      this.flags.audio = false;
+      await this.media?.setTrack('microphone', null);
+      this.sendMediaState();
+    }
+    toast(`${by} muted your microphone. Unmute when you want to speak.`);
   }
 
   async toggleCamera() {

@@ -433,6 +433,9 @@ impl Room {
         let Some(track) = self.tracks.get_mut(&key) else {
             return;
         };
+        if publisher.held.contains(&track.source) {
+            return;
+        }
         let keyframe = match track.kind {
             Kind::Video => keyframe_start(config.codec, &packet.payload),
             Kind::Audio => None,
@@ -477,6 +480,20 @@ impl Room {
                 self.request_keyframe(packet.arrived, key, layer, config, out);
             }
         }
+    }
+
+    /// A host holds (or releases) one of `id`'s sources: while held its
+    /// packets are dropped on arrival (see [`Room::forward`]), whatever its
+    /// browser sends.
+    pub fn hold(&mut self, id: ParticipantId, source: Source, held: bool) {
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        participant.held.retain(|s| *s != source);
+        if held {
+            participant.held.push(source);
+        }
+        tracing::info!(room = %self.name, participant = %id, source = source.as_str(), held, "media: held by a host");
     }
 
     /// Removes a published track. Each subscriber's m-line keeps the
