@@ -220,3 +220,42 @@ async fn a_host_mutes_someone_whose_browser_keeps_sending_and_the_sfu_stops_forw
         .await?;
     server.stop().await
 }
+
+#[tokio::test]
+async fn a_host_turns_off_someones_camera_and_screen_share() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (ada, bob) = (server.user("ada").await?, server.user("bob").await?);
+    let slug = ada.create_meeting("Demo").await?;
+    let mut a = ada.ws().await?;
+    a.join(&slug).await?;
+    let mut b = bob.ws().await?;
+    let bob_id = b.join(&slug).await?["self"]["id"].clone();
+    a.recv_type("user-joined").await?;
+    b.send(json!({"type": "media-state", "audio": false, "video": true, "screen": true}))
+        .await?;
+    a.recv_type("media-state").await?;
+
+    // Not a host: refused.
+    b.send(json!({"type": "stop-video", "participant_id": bob_id, "source": "camera", "ref": 5}))
+        .await?;
+    assert_eq!(b.recv_type("error").await?["code"], "forbidden");
+
+    for (source, field) in [("camera", "video"), ("screen", "screen")] {
+        a.send(json!({"type": "stop-video", "participant_id": bob_id, "source": source}))
+            .await?;
+        let notice = b.recv_type("video-stopped-by-host").await?;
+        assert_eq!(notice["by"], "Ada Test");
+        assert_eq!(notice["source"], source);
+        let state = a.recv_type("media-state").await?;
+        assert_eq!(state["participant_id"], bob_id);
+        assert_eq!(state["media"][field], false, "{state}");
+    }
+    // Only cameras and screens.
+    a.send(
+        json!({"type": "stop-video", "participant_id": bob_id, "source": "microphone", "ref": 6}),
+    )
+    .await?;
+    let refused = a.recv_type("error").await?;
+    assert_eq!(refused["code"], "invalid_message");
+    server.stop().await
+}

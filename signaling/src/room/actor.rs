@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tracing::Instrument;
+use zync_sfu::Source;
 
 /// Chat messages a joiner receives in `existing-users`.
 pub const HISTORY_ON_JOIN: usize = 50;
@@ -45,9 +46,9 @@ pub(super) struct RoomActor {
     removed: HashSet<i64>,
     /// A host ended the meeting: the room closes.
     ended: bool,
-    /// Participants whose microphone a host turned off and the SFU holds,
-    /// until they turn it on again themselves.
-    held: HashSet<String>,
+    /// Sources a host turned off and the SFU holds, by participant, until
+    /// they turn them on again themselves.
+    held: HashSet<(String, Source)>,
 }
 
 impl RoomActor {
@@ -145,6 +146,12 @@ impl RoomActor {
                 target,
                 reference,
             } => self.mute(&by, target.as_deref(), reference),
+            RoomCommand::StopVideo {
+                by,
+                target,
+                source,
+                reference,
+            } => self.stop_video(&by, &target, source, reference),
             RoomCommand::MediaState {
                 participant_id,
                 media,
@@ -159,14 +166,21 @@ impl RoomActor {
                 if member.participant.media == media {
                     return;
                 }
-                if media.audio && self.held.remove(&participant_id) {
-                    // They turned their microphone on again themselves.
-                    hold_microphone(
-                        &self.registry.sfu,
-                        &self.meeting.slug,
-                        &participant_id,
-                        false,
-                    );
+                // What they turn on again themselves is forwarded again.
+                for (source, on) in [
+                    (Source::Microphone, media.audio),
+                    (Source::Camera, media.video),
+                    (Source::Screen, media.screen),
+                ] {
+                    if on && self.held.remove(&(participant_id.clone(), source)) {
+                        hold(
+                            &self.registry.sfu,
+                            &self.meeting.slug,
+                            &participant_id,
+                            source,
+                            false,
+                        );
+                    }
                 }
                 member.participant.media = media;
                 let json = ServerMessage::MediaState {
@@ -231,7 +245,7 @@ impl RoomActor {
             return;
         };
         self.members.remove(index);
-        self.held.remove(participant_id);
+        self.held.retain(|(id, _)| id != participant_id);
         self.count.store(self.members.len(), Ordering::Relaxed);
         tracing::info!(participant = %participant_id, "left");
         let left = ServerMessage::UserLeft { participant_id }.to_json();
@@ -336,8 +350,14 @@ impl RoomActor {
         let notice: Utf8Bytes = ServerMessage::MutedByHost { by: &host }.to_json().into();
         let mut changed = Vec::new();
         for id in targets {
-            hold_microphone(&self.registry.sfu, &self.meeting.slug, &id, true);
-            self.held.insert(id.clone());
+            hold(
+                &self.registry.sfu,
+                &self.meeting.slug,
+                &id,
+                Source::Microphone,
+                true,
+            );
+            self.held.insert((id.clone(), Source::Microphone));
             let Some(member) = self.members.iter_mut().find(|m| m.participant.id == id) else {
                 continue;
             };
@@ -354,6 +374,55 @@ impl RoomActor {
             }
         }
         for json in changed {
+            self.broadcast(json.into());
+        }
+    }
+
+    /// A host turns `target`'s camera or shared screen off: the SFU stops
+    /// forwarding it at once, the room sees it off, and they are told by
+    /// whom. They may turn it on again themselves.
+    fn stop_video(
+        &mut self,
+        by: &str,
+        target: &str,
+        source: Source,
+        reference: Option<serde_json::Value>,
+    ) {
+        let Some(host) = self.host(by, reference.as_ref()) else {
+            return;
+        };
+        let Some(member) = self.members.iter_mut().find(|m| m.participant.id == target) else {
+            if let Some(member) = self.members.iter().find(|m| m.participant.id == by) {
+                let error = ServerMessage::Error {
+                    code: "not_found",
+                    message: "that participant is not in the meeting",
+                    reference: reference.as_ref(),
+                }
+                .to_json();
+                let _ = member.outbox.try_send(error.into());
+            }
+            return;
+        };
+        tracing::info!(by = %by, target, source = source.as_str(), "video stopped by a host");
+        hold(&self.registry.sfu, &self.meeting.slug, target, source, true);
+        self.held.insert((target.to_string(), source));
+        let notice = ServerMessage::VideoStoppedByHost {
+            by: &host,
+            source: source.as_str(),
+        }
+        .to_json();
+        let _ = member.outbox.try_send(notice.into());
+        let media = &mut member.participant.media;
+        let was_on = match source {
+            Source::Screen => std::mem::replace(&mut media.screen, false),
+            _ => std::mem::replace(&mut media.video, false),
+        };
+        if was_on {
+            let json = ServerMessage::MediaState {
+                participant_id: target,
+                media: &member.participant.media,
+            }
+            .to_json();
             self.broadcast(json.into());
         }
     }
@@ -458,17 +527,17 @@ impl RoomActor {
 }
 
 /// Tells the media plane to stop (or go on) forwarding `participant`'s
-/// microphone in `room`.
-fn hold_microphone(sfu: &zync_sfu::Sfu, room: &str, participant: &str, held: bool) {
+/// `source` in `room`.
+fn hold(sfu: &zync_sfu::Sfu, room: &str, participant: &str, source: Source, held: bool) {
     let Some(id) = zync_sfu::ParticipantId::parse(participant) else {
         return;
     };
     let command = zync_sfu::Command::Hold {
         participant: id,
-        source: zync_sfu::Source::Microphone,
+        source,
         held,
     };
     if let Err(e) = sfu.command_in(room, command) {
-        tracing::warn!(error = %e, participant, "could not reach the media plane to hold a microphone");
+        tracing::warn!(error = %e, participant, "could not reach the media plane to hold a track");
     }
 }

@@ -103,6 +103,17 @@ pub enum RoomCommand {
         /// The request's `ref`, for an error reply.
         reference: Option<serde_json::Value>,
     },
+    /// A host turns someone's camera or shared screen off.
+    StopVideo {
+        /// Who asks.
+        by: String,
+        /// Whom.
+        target: String,
+        /// `Camera` or `Screen`.
+        source: zync_sfu::Source,
+        /// The request's `ref`, for an error reply.
+        reference: Option<serde_json::Value>,
+    },
     /// A host ends the meeting for everyone.
     End {
         /// Who asks.

@@ -3,7 +3,7 @@
 
 use super::protocol::{
     CandidateInit, ClientMessage, MediaState, Participant, PcName, Role, ServerMessage,
-    SessionDescription, SpeakerOut, TrackLabelIn, TrackOut, parse_client_message,
+    SessionDescription, SpeakerOut, TrackLabelIn, TrackOut, VideoSource, parse_client_message,
 };
 use super::rate::{RateLimit, SocketSlot};
 use super::sessions::SessionWatch;
@@ -309,6 +309,25 @@ impl Connection {
                 reference,
             } => self.mute(Some(participant_id), reference).await,
             ClientMessage::MuteAll { reference } => self.mute(None, reference).await,
+            ClientMessage::StopVideo {
+                participant_id,
+                source,
+                reference,
+            } => {
+                let Some(joined) = self.admit_control(&reference).await else {
+                    return;
+                };
+                let command = RoomCommand::StopVideo {
+                    by: joined.participant_id.clone(),
+                    target: participant_id,
+                    source: match source {
+                        VideoSource::Camera => zync_sfu::Source::Camera,
+                        VideoSource::Screen => zync_sfu::Source::Screen,
+                    },
+                    reference,
+                };
+                joined.room.send(command).await;
+            }
             ClientMessage::EndMeeting { reference } => {
                 let Some(joined) = self.admit_control(&reference).await else {
                     return;

@@ -166,6 +166,17 @@ pub enum ClientMessage {
         #[serde(rename = "ref", default)]
         reference: Option<serde_json::Value>,
     },
+    /// Hosts only: turn someone's camera or shared screen off. The server
+    /// stops forwarding it at once; they may turn it on again themselves.
+    StopVideo {
+        /// Who (their participant id).
+        participant_id: String,
+        /// `camera` or `screen`.
+        source: VideoSource,
+        /// Echoed in errors.
+        #[serde(rename = "ref", default)]
+        reference: Option<serde_json::Value>,
+    },
     /// Hosts only: end the meeting for everyone in it.
     EndMeeting {
         /// Echoed in errors.
@@ -186,8 +197,19 @@ pub const CLIENT_TYPES: &[&str] = &[
     "remove-participant",
     "mute-participant",
     "mute-all",
+    "stop-video",
     "end-meeting",
 ];
+
+/// A video source a host may turn off (`stop-video`).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum VideoSource {
+    /// The camera.
+    Camera,
+    /// The shared screen.
+    Screen,
+}
 
 /// Which of the participant's two peer connections.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -390,6 +412,13 @@ pub enum ServerMessage<'a> {
     MutedByHost {
         /// The host's display name.
         by: &'a str,
+    },
+    /// To someone whose camera or shared screen a host turned off.
+    VideoStoppedByHost {
+        /// The host's display name.
+        by: &'a str,
+        /// `camera` or `screen`.
+        source: &'a str,
     },
     /// To everyone, when a host ended the meeting. The server then closes
     /// every connection in it.

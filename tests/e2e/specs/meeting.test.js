@@ -400,7 +400,7 @@ test('9. the person talking gets the speaking ring, from the server, everywhere'
 // after the SFU moved it from `f` to `q` at q's SPS/PPS (the switch is
 // right in the server's log; q's keyframes asked for later do not help).
 // VP8 (scenario 8) switches cleanly. See issue 14's notes.
-test('17. the host mutes someone, removes someone, who sees why, then ends the meeting for everyone', async (t) => {
+test('17. the host mutes someone and stops their camera, removes someone, who sees why, then ends the meeting for everyone', async (t) => {
   await scenario(t, async (server, browser) => {
     const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
     const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
@@ -414,17 +414,25 @@ test('17. the host mutes someone, removes someone, who sees why, then ends the m
     // Only the host is marked, and only the host gets the controls.
     await b.page.getByRole('button', { name: 'Participants' }).click();
     await b.page.locator('.people li', { hasText: 'Ada Lovelace' }).locator('.role-badge', { hasText: 'Host' }).waitFor();
-    assert.equal(await b.page.getByRole('button', { name: /^Remove / }).count(), 0);
+    assert.equal(await b.page.getByRole('button', { name: /^Actions for / }).count(), 0);
     assert.ok(!(await b.page.getByRole('button', { name: 'End meeting for all' }).isVisible()));
 
     await a.page.getByRole('button', { name: 'Participants' }).click();
     await screenshot(a.page, '17-host-controls');
     // Mute: Bob's browser stops sending, and everyone sees him muted.
-    await a.page.getByRole('button', { name: 'Mute Bob Babbage' }).click();
+    await a.page.getByRole('button', { name: 'Actions for Bob Babbage' }).click();
+    await screenshot(a.page, '17-host-menu');
+    await a.page.getByRole('menuitem', { name: 'Mute' }).click();
     await until(b.page, 'microphone button off', () => document.querySelector('[aria-label="Microphone"]')?.getAttribute('aria-pressed') === 'false');
     await b.page.getByText('Ada Lovelace muted your microphone.').waitFor();
     await tile(c.page, 'Bob Babbage').getByRole('img', { name: 'Microphone muted' }).waitFor({ state: 'visible' });
-    await a.page.getByRole('button', { name: 'Remove Cy Hopper from the meeting' }).click();
+    // Stop camera: the same, for video.
+    await a.page.getByRole('button', { name: 'Actions for Bob Babbage' }).click();
+    await a.page.getByRole('menuitem', { name: 'Stop camera' }).click();
+    await until(b.page, 'camera button off', () => document.querySelector('[aria-label="Camera"]')?.getAttribute('aria-pressed') === 'false');
+    await until(c.page, 'camera-off state', () => document.querySelector('[aria-label="Bob Babbage"]')?.getAttribute('data-video') === 'off');
+    await a.page.getByRole('button', { name: 'Actions for Cy Hopper' }).click();
+    await a.page.getByRole('menuitem', { name: 'Remove from meeting' }).click();
     await c.page.getByRole('heading', { name: 'The meeting is over for you' }).waitFor();
     await c.page.getByText('Ada Lovelace removed you from this meeting.').waitFor();
     for (const p of [a, b]) await tile(p.page, 'Cy Hopper').waitFor({ state: 'detached', timeout: 10_000 });

@@ -322,6 +322,9 @@ class Room {
       case 'muted-by-host':
         this.mutedByHost(message.by);
         break;
+      case 'video-stopped-by-host':
+        this.videoStoppedByHost(message.by, message.source);
+        break;
       case 'meeting-ended':
         this.end('ended', `${message.by} ended the meeting for everyone.`);
         break;
@@ -569,12 +572,7 @@ class Room {
       h('img', { class: 'avatar', src: p.avatar_url, alt: '' }),
       h('span', { class: 'name' }, p.id === this.selfId ? `${p.display_name} (you)` : p.display_name),
       p.role === 'host' ? h('span', { class: 'role-badge' }, 'Host') : null,
-      this.isHost && p.id !== this.selfId && p.media.audio
-        ? h('button', { class: 'btn btn-ghost btn-small', type: 'button', 'aria-label': `Mute ${p.display_name}`, onclick: () => this.signaling.send({ type: 'mute-participant', participant_id: p.id }) }, 'Mute')
-        : null,
-      this.isHost && p.role !== 'host'
-        ? h('button', { class: 'btn btn-ghost btn-small', type: 'button', 'aria-label': `Remove ${p.display_name} from the meeting`, onclick: () => this.askToRemove(p) }, 'Remove')
-        : null,
+      this.hostActions(p),
       h('span', { class: 'state' },
         h('span', { class: p.media.audio ? '' : 'off', role: 'img', 'aria-label': p.media.audio ? 'Microphone on' : 'Microphone muted' }, icon(p.media.audio ? 'mic' : 'micOff')),
         h('span', { class: p.media.video ? '' : 'off', role: 'img', 'aria-label': p.media.video ? 'Camera on' : 'Camera off' }, icon(p.media.video ? 'cam' : 'camOff'))))));
@@ -656,6 +654,19 @@ class Room {
       this.sendMediaState();
     }
     toast(`${by} muted your microphone. Unmute when you want to speak.`);
+  }
+
+  /** A host turned our camera or shared screen off (the server already
+   * stopped forwarding it): stop it here too, and say so.
+   * @param {string} by @param {'camera'|'screen'} source */
+  async videoStoppedByHost(by, source) {
+    if (source === 'screen') {
+      if (this.flags.screen) await this.stopScreen();
+      toast(`${by} stopped your screen share.`);
+    } else {
+      if (this.flags.video) await this.toggleCamera();
+      toast(`${by} turned your camera off. Turn it on when you want to be seen.`);
+    }
   }
 
   async toggleCamera() {
@@ -752,6 +763,35 @@ class Room {
   leave() {
     this.signaling.send({ type: 'leave-meeting' });
     this.end('left');
+  }
+
+  /** For hosts, a menu of what they may do to `p` (nothing for others,
+   * or for ourselves).
+   * @param {Participant} p */
+  hostActions(p) {
+    if (!this.isHost || p.id === this.selfId) return null;
+    /** @type {[string, () => void][]} */
+    const actions = [];
+    const send = (/** @type {object} */ message) => () => this.signaling.send(message);
+    if (p.media.audio) actions.push(['Mute', send({ type: 'mute-participant', participant_id: p.id })]);
+    if (p.media.video) actions.push(['Stop camera', send({ type: 'stop-video', participant_id: p.id, source: 'camera' })]);
+    if (p.media.screen) actions.push(['Stop sharing', send({ type: 'stop-video', participant_id: p.id, source: 'screen' })]);
+    if (p.role !== 'host') actions.push(['Remove from meeting', () => this.askToRemove(p)]);
+    if (actions.length === 0) return null;
+    const menu = h('div', { class: 'menu', role: 'menu', 'aria-label': `Actions for ${p.display_name}`, hidden: true },
+      ...actions.map(([label, act]) => h('button', { type: 'button', role: 'menuitem', onclick: () => { menu.hidden = true; toggle.setAttribute('aria-expanded', 'false'); act(); } }, label)));
+    const toggle = h('button', {
+      class: 'btn btn-ghost btn-icon btn-small', type: 'button', 'aria-label': `Actions for ${p.display_name}`, 'aria-haspopup': 'menu', 'aria-expanded': 'false',
+      onclick: () => {
+        menu.hidden = !menu.hidden;
+        toggle.setAttribute('aria-expanded', String(!menu.hidden));
+        if (!menu.hidden) /** @type {HTMLElement|null} */ (menu.querySelector('button'))?.focus();
+      },
+    }, '⋯');
+    menu.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape') { menu.hidden = true; toggle.setAttribute('aria-expanded', 'false'); toggle.focus(); }
+    });
+    return h('span', { class: 'person-actions' }, toggle, menu);
   }
 
   /** Hosts: takes someone out of the meeting, after asking.
