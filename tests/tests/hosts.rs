@@ -259,3 +259,51 @@ async fn a_host_turns_off_someones_camera_and_screen_share() -> anyhow::Result<(
     assert_eq!(refused["code"], "invalid_message");
     server.stop().await
 }
+
+#[tokio::test]
+async fn a_co_host_can_act_as_a_host_and_stays_one_after_a_restart() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let (ada, bob, cyd) = (
+        server.user("ada").await?,
+        server.user("bob").await?,
+        server.user("cyd").await?,
+    );
+    let slug = ada.create_meeting("Board").await?;
+    let mut a = ada.ws().await?;
+    a.join(&slug).await?;
+    let mut b = bob.ws().await?;
+    let bob_id = b.join(&slug).await?["self"]["id"].clone();
+    a.recv_type("user-joined").await?;
+    let mut c = cyd.ws().await?;
+    let cyd_id = c.join(&slug).await?["self"]["id"].clone();
+
+    // Only hosts may make hosts.
+    c.send(json!({"type": "make-host", "participant_id": cyd_id, "ref": 1}))
+        .await?;
+    assert_eq!(c.recv_type("error").await?["code"], "forbidden");
+
+    a.send(json!({"type": "make-host", "participant_id": bob_id}))
+        .await?;
+    for ws in [&mut a, &mut b, &mut c] {
+        let changed = ws.recv_type("role-changed").await?;
+        assert_eq!(changed["participant_id"], bob_id);
+        assert_eq!(changed["role"], "host");
+    }
+    // Bob now acts as a host.
+    b.send(json!({"type": "mute-participant", "participant_id": cyd_id}))
+        .await?;
+    c.recv_type("muted-by-host").await?;
+
+    // Stored: after a restart Bob joins as a host.
+    drop((a, b, c));
+    let server = server.restart().await?;
+    let bob = server.client();
+    bob.login("bob", zync_tests::PASSWORD).await?;
+    let mut b = bob.ws().await?;
+    assert_eq!(b.join(&slug).await?["self"]["role"], "host");
+    let cyd = server.client();
+    cyd.login("cyd", zync_tests::PASSWORD).await?;
+    let mut c = cyd.ws().await?;
+    assert_eq!(c.join(&slug).await?["self"]["role"], "participant");
+    server.stop().await
+}

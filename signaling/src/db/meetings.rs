@@ -98,6 +98,35 @@ impl Database {
         Ok(())
     }
 
+    /// Whether a host made `user_id` a co-host of the meeting.
+    pub async fn is_cohost(&self, meeting_id: i64, user_id: i64) -> sqlx::Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM meeting_hosts WHERE meeting_id = $1 AND user_id = $2")
+            .bind(meeting_id)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Makes `user_id` a co-host of the meeting (again: no change).
+    pub async fn add_cohost(
+        &self,
+        meeting_id: i64,
+        user_id: i64,
+        granted_by: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO meeting_hosts (meeting_id, user_id, granted_by, granted_at)              VALUES ($1, $2, $3, $4) ON CONFLICT (meeting_id, user_id) DO NOTHING",
+        )
+        .bind(meeting_id)
+        .bind(user_id)
+        .bind(granted_by)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Meetings the user created or joined, most recently used first.
     pub async fn meetings_of(&self, user_id: i64, limit: i64) -> sqlx::Result<Vec<Meeting>> {
         let sql = format!(

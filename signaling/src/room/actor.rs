@@ -146,6 +146,11 @@ impl RoomActor {
                 target,
                 reference,
             } => self.mute(&by, target.as_deref(), reference),
+            RoomCommand::MakeHost {
+                by,
+                target,
+                reference,
+            } => self.make_host(&by, &target, reference).await,
             RoomCommand::StopVideo {
                 by,
                 target,
@@ -423,6 +428,70 @@ impl RoomActor {
                 media: &member.participant.media,
             }
             .to_json();
+            self.broadcast(json.into());
+        }
+    }
+
+    /// A host makes `target`'s account a co-host of this meeting: stored,
+    /// then every tab of it becomes a host and the room is told.
+    async fn make_host(&mut self, by: &str, target: &str, reference: Option<serde_json::Value>) {
+        if self.host(by, reference.as_ref()).is_none() {
+            return;
+        }
+        let Some(user_id) = self
+            .members
+            .iter()
+            .find(|m| m.participant.id == target)
+            .map(|m| m.participant.user_id)
+        else {
+            if let Some(member) = self.members.iter().find(|m| m.participant.id == by) {
+                let error = ServerMessage::Error {
+                    code: "not_found",
+                    message: "that participant is not in the meeting",
+                    reference: reference.as_ref(),
+                }
+                .to_json();
+                let _ = member.outbox.try_send(error.into());
+            }
+            return;
+        };
+        let granted_by = self
+            .members
+            .iter()
+            .find(|m| m.participant.id == by)
+            .map_or(0, |m| m.participant.user_id);
+        if let Err(e) = self
+            .db
+            .add_cohost(self.meeting_id, user_id, granted_by)
+            .await
+        {
+            tracing::error!(error = %e, "could not store a co-host");
+            if let Some(member) = self.members.iter().find(|m| m.participant.id == by) {
+                let error = ServerMessage::Error {
+                    code: "unavailable",
+                    message: "could not save that; try again shortly",
+                    reference: reference.as_ref(),
+                }
+                .to_json();
+                let _ = member.outbox.try_send(error.into());
+            }
+            return;
+        }
+        tracing::info!(by = %by, user_id, "made a co-host");
+        let mut changed = Vec::new();
+        for member in &mut self.members {
+            if member.participant.user_id == user_id && member.participant.role != Role::Host {
+                member.participant.role = Role::Host;
+                changed.push(
+                    ServerMessage::RoleChanged {
+                        participant_id: &member.participant.id,
+                        role: Role::Host,
+                    }
+                    .to_json(),
+                );
+            }
+        }
+        for json in changed {
             self.broadcast(json.into());
         }
     }

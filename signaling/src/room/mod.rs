@@ -114,6 +114,15 @@ pub enum RoomCommand {
         /// The request's `ref`, for an error reply.
         reference: Option<serde_json::Value>,
     },
+    /// A host makes someone a co-host.
+    MakeHost {
+        /// Who asks.
+        by: String,
+        /// Whom.
+        target: String,
+        /// The request's `ref`, for an error reply.
+        reference: Option<serde_json::Value>,
+    },
     /// A host ends the meeting for everyone.
     End {
         /// Who asks.

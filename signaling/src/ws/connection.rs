@@ -328,6 +328,20 @@ impl Connection {
                 };
                 joined.room.send(command).await;
             }
+            ClientMessage::MakeHost {
+                participant_id,
+                reference,
+            } => {
+                let Some(joined) = self.admit_control(&reference).await else {
+                    return;
+                };
+                let command = RoomCommand::MakeHost {
+                    by: joined.participant_id.clone(),
+                    target: participant_id,
+                    reference,
+                };
+                joined.room.send(command).await;
+            }
             ClientMessage::EndMeeting { reference } => {
                 let Some(joined) = self.admit_control(&reference).await else {
                     return;
@@ -684,6 +698,15 @@ impl Connection {
                     .await;
             }
         };
+        let role = match role_in(&self.state.db, self.user.id, &meeting).await {
+            Ok(role) => role,
+            Err(e) => {
+                tracing::error!(error = %e, "co-host lookup failed");
+                return self
+                    .send_error("unavailable", "try again shortly", reference.as_ref())
+                    .await;
+            }
+        };
         let media_id = ParticipantId(rand::random());
         let participant = Participant {
             id: media_id.to_string(),
@@ -691,11 +714,7 @@ impl Connection {
             display_name: self.user.display_name.clone(),
             avatar_url: self.user.avatar_url(),
             media: MediaState::default(),
-            role: if meeting.created_by == self.user.id {
-                Role::Host
-            } else {
-                Role::Participant
-            },
+            role,
         };
         let participant_id = participant.id.clone();
         let (outbox, receiver) = mpsc::channel(OUTBOX_CAPACITY);
@@ -818,4 +837,15 @@ impl Connection {
         .to_json();
         let _ = self.socket.send(Message::Text(json.into())).await;
     }
+}
+
+/// `user_id`'s role in `meeting`: its creator and the co-hosts a host named
+/// are hosts.
+async fn role_in(
+    db: &crate::db::Database,
+    user_id: i64,
+    meeting: &crate::db::Meeting,
+) -> sqlx::Result<Role> {
+    let host = meeting.created_by == user_id || db.is_cohost(meeting.id, user_id).await?;
+    Ok(if host { Role::Host } else { Role::Participant })
 }

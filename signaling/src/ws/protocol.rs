@@ -177,6 +177,15 @@ pub enum ClientMessage {
         #[serde(rename = "ref", default)]
         reference: Option<serde_json::Value>,
     },
+    /// Hosts only: make someone a co-host of this meeting (stored: it
+    /// holds in later sessions too).
+    MakeHost {
+        /// Who (their participant id).
+        participant_id: String,
+        /// Echoed in errors.
+        #[serde(rename = "ref", default)]
+        reference: Option<serde_json::Value>,
+    },
     /// Hosts only: end the meeting for everyone in it.
     EndMeeting {
         /// Echoed in errors.
@@ -198,6 +207,7 @@ pub const CLIENT_TYPES: &[&str] = &[
     "mute-participant",
     "mute-all",
     "stop-video",
+    "make-host",
     "end-meeting",
 ];
 
@@ -419,6 +429,13 @@ pub enum ServerMessage<'a> {
         by: &'a str,
         /// `camera` or `screen`.
         source: &'a str,
+    },
+    /// Someone's role changed (a host made them a co-host).
+    RoleChanged {
+        /// Whose.
+        participant_id: &'a str,
+        /// The new role.
+        role: Role,
     },
     /// To everyone, when a host ended the meeting. The server then closes
     /// every connection in it.

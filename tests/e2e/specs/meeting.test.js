@@ -442,6 +442,13 @@ test('17. the host mutes someone and stops their camera, removes someone, who se
     await c.page.getByRole('button', { name: /^Join/ }).click();
     await c.page.getByText('A host removed you from this meeting.').waitFor();
 
+    // Bob becomes a co-host: the badge shows for everyone, and he gets
+    // the host's controls.
+    await a.page.getByRole('button', { name: 'Actions for Bob Babbage' }).click();
+    await a.page.getByRole('menuitem', { name: 'Make co-host' }).click();
+    await b.page.locator('.people li', { hasText: 'Bob Babbage' }).locator('.role-badge', { hasText: 'Host' }).waitFor();
+    await b.page.getByRole('button', { name: 'End meeting for all' }).waitFor();
+
     await a.page.getByRole('button', { name: 'End meeting for all' }).click();
     await b.page.getByText('Ada Lovelace ended the meeting for everyone.').waitFor();
     await a.page.getByRole('heading', { name: 'The meeting is over for you' }).waitFor();

@@ -319,6 +319,18 @@ class Room {
       case 'removed':
         this.end('ended', `${message.by} removed you from this meeting.`);
         break;
+      case 'role-changed': {
+        const p = this.participants.get(message.participant_id);
+        if (p) p.role = message.role;
+        if (message.participant_id === this.selfId) {
+          this.isHost = message.role === 'host';
+          this.endButton.hidden = !this.isHost;
+          this.muteAllButton.hidden = !this.isHost;
+          if (this.isHost) toast('You are now a host of this meeting.');
+        }
+        this.renderPeople();
+        break;
+      }
       case 'muted-by-host':
         this.mutedByHost(message.by);
         break;
@@ -776,6 +788,7 @@ class Room {
     if (p.media.audio) actions.push(['Mute', send({ type: 'mute-participant', participant_id: p.id })]);
     if (p.media.video) actions.push(['Stop camera', send({ type: 'stop-video', participant_id: p.id, source: 'camera' })]);
     if (p.media.screen) actions.push(['Stop sharing', send({ type: 'stop-video', participant_id: p.id, source: 'screen' })]);
+    if (p.role !== 'host') actions.push(['Make co-host', send({ type: 'make-host', participant_id: p.id })]);
     if (p.role !== 'host') actions.push(['Remove from meeting', () => this.askToRemove(p)]);
     if (actions.length === 0) return null;
     const menu = h('div', { class: 'menu', role: 'menu', 'aria-label': `Actions for ${p.display_name}`, hidden: true },
