@@ -84,6 +84,11 @@ async fn the_owner_removes_someone_who_then_cannot_come_back() -> anyhow::Result
     for ws in [&mut a, &mut b] {
         let left = ws.recv_type("user-left").await?;
         assert_eq!(left["participant_id"], cy_id.as_str());
+        // The chat records it, as a line of the meeting's own.
+        let line = ws.recv_type("chat-message").await?;
+        assert_eq!(line["system"], true, "{line}");
+        assert_eq!(line["text"], "Ada Test removed Cyd Test");
+        assert_eq!(line["user"]["display_name"], "Ada Test");
     }
 
     // Cy's account stays out while the meeting lasts, from any socket.
@@ -127,12 +132,16 @@ async fn a_host_ends_the_meeting_for_everyone() -> anyhow::Result<()> {
         assert_eq!(ended["by"], "Ada Test");
         expect_closed(ws).await;
     }
-    // Over: nobody is in it, and it can be started again.
+    // Over: nobody is in it, and it can be started again; its history
+    // says how it ended.
     let (_, meeting) = ada.get(&format!("/api/meetings/{slug}")).await?;
     assert_eq!(meeting["participant_count"], 0, "{meeting}");
     let mut b = bob.ws().await?;
     let welcome = b.join(&slug).await?;
     assert_eq!(welcome["participants"], json!([]));
+    let last = &welcome["history"][0];
+    assert_eq!(last["text"], "Ada Test ended the meeting", "{welcome}");
+    assert_eq!(last["system"], true);
     server.stop().await
 }
 

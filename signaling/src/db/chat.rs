@@ -19,6 +19,9 @@ pub struct ChatMessage {
     pub text: String,
     /// Time stored, ms since the epoch.
     pub sent_at: i64,
+    /// A line the meeting recorded (a host action), not a message
+    /// someone wrote.
+    pub system: bool,
 }
 
 /// Id and time of a just-stored message.
@@ -47,6 +50,7 @@ fn message_from_row(row: &AnyRow) -> sqlx::Result<ChatMessage> {
         avatar_version: row.try_get("avatar_version")?,
         text: row.try_get("text")?,
         sent_at: row.try_get("sent_at")?,
+        system: row.try_get::<String, _>("kind")? == "system",
     })
 }
 
@@ -59,14 +63,36 @@ impl Database {
         user_id: i64,
         text: &str,
     ) -> sqlx::Result<StoredChat> {
+        self.insert_line(meeting_id, user_id, text, "chat").await
+    }
+
+    /// Stores a line the meeting records about a host action by
+    /// `user_id` (shown apart from what people write).
+    pub async fn insert_system_line(
+        &self,
+        meeting_id: i64,
+        user_id: i64,
+        text: &str,
+    ) -> sqlx::Result<StoredChat> {
+        self.insert_line(meeting_id, user_id, text, "system").await
+    }
+
+    async fn insert_line(
+        &self,
+        meeting_id: i64,
+        user_id: i64,
+        text: &str,
+        kind: &str,
+    ) -> sqlx::Result<StoredChat> {
         let row = sqlx::query(
-            "INSERT INTO chat_messages (meeting_id, user_id, text, sent_at) \
-             VALUES ($1, $2, $3, $4) RETURNING id, sent_at",
+            "INSERT INTO chat_messages (meeting_id, user_id, text, sent_at, kind) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id, sent_at",
         )
         .bind(meeting_id)
         .bind(user_id)
         .bind(text)
         .bind(now_ms())
+        .bind(kind)
         .fetch_one(&self.pool)
         .await?;
         Ok(StoredChat {
@@ -83,7 +109,7 @@ impl Database {
         limit: i64,
     ) -> sqlx::Result<ChatPage> {
         let rows = sqlx::query(
-            "SELECT c.id, c.user_id, u.display_name, u.avatar_version, c.text, c.sent_at \
+            "SELECT c.id, c.user_id, u.display_name, u.avatar_version, c.text, c.sent_at, c.kind \
              FROM chat_messages c JOIN users u ON u.id = c.user_id \
              WHERE c.meeting_id = $1 AND c.id < $2 ORDER BY c.id DESC LIMIT $3",
         )

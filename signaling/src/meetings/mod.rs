@@ -70,6 +70,10 @@ pub struct ChatView {
     pub text: String,
     /// RFC 3339 time it was stored.
     pub sent_at: String,
+    /// A line the meeting recorded about a host action (`user` is the
+    /// host), not a message someone wrote. Left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub system: bool,
 }
 
 impl From<&ChatMessage> for ChatView {
@@ -83,6 +87,7 @@ impl From<&ChatMessage> for ChatView {
             },
             text: m.text.clone(),
             sent_at: rfc3339(m.sent_at),
+            system: m.system,
         }
     }
 }

@@ -19,6 +19,10 @@ use zync_sfu::Source;
 /// Chat messages a joiner receives in `existing-users`.
 pub const HISTORY_ON_JOIN: usize = 50;
 
+/// What a host action records in the chat, when it took effect: the host
+/// and the line ("Ada removed Bob").
+type Audit = Option<(PublicUser, String)>;
+
 struct Member {
     participant: Participant,
     outbox: Outbox,
@@ -139,13 +143,22 @@ impl RoomActor {
                 by,
                 target,
                 reference,
-            } => self.remove(&by, &target, reference),
-            RoomCommand::End { by, reference } => self.end(&by, reference),
+            } => {
+                let line = self.remove(&by, &target, reference);
+                self.audit(line).await;
+            }
+            RoomCommand::End { by, reference } => {
+                let line = self.end(&by, reference);
+                self.audit(line).await;
+            }
             RoomCommand::Mute {
                 by,
                 target,
                 reference,
-            } => self.mute(&by, target.as_deref(), reference),
+            } => {
+                let line = self.mute(&by, target.as_deref(), reference);
+                self.audit(line).await;
+            }
             RoomCommand::MakeHost {
                 by,
                 target,
@@ -156,7 +169,10 @@ impl RoomActor {
                 target,
                 source,
                 reference,
-            } => self.stop_video(&by, &target, source, reference),
+            } => {
+                let line = self.stop_video(&by, &target, source, reference);
+                self.audit(line).await;
+            }
             RoomCommand::MediaState {
                 participant_id,
                 media,
@@ -257,12 +273,12 @@ impl RoomActor {
         self.broadcast(left.into());
     }
 
-    /// The host `by` (else `forbidden`), by display name; `None` after
+    /// The host `by` (else `forbidden`): who they are; `None` after
     /// telling `by` why not.
-    fn host(&self, by: &str, reference: Option<&serde_json::Value>) -> Option<String> {
+    fn host(&self, by: &str, reference: Option<&serde_json::Value>) -> Option<PublicUser> {
         let member = self.members.iter().find(|m| m.participant.id == by)?;
         if member.participant.role == Role::Host {
-            return Some(member.participant.display_name.clone());
+            return Some(public_user(&member.participant));
         }
         let error = ServerMessage::Error {
             code: "forbidden",
@@ -276,10 +292,8 @@ impl RoomActor {
 
     /// A host takes `target` out, with every other tab of the same
     /// account, and keeps the account out while the meeting lasts.
-    fn remove(&mut self, by: &str, target: &str, reference: Option<serde_json::Value>) {
-        let Some(host) = self.host(by, reference.as_ref()) else {
-            return;
-        };
+    fn remove(&mut self, by: &str, target: &str, reference: Option<serde_json::Value>) -> Audit {
+        let host = self.host(by, reference.as_ref())?;
         let refuse = |room: &Self, code, message| {
             if let Some(member) = room.members.iter().find(|m| m.participant.id == by) {
                 let error = ServerMessage::Error {
@@ -291,20 +305,31 @@ impl RoomActor {
                 let _ = member.outbox.try_send(error.into());
             }
         };
-        let Some((user_id, role)) = self
+        let Some((user_id, role, name)) = self
             .members
             .iter()
             .find(|m| m.participant.id == target)
-            .map(|m| (m.participant.user_id, m.participant.role))
+            .map(|m| {
+                (
+                    m.participant.user_id,
+                    m.participant.role,
+                    m.participant.display_name.clone(),
+                )
+            })
         else {
-            return refuse(self, "not_found", "that participant is not in the meeting");
+            refuse(self, "not_found", "that participant is not in the meeting");
+            return None;
         };
         if role == Role::Host {
-            return refuse(self, "forbidden", "hosts cannot be removed");
+            refuse(self, "forbidden", "hosts cannot be removed");
+            return None;
         }
         self.removed.insert(user_id);
         tracing::info!(by = %by, user_id, "removed by a host");
-        let notice = ServerMessage::Removed { by: &host }.to_json();
+        let notice = ServerMessage::Removed {
+            by: &host.display_name,
+        }
+        .to_json();
         let tabs: Vec<String> = self
             .members
             .iter()
@@ -319,18 +344,28 @@ impl RoomActor {
         for id in tabs {
             self.leave(&id);
         }
+        let line = format!("{} removed {name}", host.display_name);
+        Some((host, line))
     }
 
     /// A host turns `target`'s microphone off, or every non-host's: the
     /// SFU stops forwarding it at once (whatever their browser does), the
     /// room sees them muted, and they are told by whom.
-    fn mute(&mut self, by: &str, target: Option<&str>, reference: Option<serde_json::Value>) {
-        let Some(host) = self.host(by, reference.as_ref()) else {
-            return;
-        };
-        let targets: Vec<String> = match target {
+    fn mute(
+        &mut self,
+        by: &str,
+        target: Option<&str>,
+        reference: Option<serde_json::Value>,
+    ) -> Audit {
+        let host = self.host(by, reference.as_ref())?;
+        let (targets, line): (Vec<String>, String) = match target {
             Some(target) => {
-                if !self.members.iter().any(|m| m.participant.id == target) {
+                let Some(name) = self
+                    .members
+                    .iter()
+                    .find(|m| m.participant.id == target)
+                    .map(|m| m.participant.display_name.clone())
+                else {
                     if let Some(member) = self.members.iter().find(|m| m.participant.id == by) {
                         let error = ServerMessage::Error {
                             code: "not_found",
@@ -340,19 +375,28 @@ impl RoomActor {
                         .to_json();
                         let _ = member.outbox.try_send(error.into());
                     }
-                    return;
-                }
-                vec![target.to_string()]
+                    return None;
+                };
+                (
+                    vec![target.to_string()],
+                    format!("{} muted {name}", host.display_name),
+                )
             }
-            None => self
-                .members
-                .iter()
-                .filter(|m| m.participant.role != Role::Host)
-                .map(|m| m.participant.id.clone())
-                .collect(),
+            None => (
+                self.members
+                    .iter()
+                    .filter(|m| m.participant.role != Role::Host)
+                    .map(|m| m.participant.id.clone())
+                    .collect(),
+                format!("{} muted everyone", host.display_name),
+            ),
         };
         tracing::info!(by = %by, count = targets.len(), "microphones muted by a host");
-        let notice: Utf8Bytes = ServerMessage::MutedByHost { by: &host }.to_json().into();
+        let notice: Utf8Bytes = ServerMessage::MutedByHost {
+            by: &host.display_name,
+        }
+        .to_json()
+        .into();
         let mut changed = Vec::new();
         for id in targets {
             hold(
@@ -381,6 +425,7 @@ impl RoomActor {
         for json in changed {
             self.broadcast(json.into());
         }
+        Some((host, line))
     }
 
     /// A host turns `target`'s camera or shared screen off: the SFU stops
@@ -392,10 +437,8 @@ impl RoomActor {
         target: &str,
         source: Source,
         reference: Option<serde_json::Value>,
-    ) {
-        let Some(host) = self.host(by, reference.as_ref()) else {
-            return;
-        };
+    ) -> Audit {
+        let host = self.host(by, reference.as_ref())?;
         let Some(member) = self.members.iter_mut().find(|m| m.participant.id == target) else {
             if let Some(member) = self.members.iter().find(|m| m.participant.id == by) {
                 let error = ServerMessage::Error {
@@ -406,13 +449,23 @@ impl RoomActor {
                 .to_json();
                 let _ = member.outbox.try_send(error.into());
             }
-            return;
+            return None;
         };
         tracing::info!(by = %by, target, source = source.as_str(), "video stopped by a host");
+        let line = match source {
+            Source::Screen => format!(
+                "{} stopped {}'s screen share",
+                host.display_name, member.participant.display_name
+            ),
+            _ => format!(
+                "{} turned off {}'s camera",
+                host.display_name, member.participant.display_name
+            ),
+        };
         hold(&self.registry.sfu, &self.meeting.slug, target, source, true);
         self.held.insert((target.to_string(), source));
         let notice = ServerMessage::VideoStoppedByHost {
-            by: &host,
+            by: &host.display_name,
             source: source.as_str(),
         }
         .to_json();
@@ -430,19 +483,20 @@ impl RoomActor {
             .to_json();
             self.broadcast(json.into());
         }
+        Some((host, line))
     }
 
     /// A host makes `target`'s account a co-host of this meeting: stored,
     /// then every tab of it becomes a host and the room is told.
     async fn make_host(&mut self, by: &str, target: &str, reference: Option<serde_json::Value>) {
-        if self.host(by, reference.as_ref()).is_none() {
+        let Some(host) = self.host(by, reference.as_ref()) else {
             return;
-        }
-        let Some(user_id) = self
+        };
+        let Some((user_id, name)) = self
             .members
             .iter()
             .find(|m| m.participant.id == target)
-            .map(|m| m.participant.user_id)
+            .map(|m| (m.participant.user_id, m.participant.display_name.clone()))
         else {
             if let Some(member) = self.members.iter().find(|m| m.participant.id == by) {
                 let error = ServerMessage::Error {
@@ -455,16 +509,7 @@ impl RoomActor {
             }
             return;
         };
-        let granted_by = self
-            .members
-            .iter()
-            .find(|m| m.participant.id == by)
-            .map_or(0, |m| m.participant.user_id);
-        if let Err(e) = self
-            .db
-            .add_cohost(self.meeting_id, user_id, granted_by)
-            .await
-        {
+        if let Err(e) = self.db.add_cohost(self.meeting_id, user_id, host.id).await {
             tracing::error!(error = %e, "could not store a co-host");
             if let Some(member) = self.members.iter().find(|m| m.participant.id == by) {
                 let error = ServerMessage::Error {
@@ -494,22 +539,59 @@ impl RoomActor {
         for json in changed {
             self.broadcast(json.into());
         }
+        let line = format!("{} made {name} a co-host", host.display_name);
+        self.audit(Some((host, line))).await;
     }
 
     /// A host ends the meeting: everyone is told, then every connection
     /// in it closes and the room with them.
-    fn end(&mut self, by: &str, reference: Option<serde_json::Value>) {
-        let Some(host) = self.host(by, reference.as_ref()) else {
-            return;
-        };
+    fn end(&mut self, by: &str, reference: Option<serde_json::Value>) -> Audit {
+        let host = self.host(by, reference.as_ref())?;
         tracing::info!(by = %by, "meeting ended by a host");
-        let notice: Utf8Bytes = ServerMessage::MeetingEnded { by: &host }.to_json().into();
+        let notice: Utf8Bytes = ServerMessage::MeetingEnded {
+            by: &host.display_name,
+        }
+        .to_json()
+        .into();
         for member in &self.members {
             let _ = member.outbox.try_send(notice.clone());
         }
         self.members.clear();
         self.count.store(0, Ordering::Relaxed);
         self.ended = true;
+        let line = format!("{} ended the meeting", host.display_name);
+        Some((host, line))
+    }
+
+    /// Stores a host action as a system line of the meeting's chat and
+    /// shows it to everyone in it (and, through the history, to whoever
+    /// joins later).
+    async fn audit(&mut self, line: Audit) {
+        let Some((host, text)) = line else {
+            return;
+        };
+        match self
+            .db
+            .insert_system_line(self.meeting_id, host.id, &text)
+            .await
+        {
+            Ok(stored) => {
+                let view = ChatView {
+                    id: stored.id,
+                    user: host,
+                    text,
+                    sent_at: rfc3339(stored.sent_at),
+                    system: true,
+                };
+                let json = ServerMessage::ChatMessage(&view).to_json();
+                if self.history.len() == HISTORY_ON_JOIN {
+                    self.history.pop_front();
+                }
+                self.history.push_back(view);
+                self.broadcast(json.into());
+            }
+            Err(e) => tracing::error!(error = %e, "could not store a host action in the chat"),
+        }
     }
 
     async fn chat(
@@ -540,11 +622,7 @@ impl RoomActor {
             let _ = member.outbox.try_send(error.into());
             return;
         }
-        let author = PublicUser {
-            id: member.participant.user_id,
-            display_name: member.participant.display_name.clone(),
-            avatar_url: member.participant.avatar_url.clone(),
-        };
+        let author = public_user(&member.participant);
         match self.db.insert_chat(self.meeting_id, author.id, &text).await {
             Ok(stored) => {
                 let view = ChatView {
@@ -552,6 +630,7 @@ impl RoomActor {
                     user: author,
                     text,
                     sent_at: rfc3339(stored.sent_at),
+                    system: false,
                 };
                 let json = ServerMessage::ChatMessage(&view).to_json();
                 if self.history.len() == HISTORY_ON_JOIN {
@@ -608,5 +687,14 @@ fn hold(sfu: &zync_sfu::Sfu, room: &str, participant: &str, source: Source, held
     };
     if let Err(e) = sfu.command_in(room, command) {
         tracing::warn!(error = %e, participant, "could not reach the media plane to hold a track");
+    }
+}
+
+/// A participant's account as chat shows it.
+fn public_user(p: &Participant) -> PublicUser {
+    PublicUser {
+        id: p.user_id,
+        display_name: p.display_name.clone(),
+        avatar_url: p.avatar_url.clone(),
     }
 }

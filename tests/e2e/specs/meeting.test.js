@@ -436,6 +436,9 @@ test('17. the host mutes someone and stops their camera, removes someone, who se
     await c.page.getByRole('heading', { name: 'The meeting is over for you' }).waitFor();
     await c.page.getByText('Ada Lovelace removed you from this meeting.').waitFor();
     for (const p of [a, b]) await tile(p.page, 'Cy Hopper').waitFor({ state: 'detached', timeout: 10_000 });
+    // The chat records host actions for everyone.
+    await b.page.locator('.chat-system', { hasText: 'Ada Lovelace removed Cy Hopper' }).waitFor({ state: 'attached' });
+    await b.page.locator('.chat-system', { hasText: 'Ada Lovelace muted Bob Babbage' }).waitFor({ state: 'attached' });
     await screenshot(c.page, '17-removed');
     // Rejoining is refused while the meeting lasts.
     await c.page.getByRole('button', { name: 'Rejoin' }).click();

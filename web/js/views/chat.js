@@ -7,7 +7,7 @@
 import { api } from '../api.js';
 import { clock, h, icon, replace } from '../dom.js';
 
-/** @typedef {{id: number, user: {id: number, display_name: string, avatar_url: string}, text: string, sent_at: string}} ChatMessage */
+/** @typedef {{id: number, user: {id: number, display_name: string, avatar_url: string}, text: string, sent_at: string, system?: boolean}} ChatMessage */
 
 /** Distance from the bottom (px) within which the log keeps following. */
 const FOLLOW_SLACK = 80;
@@ -69,6 +69,12 @@ export class ChatPanel {
   /** @param {ChatMessage} m @param {Node|null} [before] */
   append(m, before = null) {
     this.ids.add(m.id);
+    if (m.system) {
+      // A host action the meeting recorded ("Ada removed Bob").
+      this.log.insertBefore(h('div', { class: 'chat-system', role: 'note', dataset: { id: String(m.id) } },
+        h('span', {}, m.text), ' · ', h('time', { datetime: m.sent_at }, clock(m.sent_at))), before);
+      return;
+    }
     const el = h('div', { class: 'chat-message', dataset: { id: String(m.id) } },
       h('img', { class: 'avatar', src: m.user.avatar_url, alt: '' }),
       h('div', {},
