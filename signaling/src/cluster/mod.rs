@@ -187,8 +187,8 @@ pub async fn join(
         error: None,
         nodes,
     }));
-    publish_metrics(&view_of(&view));
     let cluster = Cluster { view: view.clone() };
+    publish_metrics(&cluster.view());
     let task = tokio::spawn(async move {
         let mut ticks = tokio::time::interval(HEARTBEAT);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -349,13 +349,6 @@ pub async fn view(
         "this server is not in a cluster (cluster.redis_url is not set)",
     ))?;
     Ok(axum::Json(cluster.view()))
-}
-
-fn view_of(view: &RwLock<ClusterView>) -> ClusterView {
-    match view.read() {
-        Ok(v) => v.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    }
 }
 
 fn publish_metrics(view: &ClusterView) {

@@ -19,6 +19,9 @@ use zync_sfu::Source;
 /// Chat messages a joiner receives in `existing-users`.
 pub const HISTORY_ON_JOIN: usize = 50;
 
+/// The error text for a host action on someone who is not in the meeting.
+const NOT_IN_MEETING: &str = "that participant is not in the meeting";
+
 /// What a host action records in the chat, when it took effect: the host
 /// and the line ("Ada removed Bob").
 type Audit = Option<(PublicUser, String)>;
@@ -280,31 +283,28 @@ impl RoomActor {
         if member.participant.role == Role::Host {
             return Some(public_user(&member.participant));
         }
-        let error = ServerMessage::Error {
-            code: "forbidden",
-            message: "only the meeting's hosts may do that",
-            reference,
-        }
-        .to_json();
-        let _ = member.outbox.try_send(error.into());
+        let message = "only the meeting's hosts may do that";
+        self.refuse(by, "forbidden", message, reference);
         None
+    }
+
+    /// Answers `to`'s request with an `error`.
+    fn refuse(&self, to: &str, code: &str, message: &str, reference: Option<&serde_json::Value>) {
+        if let Some(member) = self.members.iter().find(|m| m.participant.id == to) {
+            let error = ServerMessage::Error {
+                code,
+                message,
+                reference,
+            }
+            .to_json();
+            let _ = member.outbox.try_send(error.into());
+        }
     }
 
     /// A host takes `target` out, with every other tab of the same
     /// account, and keeps the account out while the meeting lasts.
     fn remove(&mut self, by: &str, target: &str, reference: Option<serde_json::Value>) -> Audit {
         let host = self.host(by, reference.as_ref())?;
-        let refuse = |room: &Self, code, message| {
-            if let Some(member) = room.members.iter().find(|m| m.participant.id == by) {
-                let error = ServerMessage::Error {
-                    code,
-                    message,
-                    reference: reference.as_ref(),
-                }
-                .to_json();
-                let _ = member.outbox.try_send(error.into());
-            }
-        };
         let Some((user_id, role, name)) = self
             .members
             .iter()
@@ -317,11 +317,16 @@ impl RoomActor {
                 )
             })
         else {
-            refuse(self, "not_found", "that participant is not in the meeting");
+            self.refuse(by, "not_found", NOT_IN_MEETING, reference.as_ref());
             return None;
         };
         if role == Role::Host {
-            refuse(self, "forbidden", "hosts cannot be removed");
+            self.refuse(
+                by,
+                "forbidden",
+                "hosts cannot be removed",
+                reference.as_ref(),
+            );
             return None;
         }
         self.removed.insert(user_id);
@@ -366,15 +371,7 @@ impl RoomActor {
                     .find(|m| m.participant.id == target)
                     .map(|m| m.participant.display_name.clone())
                 else {
-                    if let Some(member) = self.members.iter().find(|m| m.participant.id == by) {
-                        let error = ServerMessage::Error {
-                            code: "not_found",
-                            message: "that participant is not in the meeting",
-                            reference: reference.as_ref(),
-                        }
-                        .to_json();
-                        let _ = member.outbox.try_send(error.into());
-                    }
+                    self.refuse(by, "not_found", NOT_IN_MEETING, reference.as_ref());
                     return None;
                 };
                 (
@@ -440,15 +437,7 @@ impl RoomActor {
     ) -> Audit {
         let host = self.host(by, reference.as_ref())?;
         let Some(member) = self.members.iter_mut().find(|m| m.participant.id == target) else {
-            if let Some(member) = self.members.iter().find(|m| m.participant.id == by) {
-                let error = ServerMessage::Error {
-                    code: "not_found",
-                    message: "that participant is not in the meeting",
-                    reference: reference.as_ref(),
-                }
-                .to_json();
-                let _ = member.outbox.try_send(error.into());
-            }
+            self.refuse(by, "not_found", NOT_IN_MEETING, reference.as_ref());
             return None;
         };
         tracing::info!(by = %by, target, source = source.as_str(), "video stopped by a host");
@@ -498,28 +487,13 @@ impl RoomActor {
             .find(|m| m.participant.id == target)
             .map(|m| (m.participant.user_id, m.participant.display_name.clone()))
         else {
-            if let Some(member) = self.members.iter().find(|m| m.participant.id == by) {
-                let error = ServerMessage::Error {
-                    code: "not_found",
-                    message: "that participant is not in the meeting",
-                    reference: reference.as_ref(),
-                }
-                .to_json();
-                let _ = member.outbox.try_send(error.into());
-            }
+            self.refuse(by, "not_found", NOT_IN_MEETING, reference.as_ref());
             return;
         };
         if let Err(e) = self.db.add_cohost(self.meeting_id, user_id, host.id).await {
             tracing::error!(error = %e, "could not store a co-host");
-            if let Some(member) = self.members.iter().find(|m| m.participant.id == by) {
-                let error = ServerMessage::Error {
-                    code: "unavailable",
-                    message: "could not save that; try again shortly",
-                    reference: reference.as_ref(),
-                }
-                .to_json();
-                let _ = member.outbox.try_send(error.into());
-            }
+            let message = "could not save that; try again shortly";
+            self.refuse(by, "unavailable", message, reference.as_ref());
             return;
         }
         tracing::info!(by = %by, user_id, "made a co-host");
@@ -583,15 +557,21 @@ impl RoomActor {
                     sent_at: rfc3339(stored.sent_at),
                     system: true,
                 };
-                let json = ServerMessage::ChatMessage(&view).to_json();
-                if self.history.len() == HISTORY_ON_JOIN {
-                    self.history.pop_front();
-                }
-                self.history.push_back(view);
-                self.broadcast(json.into());
+                self.record(view);
             }
             Err(e) => tracing::error!(error = %e, "could not store a host action in the chat"),
         }
+    }
+
+    /// Keeps a stored chat line in the recent history and shows it to
+    /// everyone.
+    fn record(&mut self, view: ChatView) {
+        let json = ServerMessage::ChatMessage(&view).to_json();
+        if self.history.len() == HISTORY_ON_JOIN {
+            self.history.pop_front();
+        }
+        self.history.push_back(view);
+        self.broadcast(json.into());
     }
 
     async fn chat(
@@ -613,13 +593,8 @@ impl RoomActor {
             .entry(member.participant.user_id)
             .or_insert_with(|| RateLimit::new(settings.chat_burst, settings.chat_per_minute));
         if !budget.take() {
-            let error = ServerMessage::Error {
-                code: "rate_limited",
-                message: "you are sending messages too fast; wait a moment",
-                reference: reference.as_ref(),
-            }
-            .to_json();
-            let _ = member.outbox.try_send(error.into());
+            let message = "you are sending messages too fast; wait a moment";
+            self.refuse(participant_id, "rate_limited", message, reference.as_ref());
             return;
         }
         let author = public_user(&member.participant);
@@ -632,22 +607,12 @@ impl RoomActor {
                     sent_at: rfc3339(stored.sent_at),
                     system: false,
                 };
-                let json = ServerMessage::ChatMessage(&view).to_json();
-                if self.history.len() == HISTORY_ON_JOIN {
-                    self.history.pop_front();
-                }
-                self.history.push_back(view);
-                self.broadcast(json.into());
+                self.record(view);
             }
             Err(e) => {
                 tracing::error!(error = %e, participant = %participant_id, "could not store chat message");
-                let error = ServerMessage::Error {
-                    code: "chat_failed",
-                    message: "the message could not be saved; please try again",
-                    reference: reference.as_ref(),
-                }
-                .to_json();
-                let _ = member.outbox.try_send(error.into());
+                let message = "the message could not be saved; please try again";
+                self.refuse(participant_id, "chat_failed", message, reference.as_ref());
             }
         }
     }

@@ -387,7 +387,7 @@ impl Connection {
         joined.room.send(command).await;
     }
 
-    /// Admits a `signal` or `media-state` message: the connection must be
+    /// Admits a `signal`, `media-state` or host message: the connection must be
     /// in a meeting and within the control rate. Otherwise the client gets
     /// the error and `None` comes back.
     async fn admit_control(&mut self, reference: &Option<Value>) -> Option<&Joined> {
@@ -396,7 +396,7 @@ impl Connection {
             return None;
         }
         if !self.control_rate.take() {
-            let message = "too many signal or media-state messages; slow down";
+            let message = "too many signal, media-state or host messages; slow down";
             self.send_error("rate_limited", message, reference.as_ref())
                 .await;
             return None;
