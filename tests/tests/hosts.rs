@@ -316,3 +316,114 @@ async fn a_co_host_can_act_as_a_host_and_stays_one_after_a_restart() -> anyhow::
     assert_eq!(c.join(&slug).await?["self"]["role"], "participant");
     server.stop().await
 }
+
+#[tokio::test]
+async fn a_locked_meeting_keeps_newcomers_in_the_lobby_until_a_host_decides() -> anyhow::Result<()>
+{
+    let server = TestServer::start().await?;
+    let (ada, bob, dee, eve) = (
+        server.user("ada").await?,
+        server.user("bob").await?,
+        server.user("dee").await?,
+        server.user("eve").await?,
+    );
+    let slug = ada.create_meeting("Interviews").await?;
+    let mut a = ada.ws().await?;
+    assert_eq!(a.join(&slug).await?["locked"], false);
+    let mut b = bob.ws().await?;
+    b.join(&slug).await?;
+    a.recv_type("user-joined").await?;
+
+    // Only hosts lock.
+    b.send(json!({"type": "lock-meeting", "locked": true, "ref": 1}))
+        .await?;
+    assert_eq!(b.recv_type("error").await?["code"], "forbidden");
+    a.send(json!({"type": "lock-meeting", "locked": true}))
+        .await?;
+    for ws in [&mut a, &mut b] {
+        let locked = ws.recv_type("meeting-locked").await?;
+        assert_eq!(locked["locked"], true);
+        assert_eq!(locked["by"], "Ada Test");
+    }
+
+    // Dee knocks: she waits (no existing-users, no media); the host sees
+    // her in the lobby, the others do not.
+    let mut d = dee.ws().await?;
+    d.send(json!({"type": "join-meeting", "slug": slug}))
+        .await?;
+    let waiting = d.recv().await?;
+    assert_eq!(waiting["type"], "lobby-waiting", "{waiting}");
+    let lobby = a.recv_type("lobby").await?;
+    assert_eq!(lobby["waiting"][0]["display_name"], "Dee Test");
+    let dee_id = lobby["waiting"][0]["id"].clone();
+    b.send(json!({"type": "admit", "participant_id": dee_id, "ref": 2}))
+        .await?;
+    assert_eq!(b.recv_type("error").await?["code"], "forbidden");
+
+    // Admitted, she joins like anyone.
+    a.send(json!({"type": "admit", "participant_id": dee_id}))
+        .await?;
+    assert_eq!(d.recv().await?["type"], "admitted");
+    assert_eq!(a.recv_type("lobby").await?["waiting"], json!([]));
+    let welcome = d.join(&slug).await?;
+    assert_eq!(welcome["locked"], true);
+    assert_eq!(
+        a.recv_type("user-joined").await?["participant"]["display_name"],
+        "Dee Test"
+    );
+
+    // Eve is sent away.
+    let mut e = eve.ws().await?;
+    e.send(json!({"type": "join-meeting", "slug": slug}))
+        .await?;
+    assert_eq!(e.recv().await?["type"], "lobby-waiting");
+    let lobby = a.recv_type("lobby").await?;
+    let eve_id = lobby["waiting"][0]["id"].clone();
+    a.send(json!({"type": "deny", "participant_id": eve_id}))
+        .await?;
+    let denied = e.recv_type("denied").await?;
+    assert_eq!(denied["by"], "Ada Test");
+    assert_eq!(a.recv_type("lobby").await?["waiting"], json!([]));
+    // She may knock again (a host may change their mind); closing the
+    // page takes her out of the lobby.
+    e.send(json!({"type": "join-meeting", "slug": slug}))
+        .await?;
+    assert_eq!(e.recv_type("lobby-waiting").await?["type"], "lobby-waiting");
+    assert_eq!(
+        a.recv_type("lobby").await?["waiting"][0]["display_name"],
+        "Eve Test"
+    );
+    e.close().await?;
+    assert_eq!(a.recv_type("lobby").await?["waiting"], json!([]));
+
+    // Unlocking lets in whoever waits.
+    let mut e = eve.ws().await?;
+    e.send(json!({"type": "join-meeting", "slug": slug}))
+        .await?;
+    e.recv_type("lobby-waiting").await?;
+    a.send(json!({"type": "lock-meeting", "locked": false}))
+        .await?;
+    assert_eq!(e.recv_type("admitted").await?["type"], "admitted");
+    let welcome = e.join(&slug).await?;
+
+    // The chat's history records the decisions.
+    let lines: Vec<&str> = welcome["history"]
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .filter(|m| m["system"] == true)
+                .filter_map(|m| m["text"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        lines,
+        [
+            "Ada Test locked the meeting",
+            "Ada Test let Dee Test in",
+            "Ada Test turned Eve Test away",
+            "Ada Test unlocked the meeting",
+        ]
+    );
+    server.stop().await
+}

@@ -1,7 +1,7 @@
 //! The room actor: the one task that owns a live meeting's state.
 
 use super::RoomSettings;
-use super::{JoinError, Outbox, Registry, RoomCommand};
+use super::{Admission, JoinError, Outbox, Registry, RoomCommand};
 use crate::auth::PublicUser;
 use crate::db::{Database, rfc3339};
 use crate::meetings::ChatView;
@@ -56,6 +56,13 @@ pub(super) struct RoomActor {
     /// Sources a host turned off and the SFU holds, by participant, until
     /// they turn them on again themselves.
     held: HashSet<(String, Source)>,
+    /// Newcomers who are not hosts wait in the lobby.
+    locked: bool,
+    /// Who waits, in order of arrival (their outbox gets `admitted` or
+    /// `denied`, then is dropped).
+    lobby: Vec<Member>,
+    /// Accounts a host let in: they pass the lock while the meeting lasts.
+    admitted: HashSet<i64>,
 }
 
 impl RoomActor {
@@ -85,6 +92,9 @@ impl RoomActor {
             removed: HashSet::new(),
             ended: false,
             held: HashSet::new(),
+            locked: false,
+            lobby: Vec::new(),
+            admitted: HashSet::new(),
         }
     }
 
@@ -109,6 +119,11 @@ impl RoomActor {
             if self.members.is_empty() || self.ended {
                 break;
             }
+        }
+        // Nobody is left to let those waiting in.
+        let denied = ServerMessage::Denied { by: None }.to_json();
+        for waiting in self.lobby.drain(..) {
+            let _ = waiting.outbox.try_send(denied.clone().into());
         }
         // Close in this order: once unregistered no new command can arrive
         // through the registry, and joins already queued are refused so the
@@ -149,6 +164,30 @@ impl RoomActor {
             } => {
                 let line = self.remove(&by, &target, reference);
                 self.audit(line).await;
+            }
+            RoomCommand::Lock {
+                by,
+                locked,
+                reference,
+            } => {
+                let line = self.lock(&by, locked, reference);
+                self.audit(line).await;
+            }
+            RoomCommand::Decide {
+                by,
+                target,
+                admit,
+                reference,
+            } => {
+                let line = self.decide(&by, &target, admit, reference);
+                self.audit(line).await;
+            }
+            RoomCommand::LeaveLobby { participant_id } => {
+                let before = self.lobby.len();
+                self.lobby.retain(|w| w.participant.id != participant_id);
+                if self.lobby.len() != before {
+                    self.tell_hosts_lobby();
+                }
             }
             RoomCommand::End { by, reference } => {
                 let line = self.end(&by, reference);
@@ -217,9 +256,15 @@ impl RoomActor {
         }
     }
 
-    fn join(&mut self, participant: Participant, outbox: Outbox) -> Result<(), JoinError> {
+    fn join(&mut self, participant: Participant, outbox: Outbox) -> Result<Admission, JoinError> {
         if self.removed.contains(&participant.user_id) {
             return Err(JoinError::Removed);
+        }
+        if self.locked
+            && participant.role != Role::Host
+            && !self.admitted.contains(&participant.user_id)
+        {
+            return self.wait_in_lobby(participant, outbox);
         }
         if self.members.len() >= self.settings.max_participants {
             return Err(JoinError::Full);
@@ -240,6 +285,7 @@ impl RoomActor {
             publishing: Publishing {
                 simulcast: self.settings.simulcast,
             },
+            locked: self.locked,
         }
         .to_json();
         // A fresh outbox has room; if not, the connection is already gone.
@@ -252,12 +298,123 @@ impl RoomActor {
         }
         .to_json();
         self.broadcast(joined.into());
+        let host = participant.role == Role::Host;
         self.members.push(Member {
             participant,
             outbox,
         });
         self.count.store(self.members.len(), Ordering::Relaxed);
-        Ok(())
+        if host && !self.lobby.is_empty() {
+            self.tell_hosts_lobby();
+        }
+        Ok(Admission::Joined)
+    }
+
+    /// Puts a newcomer of a locked meeting in the lobby and tells the
+    /// hosts.
+    fn wait_in_lobby(
+        &mut self,
+        participant: Participant,
+        outbox: Outbox,
+    ) -> Result<Admission, JoinError> {
+        if self.lobby.len() >= self.settings.max_participants {
+            return Err(JoinError::Full);
+        }
+        let waiting = ServerMessage::LobbyWaiting {
+            meeting: &self.meeting,
+        }
+        .to_json();
+        if outbox.try_send(waiting.into()).is_err() {
+            return Err(JoinError::Closed);
+        }
+        tracing::info!(participant = %participant.id, user_id = participant.user_id, "waiting in the lobby");
+        self.lobby.push(Member {
+            participant,
+            outbox,
+        });
+        self.tell_hosts_lobby();
+        Ok(Admission::Waiting)
+    }
+
+    /// Sends every host who is waiting in the lobby now.
+    fn tell_hosts_lobby(&self) {
+        let lobby: Utf8Bytes = ServerMessage::Lobby {
+            waiting: self.lobby.iter().map(|w| &w.participant).collect(),
+        }
+        .to_json()
+        .into();
+        for member in self
+            .members
+            .iter()
+            .filter(|m| m.participant.role == Role::Host)
+        {
+            let _ = member.outbox.try_send(lobby.clone());
+        }
+    }
+
+    /// A host locks or unlocks the meeting; unlocking lets in everyone
+    /// waiting.
+    fn lock(&mut self, by: &str, locked: bool, reference: Option<serde_json::Value>) -> Audit {
+        let host = self.host(by, reference.as_ref())?;
+        if self.locked == locked {
+            return None;
+        }
+        self.locked = locked;
+        tracing::info!(by = %by, locked, "meeting lock changed");
+        let notice = ServerMessage::MeetingLocked {
+            locked,
+            by: &host.display_name,
+        }
+        .to_json();
+        self.broadcast(notice.into());
+        if !locked {
+            let admitted = ServerMessage::Admitted {}.to_json();
+            for waiting in self.lobby.drain(..) {
+                self.admitted.insert(waiting.participant.user_id);
+                let _ = waiting.outbox.try_send(admitted.clone().into());
+            }
+            self.tell_hosts_lobby();
+        }
+        let what = if locked { "locked" } else { "unlocked" };
+        let line = format!("{} {what} the meeting", host.display_name);
+        Some((host, line))
+    }
+
+    /// A host lets `target` in from the lobby, or sends them away.
+    fn decide(
+        &mut self,
+        by: &str,
+        target: &str,
+        admit: bool,
+        reference: Option<serde_json::Value>,
+    ) -> Audit {
+        let host = self.host(by, reference.as_ref())?;
+        let Some(index) = self.lobby.iter().position(|w| w.participant.id == target) else {
+            let message = "nobody with that id is waiting";
+            self.refuse(by, "not_found", message, reference.as_ref());
+            return None;
+        };
+        // Dropping it closes the lobby outbox once the answer is out.
+        let waiting = self.lobby.remove(index);
+        let name = waiting.participant.display_name.clone();
+        let answer = if admit {
+            self.admitted.insert(waiting.participant.user_id);
+            ServerMessage::Admitted {}.to_json()
+        } else {
+            ServerMessage::Denied {
+                by: Some(&host.display_name),
+            }
+            .to_json()
+        };
+        let _ = waiting.outbox.try_send(answer.into());
+        self.tell_hosts_lobby();
+        tracing::info!(by = %by, participant = %target, admit, "lobby decision");
+        let line = if admit {
+            format!("{} let {name} in", host.display_name)
+        } else {
+            format!("{} turned {name} away", host.display_name)
+        };
+        Some((host, line))
     }
 
     fn leave(&mut self, participant_id: &str) {
@@ -512,6 +669,9 @@ impl RoomActor {
         }
         for json in changed {
             self.broadcast(json.into());
+        }
+        if !self.lobby.is_empty() {
+            self.tell_hosts_lobby();
         }
         let line = format!("{} made {name} a co-host", host.display_name);
         self.audit(Some((host, line))).await;

@@ -50,6 +50,16 @@ pub enum JoinError {
     Removed,
 }
 
+/// How the room answered a join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// In the meeting (`existing-users` is queued).
+    Joined,
+    /// In the lobby of a locked meeting (`lobby-waiting` is queued); the
+    /// room sends `admitted` or `denied` later, then drops the outbox.
+    Waiting,
+}
+
 /// What a connection can ask of its room.
 #[derive(Debug)]
 pub enum RoomCommand {
@@ -60,8 +70,8 @@ pub enum RoomCommand {
         participant: Participant,
         /// Where the room sends the newcomer's messages.
         outbox: Outbox,
-        /// Answered once the participant is in (or refused).
-        reply: oneshot::Sender<Result<(), JoinError>>,
+        /// Answered once the participant is in or waiting (or refused).
+        reply: oneshot::Sender<Result<Admission, JoinError>>,
     },
     /// Store and broadcast a chat message.
     Chat {
@@ -122,6 +132,31 @@ pub enum RoomCommand {
         target: String,
         /// The request's `ref`, for an error reply.
         reference: Option<serde_json::Value>,
+    },
+    /// A host locks or unlocks the meeting.
+    Lock {
+        /// Who asks.
+        by: String,
+        /// Lock or unlock.
+        locked: bool,
+        /// The request's `ref`, for an error reply.
+        reference: Option<serde_json::Value>,
+    },
+    /// A host admits (`admit`) or denies someone waiting in the lobby.
+    Decide {
+        /// Who asks.
+        by: String,
+        /// Who waits.
+        target: String,
+        /// Let in, or send away.
+        admit: bool,
+        /// The request's `ref`, for an error reply.
+        reference: Option<serde_json::Value>,
+    },
+    /// Someone waiting in the lobby gave up (left, or closed the page).
+    LeaveLobby {
+        /// Who.
+        participant_id: String,
     },
     /// A host ends the meeting for everyone.
     End {

@@ -1,7 +1,7 @@
 //! The registry of live meetings: slug → handle of the task that owns it.
 
 use super::actor::RoomActor;
-use super::{JoinError, Outbox, RoomCommand, RoomSettings};
+use super::{Admission, JoinError, Outbox, RoomCommand, RoomSettings};
 use crate::db::{Database, Meeting};
 use crate::ws::protocol::{MeetingInfo, Participant};
 use dashmap::DashMap;
@@ -65,14 +65,15 @@ impl Registry {
         self.rooms.len()
     }
 
-    /// Puts `participant` into the meeting's room, starting the room if
-    /// needed. On success returns the room's handle.
+    /// Puts `participant` into the meeting's room (or its lobby, when
+    /// locked), starting the room if needed. On success returns the room's
+    /// handle and which of the two it was.
     pub async fn join(
         &self,
         meeting: &Meeting,
         participant: Participant,
         outbox: Outbox,
-    ) -> Result<RoomHandle, JoinError> {
+    ) -> Result<(RoomHandle, Admission), JoinError> {
         for _ in 0..JOIN_ATTEMPTS {
             let handle = self.room_for(meeting);
             let (reply, answer) = oneshot::channel();
@@ -86,7 +87,7 @@ impl Registry {
                 continue;
             }
             match answer.await {
-                Ok(Ok(())) => return Ok(handle),
+                Ok(Ok(admission)) => return Ok((handle, admission)),
                 Ok(Err(
                     refused @ (JoinError::Full | JoinError::TooManyTabs | JoinError::Removed),
                 )) => {

@@ -9,7 +9,7 @@ use super::rate::{RateLimit, SocketSlot};
 use super::sessions::SessionWatch;
 use crate::db::User;
 use crate::meetings;
-use crate::room::{JoinError, OUTBOX_CAPACITY, RoomCommand, RoomHandle};
+use crate::room::{Admission, JoinError, OUTBOX_CAPACITY, RoomCommand, RoomHandle};
 use crate::state::AppState;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use serde_json::Value;
@@ -33,6 +33,14 @@ struct Joined {
     awaiting_answer: bool,
 }
 
+/// Waiting in the lobby of a locked meeting.
+struct Waiting {
+    room: RoomHandle,
+    participant_id: String,
+    /// The room's answer (`admitted` or `denied`), then closed.
+    outbox: mpsc::Receiver<Utf8Bytes>,
+}
+
 /// When clients should first try to reconnect after `server-restarting`:
 /// a restarted `zync` is usually listening again within a second.
 const RESTART_RETRY_AFTER: Duration = Duration::from_millis(1000);
@@ -54,6 +62,7 @@ struct Connection {
     user: User,
     socket: WebSocket,
     joined: Option<Joined>,
+    waiting: Option<Waiting>,
     /// Counts against the account's open sockets until dropped.
     _slot: SocketSlot,
     /// Bounds signal and media-state messages (ICE candidates come in bursts).
@@ -119,6 +128,7 @@ async fn serve_connection(
         user,
         socket,
         joined: None,
+        waiting: None,
         _slot: slot,
         control_rate,
         view_rate: RateLimit::new(VIEW_BURST, VIEWS_PER_MINUTE),
@@ -179,6 +189,15 @@ async fn next_from_meeting(joined: &mut Option<Joined>) -> FromMeeting {
     }
 }
 
+/// The next message from the lobby we wait in (`None`: the room let go of
+/// us); never if not waiting.
+async fn next_from_lobby(waiting: &mut Option<Waiting>) -> Option<Utf8Bytes> {
+    match waiting {
+        Some(w) => w.outbox.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Completes once the socket's login session has ended; never without one.
 async fn session_ended(watch: &mut Option<SessionWatch>) {
     match watch {
@@ -230,6 +249,15 @@ impl Connection {
                     }
                     FromMeeting::Media(event) => self.on_media_event(event).await,
                 },
+                from_lobby = next_from_lobby(&mut self.waiting) => match from_lobby {
+                    // The room has answered, and let go of us.
+                    None => self.waiting = None,
+                    Some(json) => {
+                        if self.socket.send(Message::Text(json)).await.is_err() {
+                            return End::ClientClosed;
+                        }
+                    }
+                },
                 _ = ping.tick() => {
                     if last_heard.elapsed() > idle_timeout {
                         return End::TimedOut;
@@ -258,7 +286,7 @@ impl Connection {
         match message {
             ClientMessage::JoinMeeting { slug, reference } => self.join(&slug, reference).await,
             ClientMessage::LeaveMeeting { reference } => {
-                if self.joined.is_none() {
+                if self.joined.is_none() && self.waiting.is_none() {
                     return self.not_joined(reference).await;
                 }
                 self.leave().await;
@@ -342,6 +370,25 @@ impl Connection {
                 };
                 joined.room.send(command).await;
             }
+            ClientMessage::LockMeeting { locked, reference } => {
+                let Some(joined) = self.admit_control(&reference).await else {
+                    return;
+                };
+                let command = RoomCommand::Lock {
+                    by: joined.participant_id.clone(),
+                    locked,
+                    reference,
+                };
+                joined.room.send(command).await;
+            }
+            ClientMessage::Admit {
+                participant_id,
+                reference,
+            } => self.decide(participant_id, true, reference).await,
+            ClientMessage::Deny {
+                participant_id,
+                reference,
+            } => self.decide(participant_id, false, reference).await,
             ClientMessage::EndMeeting { reference } => {
                 let Some(joined) = self.admit_control(&reference).await else {
                     return;
@@ -372,6 +419,20 @@ impl Connection {
                 joined.room.send(command).await;
             }
         }
+    }
+
+    /// Asks the room to admit or deny someone in its lobby, for a host.
+    async fn decide(&mut self, target: String, admit: bool, reference: Option<Value>) {
+        let Some(joined) = self.admit_control(&reference).await else {
+            return;
+        };
+        let command = RoomCommand::Decide {
+            by: joined.participant_id.clone(),
+            target,
+            admit,
+            reference,
+        };
+        joined.room.send(command).await;
     }
 
     /// Asks the room to mute `target` (or every non-host) for a host.
@@ -683,6 +744,8 @@ impl Connection {
                 .send_error("already_joined", message, reference.as_ref())
                 .await;
         }
+        // Joining again from the lobby (after `admitted`), or elsewhere.
+        self.leave().await;
         let meeting = match meetings::find(&self.state, slug).await {
             Ok(m) => m,
             Err(crate::error::ApiError::NotFound(_)) => {
@@ -731,7 +794,20 @@ impl Connection {
             }
         };
         match self.state.rooms.join(&meeting, participant, outbox).await {
-            Ok(room) => {
+            Ok((room, Admission::Waiting)) => {
+                // No media until a host lets us in: `media` is dropped here,
+                // and the client joins again once `admitted`.
+                let mut receiver = receiver;
+                if let Ok(waiting) = receiver.try_recv() {
+                    let _ = self.socket.send(Message::Text(waiting)).await;
+                }
+                self.waiting = Some(Waiting {
+                    room,
+                    participant_id,
+                    outbox: receiver,
+                });
+            }
+            Ok((room, Admission::Joined)) => {
                 // The room queued `existing-users` before answering; send it
                 // now, so it is the first message after the join even if the
                 // media plane already has an offer waiting.
@@ -810,6 +886,12 @@ impl Connection {
 
     /// Leaves the current meeting, if any.
     async fn leave(&mut self) {
+        if let Some(waiting) = self.waiting.take() {
+            let command = RoomCommand::LeaveLobby {
+                participant_id: waiting.participant_id,
+            };
+            waiting.room.send(command).await;
+        }
         if let Some(joined) = self.joined.take() {
             let command = RoomCommand::Leave {
                 participant_id: joined.participant_id,

@@ -186,6 +186,32 @@ pub enum ClientMessage {
         #[serde(rename = "ref", default)]
         reference: Option<serde_json::Value>,
     },
+    /// Hosts only: lock the meeting (newcomers who are not hosts wait in
+    /// the lobby until a host admits them) or unlock it (which admits
+    /// everyone waiting).
+    LockMeeting {
+        /// Lock (`true`) or unlock.
+        locked: bool,
+        /// Echoed in errors.
+        #[serde(rename = "ref", default)]
+        reference: Option<serde_json::Value>,
+    },
+    /// Hosts only: let someone in from the lobby.
+    Admit {
+        /// Who (their participant id, from `lobby`).
+        participant_id: String,
+        /// Echoed in errors.
+        #[serde(rename = "ref", default)]
+        reference: Option<serde_json::Value>,
+    },
+    /// Hosts only: send someone in the lobby away.
+    Deny {
+        /// Who (their participant id, from `lobby`).
+        participant_id: String,
+        /// Echoed in errors.
+        #[serde(rename = "ref", default)]
+        reference: Option<serde_json::Value>,
+    },
     /// Hosts only: end the meeting for everyone in it.
     EndMeeting {
         /// Echoed in errors.
@@ -208,6 +234,9 @@ pub const CLIENT_TYPES: &[&str] = &[
     "mute-all",
     "stop-video",
     "make-host",
+    "lock-meeting",
+    "admit",
+    "deny",
     "end-meeting",
 ];
 
@@ -367,6 +396,8 @@ pub enum ServerMessage<'a> {
         history: Vec<&'a ChatView>,
         /// How to send our media.
         publishing: Publishing,
+        /// Whether newcomers wait in the lobby.
+        locked: bool,
     },
     /// Someone arrived.
     UserJoined {
@@ -436,6 +467,32 @@ pub enum ServerMessage<'a> {
         participant_id: &'a str,
         /// The new role.
         role: Role,
+    },
+    /// The answer to `join-meeting` in a locked meeting: we wait in the
+    /// lobby until a host admits (`admitted`) or denies (`denied`) us.
+    LobbyWaiting {
+        /// The meeting.
+        meeting: &'a MeetingInfo,
+    },
+    /// A host let us in: send `join-meeting` again.
+    Admitted {},
+    /// We may not come in: a host said no (`by`), or no host is left in
+    /// the meeting (`by` null).
+    Denied {
+        /// The host's display name.
+        by: Option<&'a str>,
+    },
+    /// To hosts: who is waiting in the lobby now, in order of arrival.
+    Lobby {
+        /// The people waiting.
+        waiting: Vec<&'a Participant>,
+    },
+    /// To everyone: a host locked or unlocked the meeting.
+    MeetingLocked {
+        /// Locked now.
+        locked: bool,
+        /// The host's display name.
+        by: &'a str,
     },
     /// To everyone, when a host ended the meeting. The server then closes
     /// every connection in it.

@@ -400,7 +400,7 @@ test('9. the person talking gets the speaking ring, from the server, everywhere'
 // after the SFU moved it from `f` to `q` at q's SPS/PPS (the switch is
 // right in the server's log; q's keyframes asked for later do not help).
 // VP8 (scenario 8) switches cleanly. See issue 14's notes.
-test('17. the host mutes someone and stops their camera, removes someone, who sees why, then ends the meeting for everyone', async (t) => {
+test('17. the host mutes someone and stops their camera, removes someone (who sees why), locks the meeting and admits a newcomer from the lobby, then ends it for everyone', async (t) => {
   await scenario(t, async (server, browser) => {
     const a = await signUp(browser, server.url, 'ada', 'Ada Lovelace');
     const b = await signUp(browser, server.url, 'bob', 'Bob Babbage');
@@ -451,6 +451,19 @@ test('17. the host mutes someone and stops their camera, removes someone, who se
     await a.page.getByRole('menuitem', { name: 'Make co-host' }).click();
     await b.page.locator('.people li', { hasText: 'Bob Babbage' }).locator('.role-badge', { hasText: 'Host' }).waitFor();
     await b.page.getByRole('button', { name: 'End meeting for all' }).waitFor();
+
+    // Locked: a newcomer waits in the lobby until the host admits her.
+    await a.page.getByRole('button', { name: 'Lock meeting' }).click();
+    await a.page.getByRole('button', { name: 'Unlock meeting' }).waitFor();
+    const d = await signUp(browser, server.url, 'deeh', 'Dee Hopper');
+    await openAndJoin(d.page, url);
+    await d.page.getByText('Waiting for a host to let you in').waitFor();
+    await a.page.getByRole('button', { name: 'Admit Dee Hopper' }).waitFor();
+    await screenshot(a.page, '17-lobby');
+    await a.page.getByRole('button', { name: 'Admit Dee Hopper' }).click();
+    await expectPlayingVideos(d.page, 1);
+    await tile(a.page, 'Dee Hopper').waitFor();
+    await screenshot(a.page, '17-after-lobby');
 
     await a.page.getByRole('button', { name: 'End meeting for all' }).click();
     await b.page.getByText('Ada Lovelace ended the meeting for everyone.').waitFor();

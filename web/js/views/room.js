@@ -99,6 +99,10 @@ class Room {
     this.selfId = null;
     /** Whether we are a host (from `existing-users`). */
     this.isHost = false;
+    /** Whether newcomers wait in the lobby. */
+    this.locked = false;
+    /** Hosts: who waits in the lobby. @type {Participant[]} */
+    this.waiting = [];
     /** @type {Map<string, Participant>} */
     this.participants = new Map();
     /** @type {Map<string, Tile>} by `${participantId}:camera|screen` */
@@ -156,6 +160,8 @@ class Room {
     this.peopleButton = control('Participants', 'people', 'panel', () => this.togglePanel('people'));
     this.peopleCount = h('span', { class: 'badge', 'aria-hidden': 'true' }, '1');
     this.peopleButton.append(this.peopleCount);
+    this.lobbyBadge = h('span', { class: 'badge lobby-badge', role: 'status', 'aria-label': 'People waiting to join', hidden: true }, '0');
+    this.peopleButton.append(this.lobbyBadge);
     this.layoutButton = control('Speaker view', 'speaker', 'layout', () => this.setViewMode(this.viewMode === 'speaker' ? 'grid' : 'speaker'));
     const copyButton = control('Copy link', 'link', '', () => this.copyLink());
     const leaveButton = control('Leave', 'leave', 'leave', () => this.leave());
@@ -168,7 +174,12 @@ class Room {
     this.peoplePanel = h('aside', { class: 'side', 'aria-label': 'Participants panel', hidden: true },
       h('div', { class: 'side-header' }, h('h2', {}, 'People'),
         h('button', { class: 'btn btn-ghost btn-icon', type: 'button', 'aria-label': 'Close participants', onclick: () => this.togglePanel(null) }, icon('close'))),
-      this.muteAllButton = h('button', { class: 'btn btn-small side-action', type: 'button', hidden: true, onclick: () => this.signaling.send({ type: 'mute-all' }) }, 'Mute all'),
+      h('div', { class: 'side-actions' },
+        this.lockButton = h('button', { class: 'btn btn-small', type: 'button', hidden: true, 'aria-pressed': 'false', onclick: () => this.signaling.send({ type: 'lock-meeting', locked: !this.locked }) }, 'Lock meeting'),
+        this.muteAllButton = h('button', { class: 'btn btn-small', type: 'button', hidden: true, onclick: () => this.signaling.send({ type: 'mute-all' }) }, 'Mute all')),
+      this.lobbyBox = h('section', { class: 'lobby', 'aria-label': 'Waiting to join', hidden: true },
+        h('h3', {}, 'Waiting to join'),
+        this.lobbyList = h('ul', { class: 'people' })),
       this.peopleList,
       this.endButton = h('button', { class: 'btn btn-danger', type: 'button', hidden: true, onclick: () => this.endForAll() }, 'End meeting for all'));
     this.bannerText = h('span', {}, 'Connection lost. Reconnecting…');
@@ -274,8 +285,8 @@ class Room {
         this.joining = false;
         this.selfId = message.self.id;
         this.isHost = message.self.role === 'host';
-        this.endButton.hidden = !this.isHost;
-        this.muteAllButton.hidden = !this.isHost;
+        this.locked = message.locked === true;
+        this.showHostControls();
         for (const key of [...this.tiles.keys()]) this.removeTile(key);
         this.participants.clear();
         this.addParticipant({ ...message.self, media: this.flags });
@@ -324,13 +335,36 @@ class Room {
         if (p) p.role = message.role;
         if (message.participant_id === this.selfId) {
           this.isHost = message.role === 'host';
-          this.endButton.hidden = !this.isHost;
-          this.muteAllButton.hidden = !this.isHost;
+          this.showHostControls();
           if (this.isHost) toast('You are now a host of this meeting.');
         }
         this.renderPeople();
         break;
       }
+      case 'lobby-waiting':
+        this.bannerText.textContent = 'This meeting is locked. Waiting for a host to let you in…';
+        this.banner.hidden = false;
+        break;
+      case 'admitted':
+        this.banner.hidden = true;
+        toast('A host let you in.');
+        this.join();
+        break;
+      case 'denied':
+        this.end('ended', message.by ? `${message.by} did not let you in.` : 'No host is in the meeting to let you in. Try again later.');
+        break;
+      case 'lobby': {
+        const before = new Set(this.waiting.map((p) => p.id));
+        this.waiting = message.waiting;
+        for (const p of this.waiting) if (!before.has(p.id)) toast(`${p.display_name} is waiting to join.`);
+        this.renderLobby();
+        break;
+      }
+      case 'meeting-locked':
+        this.locked = message.locked;
+        this.showHostControls();
+        toast(`${message.by} ${message.locked ? 'locked' : 'unlocked'} the meeting.`);
+        break;
       case 'muted-by-host':
         this.mutedByHost(message.by);
         break;
@@ -775,6 +809,31 @@ class Room {
   leave() {
     this.signaling.send({ type: 'leave-meeting' });
     this.end('left');
+  }
+
+  /** Shows or hides what only hosts get, as the role and lock stand. */
+  showHostControls() {
+    this.endButton.hidden = !this.isHost;
+    this.muteAllButton.hidden = !this.isHost;
+    this.lockButton.hidden = !this.isHost;
+    this.lockButton.textContent = this.locked ? 'Unlock meeting' : 'Lock meeting';
+    this.lockButton.setAttribute('aria-pressed', String(this.locked));
+    this.renderLobby();
+    this.renderPeople();
+  }
+
+  /** Hosts: who waits in the lobby, with Admit and Deny, at the top of the
+   * Participants panel, and their number on its button. */
+  renderLobby() {
+    const waiting = this.isHost ? this.waiting : [];
+    this.lobbyBox.hidden = waiting.length === 0;
+    this.lobbyBadge.hidden = waiting.length === 0;
+    this.lobbyBadge.textContent = String(waiting.length);
+    replace(this.lobbyList, ...waiting.map((p) => h('li', {},
+      h('img', { class: 'avatar', src: p.avatar_url, alt: '' }),
+      h('span', { class: 'name' }, p.display_name),
+      h('button', { class: 'btn btn-primary btn-small', type: 'button', 'aria-label': `Admit ${p.display_name}`, onclick: () => this.signaling.send({ type: 'admit', participant_id: p.id }) }, 'Admit'),
+      h('button', { class: 'btn btn-ghost btn-small', type: 'button', 'aria-label': `Deny ${p.display_name}`, onclick: () => this.signaling.send({ type: 'deny', participant_id: p.id }) }, 'Deny'))));
   }
 
   /** For hosts, a menu of what they may do to `p` (nothing for others,
