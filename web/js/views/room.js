@@ -13,7 +13,7 @@ import { ChatPanel } from './chat.js';
 import { TrackViews } from '../trackview.js';
 
 /** @typedef {{audio: boolean, video: boolean, screen: boolean}} MediaFlags */
-/** @typedef {{id: string, user_id: number, display_name: string, avatar_url: string, media: MediaFlags}} Participant */
+/** @typedef {{id: string, user_id: number, display_name: string, avatar_url: string, media: MediaFlags, role: 'host'|'participant'}} Participant */
 /** @typedef {import('./prejoin.js').JoinChoice} JoinChoice */
 
 /** Tiles per page in the grid before paging. */
