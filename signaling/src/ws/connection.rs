@@ -322,82 +322,98 @@ impl Connection {
                 participant_id,
                 reference,
             } => {
-                let Some(joined) = self.admit_control(&reference).await else {
-                    return;
-                };
-                let command = RoomCommand::Remove {
-                    by: joined.participant_id.clone(),
+                self.send_to_room(reference, |by, reference| RoomCommand::Remove {
+                    by,
                     target: participant_id,
                     reference,
-                };
-                joined.room.send(command).await;
+                })
+                .await;
             }
             ClientMessage::MuteParticipant {
                 participant_id,
                 reference,
-            } => self.mute(Some(participant_id), reference).await,
-            ClientMessage::MuteAll { reference } => self.mute(None, reference).await,
+            } => {
+                self.send_to_room(reference, |by, reference| RoomCommand::Mute {
+                    by,
+                    target: Some(participant_id),
+                    reference,
+                })
+                .await;
+            }
+            ClientMessage::MuteAll { reference } => {
+                self.send_to_room(reference, |by, reference| RoomCommand::Mute {
+                    by,
+                    target: None,
+                    reference,
+                })
+                .await;
+            }
             ClientMessage::StopVideo {
                 participant_id,
                 source,
                 reference,
             } => {
-                let Some(joined) = self.admit_control(&reference).await else {
-                    return;
+                let source = match source {
+                    VideoSource::Camera => zync_sfu::Source::Camera,
+                    VideoSource::Screen => zync_sfu::Source::Screen,
                 };
-                let command = RoomCommand::StopVideo {
-                    by: joined.participant_id.clone(),
+                self.send_to_room(reference, |by, reference| RoomCommand::StopVideo {
+                    by,
                     target: participant_id,
-                    source: match source {
-                        VideoSource::Camera => zync_sfu::Source::Camera,
-                        VideoSource::Screen => zync_sfu::Source::Screen,
-                    },
+                    source,
                     reference,
-                };
-                joined.room.send(command).await;
+                })
+                .await;
             }
             ClientMessage::MakeHost {
                 participant_id,
                 reference,
             } => {
-                let Some(joined) = self.admit_control(&reference).await else {
-                    return;
-                };
-                let command = RoomCommand::MakeHost {
-                    by: joined.participant_id.clone(),
+                self.send_to_room(reference, |by, reference| RoomCommand::MakeHost {
+                    by,
                     target: participant_id,
                     reference,
-                };
-                joined.room.send(command).await;
+                })
+                .await;
             }
             ClientMessage::LockMeeting { locked, reference } => {
-                let Some(joined) = self.admit_control(&reference).await else {
-                    return;
-                };
-                let command = RoomCommand::Lock {
-                    by: joined.participant_id.clone(),
+                self.send_to_room(reference, |by, reference| RoomCommand::Lock {
+                    by,
                     locked,
                     reference,
-                };
-                joined.room.send(command).await;
+                })
+                .await;
             }
             ClientMessage::Admit {
                 participant_id,
                 reference,
-            } => self.decide(participant_id, true, reference).await,
+            } => {
+                self.send_to_room(reference, |by, reference| RoomCommand::Decide {
+                    by,
+                    target: participant_id,
+                    admit: true,
+                    reference,
+                })
+                .await;
+            }
             ClientMessage::Deny {
                 participant_id,
                 reference,
-            } => self.decide(participant_id, false, reference).await,
-            ClientMessage::EndMeeting { reference } => {
-                let Some(joined) = self.admit_control(&reference).await else {
-                    return;
-                };
-                let command = RoomCommand::End {
-                    by: joined.participant_id.clone(),
+            } => {
+                self.send_to_room(reference, |by, reference| RoomCommand::Decide {
+                    by,
+                    target: participant_id,
+                    admit: false,
                     reference,
-                };
-                joined.room.send(command).await;
+                })
+                .await;
+            }
+            ClientMessage::EndMeeting { reference } => {
+                self.send_to_room(reference, |by, reference| RoomCommand::End {
+                    by,
+                    reference,
+                })
+                .await;
             }
             ClientMessage::MediaState {
                 audio,
@@ -405,46 +421,32 @@ impl Connection {
                 screen,
                 reference,
             } => {
-                let Some(joined) = self.admit_control(&reference).await else {
-                    return;
+                let media = MediaState {
+                    audio,
+                    video,
+                    screen,
                 };
-                let command = RoomCommand::MediaState {
-                    participant_id: joined.participant_id.clone(),
-                    media: MediaState {
-                        audio,
-                        video,
-                        screen,
-                    },
-                };
-                joined.room.send(command).await;
+                self.send_to_room(reference, |participant_id, _| RoomCommand::MediaState {
+                    participant_id,
+                    media,
+                })
+                .await;
             }
         }
     }
 
-    /// Asks the room to admit or deny someone in its lobby, for a host.
-    async fn decide(&mut self, target: String, admit: bool, reference: Option<Value>) {
+    /// Sends the room a command about us (a `media-state` or a host
+    /// action), built from our participant id and the request's `ref`,
+    /// once [`Connection::admit_control`] lets it through.
+    async fn send_to_room(
+        &mut self,
+        reference: Option<Value>,
+        command: impl FnOnce(String, Option<Value>) -> RoomCommand,
+    ) {
         let Some(joined) = self.admit_control(&reference).await else {
             return;
         };
-        let command = RoomCommand::Decide {
-            by: joined.participant_id.clone(),
-            target,
-            admit,
-            reference,
-        };
-        joined.room.send(command).await;
-    }
-
-    /// Asks the room to mute `target` (or every non-host) for a host.
-    async fn mute(&mut self, target: Option<String>, reference: Option<Value>) {
-        let Some(joined) = self.admit_control(&reference).await else {
-            return;
-        };
-        let command = RoomCommand::Mute {
-            by: joined.participant_id.clone(),
-            target,
-            reference,
-        };
+        let command = command(joined.participant_id.clone(), reference);
         joined.room.send(command).await;
     }
 
